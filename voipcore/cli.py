@@ -1,0 +1,197 @@
+"""Command line: ``voipcore serve | check-config | users add|list|remove``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Sequence
+
+from voipcore.config import Config, ConfigError, UserConfig, load_config
+from voipcore.logs import setup_logging
+from voipcore.sip.digest import compute_ha1
+from voipcore.store import User
+from voipcore.store.sqlite import SqliteStore
+
+DEFAULT_CONFIG = os.environ.get("VOIPCORE_CONFIG", "config/voipcore.toml")
+
+
+def make_user(
+    realm: str,
+    username: str,
+    password: str,
+    extension: str | None = None,
+    display_name: str | None = None,
+) -> User:
+    """A user record holding HA1 hashes for MD5 and SHA-256, never the password."""
+    return User(
+        username=username,
+        realm=realm,
+        ha1_md5=compute_ha1(username, realm, password, "MD5"),
+        ha1_sha256=compute_ha1(username, realm, password, "SHA-256"),
+        extension=extension,
+        display_name=display_name,
+    )
+
+
+def seed_users(config: Config, store: SqliteStore) -> None:
+    """Put the config's ``[[users]]`` into the store.
+
+    A user with a password in the config gets that password.  One without
+    keeps the password it has; if it has none (or the domain changed), a
+    random one is generated and printed once.
+    """
+    realm = config.sip.domain
+    for entry in config.users:
+        existing = store.get_user(entry.username)
+        if entry.password is not None:
+            store.put_user(_user_from_config(realm, entry, entry.password))
+        elif existing is None or existing.realm != realm:
+            password = secrets.token_urlsafe(9)
+            store.put_user(_user_from_config(realm, entry, password))
+            print(
+                f"created user {entry.username} with password {password}\n"
+                f"  (set your own: voipcore users add {entry.username} --config FILE)",
+                file=sys.stderr,
+            )
+
+
+def _user_from_config(realm: str, entry: UserConfig, password: str) -> User:
+    return make_user(realm, entry.username, password, entry.extension, entry.display_name)
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"voipcore: invalid config: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    listen = ", ".join(str(spec) for spec in config.sip.listen)
+    print(f"{args.config}: OK (domain {config.sip.domain}; sip {listen}; http {config.http.listen})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    setup_logging(args.log_level, args.log_format, sip_trace=args.sip_trace)
+    store = SqliteStore(config.store.sqlite_path)
+    seed_users(config, store)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stdlib loop still works
+        asyncio.run(_serve(config, store))
+    else:
+        uvloop.run(_serve(config, store))
+    return 0
+
+
+async def _serve(config: Config, store: SqliteStore) -> None:
+    from voipcore.server import Server
+
+    server = Server(config, store)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def _open_store(args: argparse.Namespace) -> tuple[Config, SqliteStore]:
+    config = _load(args.config)
+    return config, SqliteStore(config.store.sqlite_path)
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    config, store = _open_store(args)
+    password = args.password
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"password for {args.username}: ")
+        else:
+            password = secrets.token_urlsafe(9)
+            print(f"generated password for {args.username}: {password}")
+    if len(password) < 4:
+        print("voipcore: password must be at least 4 characters", file=sys.stderr)
+        return 2
+    extension = args.extension if args.extension is not None else _default_extension(args.username)
+    store.put_user(
+        make_user(config.sip.domain, args.username, password, extension, args.display_name)
+    )
+    print(f"user {args.username} saved")
+    return 0
+
+
+def _default_extension(username: str) -> str | None:
+    return username if username.isdigit() else None
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    _, store = _open_store(args)
+    print(f"{'username':<20} {'extension':<10} display name")
+    for user in store.list_users():
+        print(f"{user.username:<20} {user.extension or '-':<10} {user.display_name or ''}")
+    return 0
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    _, store = _open_store(args)
+    if not store.remove_user(args.username):
+        print(f"voipcore: no user {args.username!r}", file=sys.stderr)
+        return 1
+    print(f"user {args.username} removed")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voipcore", description="SIP/VoIP media server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", default=DEFAULT_CONFIG, help="TOML config file")
+    serve.add_argument("--sip-trace", action="store_true", help="log every SIP message")
+    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument("--log-format", choices=("text", "json"), default="text")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    check.set_defaults(func=cmd_check_config)
+
+    users = sub.add_parser("users", help="manage accounts").add_subparsers(
+        dest="action", required=True
+    )
+    add = users.add_parser("add", help="create a user or change its password")
+    add.add_argument("username")
+    add.add_argument("--password", help="default: prompt, or generate when not a terminal")
+    add.add_argument("--extension")
+    add.add_argument("--display-name")
+    add.set_defaults(func=cmd_users_add)
+    lst = users.add_parser("list", help="list users")
+    lst.set_defaults(func=cmd_users_list)
+    rm = users.add_parser("remove", help="delete a user and their registrations")
+    rm.add_argument("username")
+    rm.set_defaults(func=cmd_users_remove)
+    for p in (add, lst, rm):
+        p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML config file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``voipcore`` command."""
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

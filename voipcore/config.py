@@ -1,0 +1,210 @@
+"""voipcore configuration: TOML validated by pydantic.
+
+Every error names the key that is wrong (``sip.listen[1]: ...``) so an
+operator can fix the file without reading code.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+TRANSPORTS = ("udp", "tcp")
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSpec:
+    """One ``transport:host:port`` listen address (port 0 picks a free port)."""
+
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """Split ``host:port`` or ``[v6]:port`` and validate both parts."""
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"port must be 0-65535, got {port_text!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ValueError(f"host must be an IP address or localhost, got {host!r}") from None
+    return host, int(port_text)
+
+
+def parse_listen(text: str) -> ListenSpec:
+    """Parse ``udp:HOST:PORT`` / ``tcp:HOST:PORT``."""
+    transport, sep, rest = text.partition(":")
+    if not sep or transport.lower() not in TRANSPORTS:
+        raise ValueError(f"expected one of {', '.join(TRANSPORTS)} then :HOST:PORT, got {text!r}")
+    host, port = parse_host_port(rest)
+    return ListenSpec(transport.lower(), host, port)
+
+
+Dscp = Annotated[int, Field(ge=0, le=63, description="DSCP code point (EF=46, CS3=24)")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SipConfig(_Section):
+    """``[sip]``: listeners, domain (digest realm) and registration bounds (RFC 3261 §10)."""
+
+    listen: list[ListenSpec]
+    domain: str = Field(min_length=1)
+    min_expires: int = Field(60, ge=1)
+    max_expires: int = Field(3600, ge=1)
+    default_expires: int = Field(3600, ge=1)
+    max_contacts: int = Field(10, ge=1)
+    nonce_ttl: float = Field(300.0, gt=0)
+    tcp_idle_timeout: float = Field(600.0, gt=0)
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen(cls, value: Any) -> list[ListenSpec]:
+        if not isinstance(value, list) or not value:
+            raise ValueError("must be a non-empty list like [\"udp:0.0.0.0:5060\"]")
+        return [v if isinstance(v, ListenSpec) else parse_listen(str(v)) for v in value]
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SipConfig:
+        if not self.min_expires <= self.default_expires <= self.max_expires:
+            raise ValueError("need min_expires <= default_expires <= max_expires")
+        return self
+
+
+class HttpConfig(_Section):
+    """``[http]``: the REST API, web dialer and /metrics listener."""
+
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_host_port(value)
+        return value
+
+
+class MediaConfig(_Section):
+    """``[media]``: RTP port range and worker processes (0 = in-process engine)."""
+
+    rtp_ports: tuple[int, int] = (20000, 30000)
+    workers: int = Field(0, ge=0, le=256)
+
+    @field_validator("rtp_ports")
+    @classmethod
+    def _ports(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 1024 <= low < high <= 65535:
+            raise ValueError("must be [LOW, HIGH] with 1024 <= LOW < HIGH <= 65535")
+        return value
+
+
+class QosConfig(_Section):
+    """``[qos]``: DSCP code points for signalling and media (RFC 4594 classes)."""
+
+    sip_dscp: Dscp = 24
+    media_dscp: Dscp = 46
+
+
+class StoreConfig(_Section):
+    """``[store]``: where users, registrations and the call log live."""
+
+    url: str = "sqlite:///voipcore.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith("sqlite:///"):
+            raise ValueError("only sqlite:///PATH is supported, e.g. sqlite:///voipcore.db")
+        if value == "sqlite:///":
+            raise ValueError("sqlite URL needs a path, e.g. sqlite:///voipcore.db")
+        return value
+
+    @property
+    def sqlite_path(self) -> str:
+        """The database path (``:memory:`` allowed)."""
+        return self.url.removeprefix("sqlite:///")
+
+
+class UserConfig(_Section):
+    """``[[users]]``: an account seeded into the store at start-up."""
+
+    username: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._~+-]+$")
+    password: str | None = Field(None, min_length=4)
+    extension: str | None = Field(None, pattern=r"^[0-9*#]+$")
+    display_name: str | None = None
+
+
+class Config(_Section):
+    """The whole file."""
+
+    sip: SipConfig
+    http: HttpConfig
+    media: MediaConfig = MediaConfig()
+    qos: QosConfig = QosConfig()
+    store: StoreConfig = StoreConfig()
+    users: list[UserConfig] = []
+
+    @model_validator(mode="after")
+    def _unique_users(self) -> Config:
+        seen: set[str] = set()
+        for user in self.users:
+            if user.username in seen:
+                raise ValueError(f"duplicate username {user.username!r} in [[users]]")
+            seen.add(user.username)
+        return self
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config; :class:`ConfigError` names each bad key."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling)"
+            problems.append(f"{_key_path(err['loc'])}: {msg}")
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None

@@ -1,0 +1,283 @@
+"""Registrar: the location service of RFC 3261 §10.3, sans-I/O.
+
+:meth:`Registrar.register` takes a parsed REGISTER, where it came from and
+the wall-clock ``now``, and returns the response plus the binding changes to
+persist *before* the response is sent.  Bindings live in memory for lookups
+and are loaded from the store at start-up so a restart loses none.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from email.utils import formatdate
+
+from voipcore.sip.digest import AuthResult, Credentials, DigestAuthenticator
+from voipcore.sip.errors import SipParseError
+from voipcore.sip.message import Request, Response, make_response, parse_uint
+from voipcore.sip.uri import NameAddr, SipUri
+from voipcore.store import Binding, User
+from voipcore.store.sqlite import BindingChange
+
+UserLookup = Callable[[str], User | None]
+
+
+@dataclass(slots=True)
+class RegisterResult:
+    """What a REGISTER produced: the reply and the changes to persist first."""
+
+    response: Response
+    changes: list[BindingChange]
+
+
+def _format_contact(binding: Binding, now: float) -> str:
+    remaining = max(0, int(binding.expires_at - now + 0.5))
+    q = "" if binding.q == 1.0 else f";q={binding.q:g}"
+    return f"<{binding.contact}>;expires={remaining}{q}"
+
+
+class Registrar:
+    """Bindings of address-of-record (username) to contacts, with digest auth."""
+
+    def __init__(
+        self,
+        domain: str,
+        authenticator: DigestAuthenticator,
+        users: UserLookup,
+        *,
+        min_expires: int = 60,
+        max_expires: int = 3600,
+        default_expires: int = 3600,
+        max_contacts: int = 10,
+    ) -> None:
+        self.domain = domain.lower()
+        self.auth = authenticator
+        self.users = users
+        self.min_expires = min_expires
+        self.max_expires = max_expires
+        self.default_expires = default_expires
+        self.max_contacts = max_contacts
+        self._bindings: dict[str, dict[str, Binding]] = {}
+        self._expiry: list[tuple[float, str, str]] = []
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._bindings.values())
+
+    def load(self, bindings: Iterable[Binding]) -> None:
+        """Install bindings read from the store at start-up."""
+        for binding in bindings:
+            self._put(binding)
+
+    def lookup(self, username: str, now: float) -> list[Binding]:
+        """Live contacts of ``username``, highest q first (§16.6 target set)."""
+        current = self._bindings.get(username, {})
+        live = [b for b in current.values() if b.expires_at > now]
+        return sorted(live, key=lambda b: -b.q)
+
+    def expire(self, now: float) -> list[BindingChange]:
+        """Remove bindings whose time is up; returns the removals to persist."""
+        removed: list[BindingChange] = []
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            expires_at, aor, contact = heapq.heappop(heap)
+            current = self._bindings.get(aor)
+            binding = current.get(contact) if current else None
+            # Refreshed bindings left stale heap entries behind: skip those.
+            if current is not None and binding is not None and binding.expires_at == expires_at:
+                del current[contact]
+                if not current:
+                    del self._bindings[aor]
+                removed.append((binding, True))
+        return removed
+
+    def next_expiry(self) -> float | None:
+        """When :meth:`expire` next has work, if ever."""
+        return self._expiry[0][0] if self._expiry else None
+
+    def register(self, request: Request, source: str, now: float) -> RegisterResult:
+        """Process a REGISTER per RFC 3261 §10.3 steps 1-8."""
+        try:
+            return self._register(request, source, now)
+        except SipParseError as exc:
+            return RegisterResult(make_response(request, exc.status, _short(exc.reason)), [])
+
+    def _register(self, request: Request, source: str, now: float) -> RegisterResult:
+        to_uri = request.to.uri
+        if not isinstance(to_uri, SipUri) or to_uri.user is None:
+            return self._reply(request, 404, "Not Found (To must be sip:user@domain)")
+        if not self._serves(to_uri.host):
+            return self._reply(request, 404, "Not Found (domain not served here)")
+        username = to_uri.user_unescaped or ""
+
+        denied = self._authenticate(request, username, now)
+        if denied is not None:
+            return RegisterResult(denied, [])
+
+        contacts = request.contacts
+        if not contacts:
+            return self._ok(request, username, now)
+        if any(c == "*" for c in contacts):
+            return self._remove_all(request, username, now)
+        return self._update(request, username, contacts, source, now)
+
+    def _authenticate(self, request: Request, username: str, now: float) -> Response | None:
+        """§10.3 steps 3-4 with digest (§22, RFC 7616): None when authorised."""
+        creds = None
+        for value in request.headers.get_all("Authorization"):
+            candidate = Credentials.parse(value)
+            if candidate.realm == self.auth.realm:
+                creds = candidate
+                break
+        if creds is None:
+            return self._challenge(request, now, stale=False)
+        user = self.users(creds.username)
+        ha1 = user.ha1(creds.algorithm) if user is not None and user.realm == self.auth.realm else None
+        result = self.auth.verify(creds, request.method, ha1, now, request_uri=request.uri_text)
+        if result is AuthResult.STALE:
+            return self._challenge(request, now, stale=True)
+        if result in (AuthResult.REPLAY, AuthResult.MISMATCH):
+            return self._challenge(request, now, stale=False)
+        if result is not AuthResult.OK:
+            return make_response(request, 403, "Forbidden (bad credentials)", to_tag=_tag(request))
+        if creds.username != username:
+            return make_response(
+                request, 403, "Forbidden (user may not register this address)", to_tag=_tag(request)
+            )
+        return None
+
+    def _challenge(self, request: Request, now: float, *, stale: bool) -> Response:
+        response = make_response(request, 401, to_tag=_tag(request))
+        for challenge in self.auth.challenges(now, stale=stale):
+            response.headers.add("WWW-Authenticate", str(challenge))
+        return response
+
+    def _update(
+        self,
+        request: Request,
+        username: str,
+        contacts: list[NameAddr | str],
+        source: str,
+        now: float,
+    ) -> RegisterResult:
+        header_expires = request.headers.get("Expires")
+        default = (
+            parse_uint(header_expires, "Expires", 2**32 - 1)
+            if header_expires is not None
+            else self.default_expires
+        )
+        current = dict(self._bindings.get(username, {}))
+        call_id = request.call_id
+        cseq = request.cseq.seq
+        user_agent = request.headers.get("User-Agent", "") or ""
+        changes: list[BindingChange] = []
+        for contact in contacts:
+            assert isinstance(contact, NameAddr)
+            expires_param = contact.params.get("expires")
+            expires = (
+                parse_uint(expires_param, "Contact expires", 2**32 - 1)
+                if expires_param is not None
+                else default
+            )
+            if 0 < expires < self.min_expires:
+                response = make_response(request, 423, to_tag=_tag(request))
+                response.headers.add("Min-Expires", str(self.min_expires))
+                return RegisterResult(response, [])
+            expires = min(expires, self.max_expires)
+            key = str(contact.uri)
+            existing = current.get(key)
+            if existing is not None and existing.call_id == call_id and cseq <= existing.cseq:
+                return self._reply(request, 400, "Bad Request (CSeq not higher than the binding's)")
+            if expires == 0:
+                if existing is not None:
+                    del current[key]
+                    changes.append((existing, True))
+                continue
+            binding = Binding(
+                aor=username,
+                contact=key,
+                expires_at=now + expires,
+                q=_q_value(contact),
+                call_id=call_id,
+                cseq=cseq,
+                source=source,
+                user_agent=user_agent,
+            )
+            current[key] = binding
+            changes.append((binding, False))
+        if len(current) > self.max_contacts:
+            return self._reply(request, 503, "Service Unavailable (too many registered contacts)")
+        for binding, remove in changes:
+            if remove:
+                self._drop(binding)
+            else:
+                self._put(binding)
+        return RegisterResult(self._ok(request, username, now).response, changes)
+
+    def _remove_all(self, request: Request, username: str, now: float) -> RegisterResult:
+        """``Contact: *`` with ``Expires: 0`` (§10.2.2, §10.3 step 6)."""
+        if len(request.contacts) != 1 or request.headers.get("Expires", "").strip() != "0":
+            return self._reply(request, 400, "Bad Request (Contact: * needs Expires: 0 alone)")
+        current = self._bindings.get(username, {})
+        call_id, cseq = request.call_id, request.cseq.seq
+        if any(b.call_id == call_id and cseq <= b.cseq for b in current.values()):
+            return self._reply(request, 400, "Bad Request (CSeq not higher than the binding's)")
+        changes: list[BindingChange] = [(b, True) for b in current.values()]
+        for binding, _ in changes:
+            self._drop(binding)
+        return RegisterResult(self._ok(request, username, now).response, changes)
+
+    def _ok(self, request: Request, username: str, now: float) -> RegisterResult:
+        response = make_response(request, 200, to_tag=_tag(request))
+        for binding in self.lookup(username, now):
+            response.headers.add("Contact", _format_contact(binding, now))
+        response.headers.add("Date", formatdate(now, usegmt=True))
+        return RegisterResult(response, [])
+
+    def _reply(self, request: Request, status: int, reason: str) -> RegisterResult:
+        return RegisterResult(make_response(request, status, reason, to_tag=_tag(request)), [])
+
+    def _serves(self, host: str) -> bool:
+        host = host.lower()
+        if host == self.domain or host == "localhost":
+            return True
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return True
+
+    def _put(self, binding: Binding) -> None:
+        self._bindings.setdefault(binding.aor, {})[binding.contact] = binding
+        heapq.heappush(self._expiry, (binding.expires_at, binding.aor, binding.contact))
+
+    def _drop(self, binding: Binding) -> None:
+        current = self._bindings.get(binding.aor)
+        if current is not None:
+            current.pop(binding.contact, None)
+            if not current:
+                del self._bindings[binding.aor]
+
+
+def _q_value(contact: NameAddr) -> float:
+    text = contact.params.get("q")
+    if text is None:
+        return 1.0
+    try:
+        q = float(text)
+    except ValueError:
+        raise SipParseError(f"bad q value {text!r}") from None
+    if not 0.0 <= q <= 1.0:
+        raise SipParseError(f"q value out of range: {text}")
+    return q
+
+
+def _tag(request: Request) -> str:
+    """A To tag for our final responses, stable across retransmissions (§8.2.6.2)."""
+    return format(hash((request.call_id, request.from_.tag)) & 0xFFFFFFFF, "08x")
+
+
+def _short(reason: str) -> str:
+    return reason if len(reason) <= 80 else reason[:77] + "..."
+

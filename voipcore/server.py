@@ -1,0 +1,157 @@
+"""Wiring: config → store, registrar, SIP service and transports on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from voipcore.config import Config
+from voipcore.logs import TRACE_LOGGER
+from voipcore.registrar import Registrar
+from voipcore.service import SipService, StoreBindings
+from voipcore.sip.digest import DigestAuthenticator
+from voipcore.sip.transaction import Address
+from voipcore.store import User
+from voipcore.store.sqlite import SqliteStore
+from voipcore.store.writer import BatchWriter
+from voipcore.transport import TransportSet
+from voipcore.transport.tcp import TcpTransport
+from voipcore.transport.udp import UdpTransport
+
+log = logging.getLogger(__name__)
+trace = logging.getLogger(TRACE_LOGGER)
+
+#: How often users edited by the CLI (another SQLite connection) are picked up.
+USER_REFRESH_SECONDS = 2.0
+
+
+class Server:
+    """A running voipcore signalling process."""
+
+    def __init__(self, config: Config, store: SqliteStore) -> None:
+        self.config = config
+        self.store = store
+        self.writer = BatchWriter(store)
+        self.transports = TransportSet()
+        self._users: dict[str, User] = {}
+        self._users_version = -1
+        authenticator = DigestAuthenticator(
+            config.sip.domain, store.secret("digest-nonce"), nonce_ttl=config.sip.nonce_ttl
+        )
+        registrar = Registrar(
+            config.sip.domain,
+            authenticator,
+            lambda name: self._users.get(name),
+            min_expires=config.sip.min_expires,
+            max_expires=config.sip.max_expires,
+            default_expires=config.sip.default_expires,
+            max_contacts=config.sip.max_contacts,
+        )
+        self.service = SipService(registrar)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Load state, bind every listener and start serving."""
+        loop = asyncio.get_running_loop()
+        self.service.wall_offset = time.time() - loop.time()
+        self._users = self._load_users() or {}
+        bindings = self.store.load_bindings(time.time())
+        self.service.registrar.load(bindings)
+        log.info("loaded %d users and %d registrations", len(self._users), len(bindings))
+        sip = self.config.sip
+        dscp = self.config.qos.sip_dscp
+        for spec in sip.listen:
+            transport: UdpTransport | TcpTransport
+            if spec.transport == "udp":
+                transport = await UdpTransport.start(spec, self._received, dscp)
+            else:
+                transport = await TcpTransport.start(
+                    spec, self._received, dscp, sip.tcp_idle_timeout
+                )
+            self.transports.add(transport)
+            log.info("sip listening on %s", transport.bound, extra={"listen": str(transport.bound)})
+        self._spawn(self._refresh_users_forever())
+        self._rearm()
+
+    async def stop(self) -> None:
+        """Stop listening, finish pending store writes, close the store."""
+        self.transports.close()
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.writer.close()
+        self.store.close()
+        log.info("stopped", extra=dict(self.service.counters.__dict__))
+
+    # -- event plumbing --------------------------------------------------------
+
+    def _received(self, data: bytes, addr: Address) -> None:
+        if trace.isEnabledFor(logging.DEBUG):
+            trace.debug("recv %s %s:%s\n%s", *addr, data.decode("utf-8", "replace"))
+        self.service.receive(data, addr, asyncio.get_running_loop().time())
+        self._pump()
+
+    def _pump(self) -> None:
+        service = self.service
+        for data, addr in service.datagrams_to_send():
+            if trace.isEnabledFor(logging.DEBUG):
+                trace.debug("send %s %s:%s\n%s", *addr, data.decode("utf-8", "replace"))
+            if not self.transports.send(data, addr):
+                log.info("cannot send to %s:%s:%s: no connection", *addr)
+        while (event := service.next_event()) is not None:
+            if isinstance(event, StoreBindings):
+                self._spawn(self._persist(event))
+        self._rearm()
+
+    async def _persist(self, event: StoreBindings) -> None:
+        await self.writer.apply(event.changes)
+        if event.response is not None:
+            self.service.respond(event.response, asyncio.get_running_loop().time())
+            self._pump()
+
+    def _rearm(self) -> None:
+        deadline = self.service.get_timer()
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.service.handle_timer(asyncio.get_running_loop().time())
+        self._pump()
+
+    def _spawn(self, coro: object) -> None:
+        assert asyncio.iscoroutine(coro)
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # -- users -------------------------------------------------------------------
+
+    def _load_users(self) -> dict[str, User] | None:
+        """Users from the store, or None if nothing changed since the last load."""
+        version = self.store.data_version()
+        if version == self._users_version:
+            return None
+        self._users_version = version
+        return {u.username: u for u in self.store.list_users()}
+
+    async def _refresh_users_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(USER_REFRESH_SECONDS)
+            users = await loop.run_in_executor(self.writer.executor, self._load_users)
+            if users is not None:
+                self._users = users

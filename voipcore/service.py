@@ -1,0 +1,304 @@
+"""The SIP service core: bytes in, bytes and events out, no I/O (sans-I/O).
+
+:class:`SipService` parses what a transport received, answers requests aimed
+at this server (REGISTER, OPTIONS, errors) through the transaction layer, and
+says where each outgoing message goes.  Store writes are requested as
+:class:`StoreBindings` events; the adapter persists them and then calls
+:meth:`SipService.respond`, so no 200 OK is sent for a binding that a restart
+would lose.  Timers are driven by an explicit monotonic ``now``; the
+registrar's wall clock is ``now + wall_offset``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+from voipcore.registrar import Registrar
+from voipcore.sip.errors import SipParseError
+from voipcore.sip.headers import COMPACT_FORMS
+from voipcore.sip.message import Request, Response, make_response, parse_message
+from voipcore.sip.transaction import (
+    Address,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponse,
+    Timers,
+    TransactionLayer,
+    TransactionTimeout,
+    TransportFailure,
+)
+from voipcore.store.sqlite import BindingChange
+
+log = logging.getLogger(__name__)
+
+#: Methods this server implements today (RFC 3261 §20.5 Allow).
+ALLOWED = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
+#: Methods we know but do not accept here: 405; anything else is 501 (§21.5.2).
+KNOWN_METHODS = frozenset(
+    {
+        "INVITE",
+        "BYE",
+        "PRACK",
+        "UPDATE",
+        "INFO",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "REFER",
+        "MESSAGE",
+        "PUBLISH",
+    }
+)
+SERVER_NAME = "voipcore/0.1"
+
+
+class ServiceEvent:
+    """Base class of what the service asks its adapter to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreBindings(ServiceEvent):
+    """Persist registration changes, then send ``response`` (if any)."""
+
+    changes: list[BindingChange]
+    """Binding upserts and removals, in order."""
+    response: Response | None
+    """The REGISTER's reply, to send once the changes are committed."""
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the service has seen, for logs and /metrics."""
+
+    received: int = 0
+    sent: int = 0
+    parse_errors: int = 0
+    bad_requests_answered: int = 0
+    dropped: int = 0
+    transaction_timeouts: int = 0
+    transport_failures: int = 0
+    by_method: dict[str, int] = field(default_factory=dict)
+
+
+class SipService:
+    """Registrar and UAS core for requests addressed to this server."""
+
+    def __init__(
+        self,
+        registrar: Registrar,
+        *,
+        timers: Timers | None = None,
+        wall_offset: float = 0.0,
+    ) -> None:
+        self.registrar = registrar
+        self.layer = TransactionLayer(timers or Timers())
+        self.wall_offset = wall_offset
+        self.counters = Counters()
+        self._out: list[tuple[bytes, Address]] = []
+        self._events: deque[ServiceEvent] = deque()
+
+    # -- input ---------------------------------------------------------------
+
+    def receive(self, data: bytes, addr: Address, now: float) -> None:
+        """Handle one framed message from ``addr``."""
+        self.counters.received += 1
+        try:
+            message = parse_message(data, stream=addr[0] != "UDP")
+        except SipParseError as exc:
+            self._reject_unparsable(data, addr, exc)
+            return
+        if isinstance(message, Request):
+            self.counters.by_method[message.method] = (
+                self.counters.by_method.get(message.method, 0) + 1
+            )
+            if addr[0] == "UDP":
+                _stamp_via(message, addr)
+        self.layer.receive(message, addr, now)
+        self._drain_layer(now)
+
+    def respond(self, response: Response, now: float) -> None:
+        """Send a response whose request was handed out in an event."""
+        try:
+            self.layer.send_response(response, now)
+        except KeyError:
+            # The transaction ended (timer H/J) while the store was writing.
+            log.debug("no transaction left for %r", response)
+        self._collect_outgoing()
+
+    def handle_timer(self, now: float) -> None:
+        """Fire due transaction timers and expire registrations."""
+        self.layer.handle_timer(now)
+        self._drain_layer(now)
+        expired = self.registrar.expire(now + self.wall_offset)
+        if expired:
+            self._events.append(StoreBindings(expired, None))
+
+    # -- output --------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """The next monotonic time :meth:`handle_timer` must run, if any."""
+        deadlines = [self.layer.get_timer()]
+        expiry = self.registrar.next_expiry()
+        if expiry is not None:
+            deadlines.append(expiry - self.wall_offset)
+        present = [d for d in deadlines if d is not None]
+        return min(present) if present else None
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        """Serialized messages and their destinations, oldest first."""
+        out, self._out = self._out, []
+        self.counters.sent += len(out)
+        return out
+
+    def next_event(self) -> ServiceEvent | None:
+        """The next thing the adapter must do, if any."""
+        return self._events.popleft() if self._events else None
+
+    # -- internals -----------------------------------------------------------
+
+    def _drain_layer(self, now: float) -> None:
+        while (event := self.layer.next_event()) is not None:
+            if isinstance(event, RequestReceived):
+                if event.key is not None:
+                    self._dispatch(event.request, event.addr, now)
+            elif isinstance(event, ResponseReceived | StrayResponse):
+                log.debug("ignoring response %r", getattr(event, "response", None))
+            elif isinstance(event, TransactionTimeout):
+                self.counters.transaction_timeouts += 1
+            elif isinstance(event, TransportFailure):
+                self.counters.transport_failures += 1
+        self._collect_outgoing()
+
+    def _dispatch(self, request: Request, addr: Address, now: float) -> None:
+        method = request.method
+        if method == "CANCEL":
+            # No INVITE is accepted yet, so nothing can be cancelled (§9.2).
+            self._reply(make_response(request, 481), now)
+            return
+        unsupported = _unsupported_extensions(request)
+        if unsupported:
+            response = make_response(request, 420)
+            response.headers.add("Unsupported", ", ".join(unsupported))
+            self._reply(response, now)
+            return
+        if method == "REGISTER":
+            result = self.registrar.register(request, _source(addr), now + self.wall_offset)
+            self._decorate(result.response)
+            if result.changes:
+                self._events.append(StoreBindings(result.changes, result.response))
+            else:
+                self.respond(result.response, now)
+        elif method == "OPTIONS":
+            response = make_response(request, 200)
+            response.headers.add("Accept", "application/sdp")
+            self._reply(response, now)
+        elif method in KNOWN_METHODS:
+            self._reply(make_response(request, 405), now)
+        else:
+            self._reply(make_response(request, 501), now)
+
+    def _reply(self, response: Response, now: float) -> None:
+        self._decorate(response)
+        self.respond(response, now)
+
+    @staticmethod
+    def _decorate(response: Response) -> None:
+        if response.status in (200, 405, 501):
+            response.headers.add("Allow", ", ".join(ALLOWED))
+        response.headers.add("Server", SERVER_NAME)
+
+    def _collect_outgoing(self) -> None:
+        for message, addr in self.layer.messages_to_send():
+            if isinstance(message, Response) and addr[0] == "UDP":
+                addr = _response_destination(message, addr)
+            self._out.append((bytes(message), addr))
+
+    def _reject_unparsable(self, data: bytes, addr: Address, exc: SipParseError) -> None:
+        """400 (or the error's code) when the request can be answered, else drop (§21.4.1)."""
+        self.counters.parse_errors += 1
+        reply = _salvage_error_response(data, exc)
+        if reply is None:
+            self.counters.dropped += 1
+            log.info("dropped unparsable message from %s:%s: %s", addr[1], addr[2], exc.reason)
+            return
+        self.counters.bad_requests_answered += 1
+        log.info("rejected message from %s:%s: %s", addr[1], addr[2], exc.reason)
+        self._out.append((reply, addr))
+
+
+def _source(addr: Address) -> str:
+    host = f"[{addr[1]}]" if ":" in addr[1] else addr[1]
+    return f"{addr[0].lower()}:{host}:{addr[2]}"
+
+
+def _stamp_via(request: Request, addr: Address) -> None:
+    """Add received/rport to the top Via (RFC 3261 §18.2.1, RFC 3581 §4)."""
+    top = request.via
+    wants_rport = "rport" in top.params and top.params["rport"] is None
+    if not wants_rport and top.host.strip("[]") == addr[1]:
+        return
+    top.params["received"] = addr[1]
+    if wants_rport:
+        top.params["rport"] = str(addr[2])
+    values = request.headers.get_all("Via")
+    values[0] = str(top)
+    request.headers.remove("Via")
+    for value in reversed(values):
+        request.headers.prepend("Via", value)
+
+
+def _response_destination(response: Response, addr: Address) -> Address:
+    """Where a UDP response goes: received/rport, else sent-by (§18.2.2, RFC 3581 §4)."""
+    top = response.via
+    host = top.params.get("received") or top.host.strip("[]")
+    rport = top.params.get("rport")
+    if rport:
+        return ("UDP", host, int(rport))
+    return ("UDP", host, top.port or 5060)
+
+
+def _unsupported_extensions(request: Request) -> list[str]:
+    """Option tags in Require that we do not support (§8.2.2.3); none are yet."""
+    if request.method in ("ACK", "CANCEL"):
+        return []
+    return request.headers.get_all("Require")
+
+
+_SALVAGE = ("via", "from", "to", "call-id", "cseq")
+
+
+def _salvage_error_response(data: bytes, exc: SipParseError) -> bytes | None:
+    """Build an error response from the raw lines of a request that failed to parse.
+
+    Only possible when the start line is a request line and the headers a
+    response must echo (Via, From, To, Call-ID, CSeq) can be found; responses
+    and hopeless input return None and are dropped.
+    """
+    text = data[:8192].decode("utf-8", "replace")
+    head = text.split("\r\n\r\n", 1)[0].split("\n\n", 1)[0]
+    lines = [line.rstrip("\r") for line in head.split("\n")]
+    first = lines[0].split(" ")
+    if lines[0].startswith("SIP/") or len(first) < 3 or not first[-1].upper().startswith("SIP/"):
+        return None
+    found: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        key = name.strip().lower()
+        key = COMPACT_FORMS.get(key, key).lower() if len(key) == 1 else key
+        if colon and key in _SALVAGE:
+            found.setdefault(key, []).append(value.strip())
+    if any(key not in found for key in _SALVAGE):
+        return None
+    reason = " ".join(exc.reason.split())[:120]
+    out = [f"SIP/2.0 {exc.status} {reason}"]
+    out += [f"Via: {v}" for v in found["via"]]
+    out += [
+        f"From: {found['from'][0]}",
+        f"To: {found['to'][0]}",
+        f"Call-ID: {found['call-id'][0]}",
+        f"CSeq: {found['cseq'][0]}",
+        f"Server: {SERVER_NAME}",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(out) + "\r\n\r\n").encode()
