@@ -75,7 +75,9 @@ def _load(path: str) -> Config:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     listen = ", ".join(str(spec) for spec in config.sip.listen)
-    print(f"{args.config}: OK (domain {config.sip.domain}; sip {listen}; http {config.http.listen})")
+    print(
+        f"{args.config}: OK (domain {config.sip.domain}; sip {listen}; http {config.http.listen})"
+    )
     return 0
 
 
@@ -84,12 +86,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format, sip_trace=args.sip_trace)
     store = SqliteStore(config.store.sqlite_path)
     seed_users(config, store)
-    try:
+    if args.event_loop == "uvloop":
         import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; stdlib loop still works
-        asyncio.run(_serve(config, store))
-    else:
+
         uvloop.run(_serve(config, store))
+    else:
+        asyncio.run(_serve(config, store))
     return 0
 
 
@@ -161,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sip-trace", action="store_true", help="log every SIP message")
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument("--log-format", choices=("text", "json"), default="text")
+    serve.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="asyncio is the stdlib loop, kept for comparison benchmarks",
+    )
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check-config", help="validate a config file")

@@ -86,7 +86,7 @@ class SipConfig(_Section):
     @classmethod
     def _listen(cls, value: Any) -> list[ListenSpec]:
         if not isinstance(value, list) or not value:
-            raise ValueError("must be a non-empty list like [\"udp:0.0.0.0:5060\"]")
+            raise ValueError('must be a non-empty list like ["udp:0.0.0.0:5060"]')
         return [v if isinstance(v, ListenSpec) else parse_listen(str(v)) for v in value]
 
     @model_validator(mode="after")
@@ -164,9 +164,9 @@ class Config(_Section):
 
     sip: SipConfig
     http: HttpConfig
-    media: MediaConfig = MediaConfig()
-    qos: QosConfig = QosConfig()
-    store: StoreConfig = StoreConfig()
+    media: MediaConfig = Field(default_factory=MediaConfig)
+    qos: QosConfig = Field(default_factory=QosConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     users: list[UserConfig] = []
 
     @model_validator(mode="after")

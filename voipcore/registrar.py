@@ -133,7 +133,11 @@ class Registrar:
         if creds is None:
             return self._challenge(request, now, stale=False)
         user = self.users(creds.username)
-        ha1 = user.ha1(creds.algorithm) if user is not None and user.realm == self.auth.realm else None
+        ha1 = (
+            user.ha1(creds.algorithm)
+            if user is not None and user.realm == self.auth.realm
+            else None
+        )
         result = self.auth.verify(creds, request.method, ha1, now, request_uri=request.uri_text)
         if result is AuthResult.STALE:
             return self._challenge(request, now, stale=True)
@@ -217,7 +221,7 @@ class Registrar:
 
     def _remove_all(self, request: Request, username: str, now: float) -> RegisterResult:
         """``Contact: *`` with ``Expires: 0`` (§10.2.2, §10.3 step 6)."""
-        if len(request.contacts) != 1 or request.headers.get("Expires", "").strip() != "0":
+        if len(request.contacts) != 1 or (request.headers.get("Expires") or "").strip() != "0":
             return self._reply(request, 400, "Bad Request (Contact: * needs Expires: 0 alone)")
         current = self._bindings.get(username, {})
         call_id, cseq = request.call_id, request.cseq.seq
@@ -280,4 +284,3 @@ def _tag(request: Request) -> str:
 
 def _short(reason: str) -> str:
     return reason if len(reason) <= 80 else reason[:77] + "..."
-

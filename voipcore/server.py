@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -85,7 +86,7 @@ class Server:
             task.cancel()
         await self.writer.close()
         self.store.close()
-        log.info("stopped", extra=dict(self.service.counters.__dict__))
+        log.info("stopped", extra=dataclasses.asdict(self.service.counters))
 
     # -- event plumbing --------------------------------------------------------
 
@@ -108,10 +109,15 @@ class Server:
         self._rearm()
 
     async def _persist(self, event: StoreBindings) -> None:
-        await self.writer.apply(event.changes)
-        if event.response is not None:
-            self.service.respond(event.response, asyncio.get_running_loop().time())
-            self._pump()
+        loop = asyncio.get_running_loop()
+        try:
+            await self.writer.apply(event.changes)
+        except Exception:  # noqa: BLE001 - logged by the writer; the client still gets a reply
+            self.service.store_failed(event, loop.time())
+        else:
+            if event.response is not None:
+                self.service.respond(event.response, loop.time())
+        self._pump()
 
     def _rearm(self) -> None:
         deadline = self.service.get_timer()

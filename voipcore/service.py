@@ -26,6 +26,7 @@ from voipcore.sip.transaction import (
     StrayResponse,
     Timers,
     TransactionLayer,
+    TransactionStateError,
     TransactionTimeout,
     TransportFailure,
 )
@@ -124,7 +125,20 @@ class SipService:
         except KeyError:
             # The transaction ended (timer H/J) while the store was writing.
             log.debug("no transaction left for %r", response)
+        except TransactionStateError as exc:
+            log.warning("response %r not sent: %s", response, exc)
         self._collect_outgoing()
+
+    def store_failed(self, event: StoreBindings, now: float) -> None:
+        """Answer 500 when persisting ``event`` failed: every request gets a reply."""
+        if event.response is None:
+            return
+        headers = event.response.headers.copy()
+        for name in ("Contact", "Date", "Allow"):
+            headers.remove(name)
+        failed = Response(500, "Server Internal Error (store unavailable)", headers)
+        failed.headers.add("Retry-After", "5")
+        self.respond(failed, now)
 
     def handle_timer(self, now: float) -> None:
         """Fire due transaction timers and expire registrations."""

@@ -7,6 +7,7 @@ in one line; the order of same-named headers is significant (Via, Route).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
 from voipcore.sip.errors import SipParseError
@@ -117,51 +118,89 @@ TOKEN_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 )
 
+# Character-class checks run as compiled regular expressions: on the parse hot
+# path they are several times faster than per-character Python loops.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+#: Unquoted parameter values: token, host (incl. ``[IPv6]``) and URI paramchar;
+#: whitespace, quotes and the separators ``;,=<>`` are never part of one.
+_PVALUE_RE = re.compile(r"[^\s\";,=<>]+")
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
+# One ``;name[=value]`` with the LWS RFC 3261 §25.1 allows around ``;`` and ``=``.
+_PARAM_RE = re.compile(
+    r'[ \t]*;[ \t]*([^\s;=",]*)[ \t]*(?:=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^\s;",]*)))?[ \t]*',
+    re.DOTALL,
+)
+
+#: Spelling of header names already seen (raw name -> canonical name).  Bounded so
+#: that a peer sending random names cannot grow it without limit.
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_MAX = 2048
+
 
 def canonical_name(name: str) -> str:
     """Expand compact forms and give a header name its conventional spelling."""
+    cached = _NAME_CACHE.get(name)
+    if cached is not None:
+        return cached
     lower = name.lower()
     if len(lower) == 1 and lower in COMPACT_FORMS:
-        return COMPACT_FORMS[lower]
-    return _CANONICAL.get(lower) or "-".join(p.capitalize() for p in name.split("-"))
+        result = COMPACT_FORMS[lower]
+    else:
+        result = _CANONICAL.get(lower) or "-".join(p.capitalize() for p in name.split("-"))
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX and _TOKEN_RE.fullmatch(name):
+        _NAME_CACHE[name] = result
+    return result
+
+
+def header_name(raw: str) -> str:
+    """Validate a header field name as received (a token, §7.3.1) and canonicalize it."""
+    cached = _NAME_CACHE.get(raw)
+    if cached is not None:
+        return cached
+    if not _TOKEN_RE.fullmatch(raw):
+        raise SipParseError(f"bad header name {raw!r}")
+    return canonical_name(raw)
 
 
 def is_token(text: str) -> bool:
     """True if ``text`` is a non-empty RFC 3261 §25.1 token."""
-    return bool(text) and all(c in TOKEN_CHARS for c in text)
+    return _TOKEN_RE.fullmatch(text) is not None
 
 
 def split_list(value: str) -> list[str]:
-    """Split a header value at commas that are outside quotes and ``<>``."""
+    """Split a header value at commas that are outside quotes and ``<>`` (§7.3.1)."""
     if "," not in value:
         stripped = value.strip()
         return [stripped] if stripped else []
-    parts: list[str] = []
-    start = 0
-    quoted = False
-    angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        c = value[i]
-        if quoted:
-            if c == "\\":
-                i += 1
+    if '"' not in value and "<" not in value:
+        parts = [p.strip() for p in value.split(",")]
+    else:
+        parts = []
+        start = 0
+        quoted = False
+        angle = False
+        i = 0
+        n = len(value)
+        while i < n:
+            c = value[i]
+            if quoted:
+                if c == "\\":
+                    i += 1
+                elif c == '"':
+                    quoted = False
             elif c == '"':
-                quoted = False
-        elif c == '"':
-            quoted = True
-        elif c == "<":
-            angle = True
-        elif c == ">":
-            angle = False
-        elif c == "," and not angle:
-            parts.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    if quoted:
-        raise SipParseError("unterminated quoted string")
-    parts.append(value[start:].strip())
+                quoted = True
+            elif c == "<":
+                angle = True
+            elif c == ">":
+                angle = False
+            elif c == "," and not angle:
+                parts.append(value[start:i].strip())
+                start = i + 1
+            i += 1
+        if quoted:
+            raise SipParseError(f"unterminated quoted string in {value!r}")
+        parts.append(value[start:].strip())
     if any(not p for p in parts):
         raise SipParseError(f"empty element in list {value!r}")
     return parts
@@ -170,24 +209,28 @@ def split_list(value: str) -> list[str]:
 def read_quoted(text: str, start: int) -> tuple[str, int]:
     """Read a quoted-string starting at ``text[start] == '"'`` (RFC 3261 §25.1).
 
-    Returns the unescaped content and the index just past the closing quote.
+    Returns the unescaped content (quoted-pairs resolved) and the index just
+    past the closing quote.
     """
-    out: list[str] = []
     i = start + 1
     n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            if i + 1 >= n:
-                break
-            out.append(text[i + 1])
-            i += 2
-            continue
-        if c == '"':
-            return "".join(out), i + 1
-        out.append(c)
-        i += 1
-    raise SipParseError("unterminated quoted string")
+    escaped = False
+    while True:
+        close = text.find('"', i)
+        if close == -1:
+            raise SipParseError(f"unterminated quoted string in {text!r}")
+        backslash = text.find("\\", i, close)
+        if backslash == -1:
+            break
+        if backslash + 1 >= n:
+            raise SipParseError(f"unterminated quoted string in {text!r}")
+        # A quoted-pair: the next character (which may be '"') is literal.
+        escaped = True
+        i = backslash + 2
+    content = text[start + 1 : close]
+    if escaped:
+        content = _QUOTED_PAIR_RE.sub(r"\1", content)
+    return content, close + 1
 
 
 def quote(text: str) -> str:
@@ -200,43 +243,55 @@ def parse_params(text: str, *, lower_names: bool = True) -> dict[str, str | None
 
     ``text`` starts at the first ``;`` (or is empty).  Quoted values are kept
     unescaped.  Names are folded to lower case, as parameter names compare
-    case-insensitively.
+    case-insensitively.  LWS is allowed around ``;`` and ``=``.
     """
     params: dict[str, str | None] = {}
-    i = 0
-    n = len(text)
-    while i < n:
-        while i < n and text[i] in " \t":
-            i += 1
-        if i >= n:
-            break
-        if text[i] != ";":
+    if not text:
+        return params
+    if '"' not in text and " " not in text and "\t" not in text:
+        # Fast path: no LWS and no quoted strings, the common case on the wire.
+        parts = text.split(";")
+        if parts[0]:
             raise SipParseError(f"expected ';' before parameter in {text!r}")
-        i += 1
-        j = i
-        while j < n and text[j] not in "=;":
-            j += 1
-        name = text[i:j].strip()
-        if not is_token(name):
-            raise SipParseError(f"bad parameter name {name!r}")
-        value: str | None = None
-        i = j
-        if i < n and text[i] == "=":
-            i += 1
-            while i < n and text[i] in " \t":
-                i += 1
-            if i < n and text[i] == '"':
-                value, i = read_quoted(text, i)
-            else:
-                j = i
-                while j < n and text[j] != ";":
-                    j += 1
-                value = text[i:j].strip()
-                if not value or " " in value:
-                    raise SipParseError(f"bad value for parameter {name!r}")
-                i = j
+        for part in parts[1:]:
+            name, sep, value = part.partition("=")
+            if not _TOKEN_RE.fullmatch(name):
+                raise SipParseError(_bad_name(name, text))
+            if sep and not _PVALUE_RE.fullmatch(value):
+                raise SipParseError(f"bad value for parameter {name!r} in {text!r}")
+            params[name.lower() if lower_names else name] = value if sep else None
+        return params
+    pos = 0
+    n = len(text)
+    match = _PARAM_RE.match
+    while pos < n:
+        m = match(text, pos)
+        if m is None:
+            if not text[pos:].strip(" \t"):
+                break
+            raise SipParseError(f"expected ';' before parameter in {text!r}")
+        name = m.group(1)
+        if not _TOKEN_RE.fullmatch(name):
+            raise SipParseError(_bad_name(name, text))
+        quoted, plain = m.group(2), m.group(3)
+        value: str | None
+        if quoted is not None:
+            value = _QUOTED_PAIR_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
+        elif plain is not None:
+            if not _PVALUE_RE.fullmatch(plain):
+                raise SipParseError(f"bad value for parameter {name!r} in {text!r}")
+            value = plain
+        else:
+            value = None
         params[name.lower() if lower_names else name] = value
+        pos = m.end()
     return params
+
+
+def _bad_name(name: str, text: str) -> str:
+    if not name:
+        return f"empty parameter (stray ';') in {text!r}"
+    return f"bad parameter name {name!r} in {text!r}"
 
 
 def format_params(params: dict[str, str | None]) -> str:
@@ -245,16 +300,19 @@ def format_params(params: dict[str, str | None]) -> str:
     for name, value in params.items():
         if value is None:
             out.append(f";{name}")
-        elif is_token(value) or _is_host_like(value):
+        elif _TOKEN_RE.fullmatch(value) or _is_host_like(value):
             out.append(f";{name}={value}")
         else:
             out.append(f";{name}={quote(value)}")
     return "".join(out)
 
 
+_HOST_LIKE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]:]+")
+
+
 def _is_host_like(value: str) -> bool:
     # IPv6 references and ports appear unquoted in received/maddr parameters.
-    return all(c in TOKEN_CHARS or c in "[]:" for c in value)
+    return _HOST_LIKE_RE.fullmatch(value) is not None
 
 
 class Headers:
@@ -267,7 +325,16 @@ class Headers:
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+        self._items: list[tuple[str, str]] = [
+            (canonical_name(n), _checked(v)) for n, v in items
+        ]
+
+    @classmethod
+    def _from_canonical(cls, items: list[tuple[str, str]]) -> Headers:
+        """Adopt ``items`` whose names are already canonical (the parser's path)."""
+        new = cls.__new__(cls)
+        new._items = items
+        return new
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -304,15 +371,16 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         """Append a header line."""
-        self._items.append((canonical_name(name), value))
+        self._items.append((canonical_name(name), _checked(value)))
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a header line before all others (e.g. a new top Via)."""
-        self._items.insert(0, (canonical_name(name), value))
+        self._items.insert(0, (canonical_name(name), _checked(value)))
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of ``name`` by one line holding ``value``."""
         key = canonical_name(name)
+        _checked(value)
         for idx, (n, _) in enumerate(self._items):
             if n == key:
                 self._items[idx] = (key, value)
@@ -332,3 +400,10 @@ class Headers:
         new = Headers()
         new._items = list(self._items)
         return new
+
+
+def _checked(value: str) -> str:
+    # A CR or LF in a value would let it inject header lines when serialized.
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header value contains CR or LF: {value!r}")
+    return value

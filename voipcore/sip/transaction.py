@@ -284,6 +284,20 @@ def _server_key(message: Message, method: str) -> TransactionKey:
     return TransactionKey(synthetic, sent_by, method, True)
 
 
+def outgoing_key(message: Request | Response) -> TransactionKey:
+    """The transaction a message from :meth:`TransactionLayer.messages_to_send` belongs to.
+
+    Lets the adapter turn a failed send into :meth:`TransactionLayer.transport_error`
+    (§17.1.4, §17.2.4).  A layer-built ACK maps to its INVITE client transaction;
+    a TU's stateless ACK maps to a key no transaction has, which the layer ignores.
+    """
+    if isinstance(message, Response):
+        return _server_key(message, message.cseq.method)
+    branch = message.via.branch or ""
+    method = "INVITE" if message.method == "ACK" else message.method
+    return TransactionKey(branch, "", method, False)
+
+
 def _same_2543_request(original: Request, request: Request) -> bool:
     """RFC 3261 §17.2.3: the checks on an RFC 2543 request that its key leaves out."""
     return request.uri_text == original.uri_text and request.to.tag == original.to.tag

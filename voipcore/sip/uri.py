@@ -3,35 +3,37 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from voipcore.sip.errors import SipParseError
 from voipcore.sip.headers import format_params, parse_params, quote, read_quoted
 
-_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
-# RFC 3261 §25.1 user / password characters (unreserved, escaped, user-unreserved).
-_USER_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    "-_.!~*'()%&=+$,;?/"
-)
-_PASSWORD_CHARS = (_USER_CHARS - frozenset(";?/")) | frozenset(":")
-_PARAM_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    "-_.!~*'()%[]/:&+$"
-)
-_HEADER_CHARS = _PARAM_CHARS | frozenset("?=")
-_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
+# RFC 3261 §25.1 character classes, as compiled expressions (hot path).
+_HOST_RE = re.compile(r"[A-Za-z0-9\-.]+")
+# user = 1*( unreserved / escaped / user-unreserved )
+_USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%&=+$,;?/]+")
+# password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," ); ':' tolerated.
+_PASSWORD_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%&=+$,:]*")
+# uri-parameters: ";" pname ["=" pvalue], paramchar = param-unreserved / unreserved / escaped
+_PARAMS_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/:&+$;=]*")
+# headers: hname "=" hvalue joined by "&"; hnv-unreserved / unreserved / escaped
+_HEADER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/?:+$]+=[A-Za-z0-9\-_.!~*'()%\[\]/?:+$]*")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+_ILLEGAL_RE = re.compile(r"[\s<>\"]")
+_BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# tel: global-number-digits / local-number-digits with visual separators (RFC 3966 §3).
+_TEL_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()pw]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()pw]*")
+# display-name = *(token LWS) / quoted-string; the unquoted form is tokens and LWS.
+_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
 
 
 def _unescape(text: str) -> str:
     if "%" not in text:
         return text
-    for i, c in enumerate(text):
-        if c == "%":
-            hexpart = text[i + 1 : i + 3]
-            if len(hexpart) != 2 or any(h not in "0123456789abcdefABCDEF" for h in hexpart):
-                raise SipParseError(f"bad escape sequence in {text!r}")
+    if _BAD_ESCAPE_RE.search(text):
+        raise SipParseError(f"bad escape sequence in {text!r}")
     return unquote(text)
 
 
@@ -47,7 +49,7 @@ def parse_host(text: str) -> str:
         except ValueError as exc:
             raise SipParseError(f"bad IPv6 address {text!r}") from exc
         return text
-    if not all(c in _HOST_CHARS for c in text):
+    if not _HOST_RE.fullmatch(text):
         raise SipParseError(f"bad character in host {text!r}")
     return text
 
@@ -59,9 +61,20 @@ def parse_port(text: str) -> int:
     return int(text)
 
 
+def _format_uri_params(params: dict[str, str | None]) -> str:
+    # URI parameters are kept as written (escapes included): never quoted.
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
 @dataclass(slots=True)
 class SipUri:
-    """A ``sip:`` or ``sips:`` URI, RFC 3261 §19.1.1."""
+    """A ``sip:`` or ``sips:`` URI, RFC 3261 §19.1.1.
+
+    ``user``, ``password``, parameter names and values and ``headers`` are kept
+    as written, %HH escapes included, so a URI re-serializes octet for octet;
+    :attr:`user_unescaped` and :attr:`unescaped_params` give the decoded forms
+    that comparisons use (§19.1.4).
+    """
 
     host: str
     user: str | None = None
@@ -81,7 +94,7 @@ class SipUri:
         out.append(self.host)
         if self.port is not None:
             out.append(f":{self.port}")
-        out.append(format_params(self.params))
+        out.append(_format_uri_params(self.params))
         if self.headers:
             out.append("?" + "&".join(f"{k}={v}" for k, v in self.headers.items()))
         return "".join(out)
@@ -100,6 +113,18 @@ class SipUri:
         return None if self.user is None else _unescape(self.user)
 
     @property
+    def unescaped_params(self) -> dict[str, str | None]:
+        """URI parameters with %HH escapes decoded once, names lower-cased (§19.1.4).
+
+        RFC 4475 §3.1.1.3: ``;%6C%72`` is the ``lr`` parameter, and
+        ``n%61me=v%61lue%25%34%31`` is ``name=value%41`` (decoding is never recursive).
+        """
+        return {
+            _unescape(k).lower(): None if v is None else _unescape(v)
+            for k, v in self.params.items()
+        }
+
+    @property
     def address_of_record(self) -> str:
         """``scheme:user@host`` with the host lower-cased: the key of a registration."""
         user = self.user_unescaped
@@ -116,7 +141,7 @@ class TelUri:
     scheme: str = "tel"
 
     def __str__(self) -> str:
-        return f"tel:{self.number}{format_params(self.params)}"
+        return f"tel:{self.number}{_format_uri_params(self.params)}"
 
 
 @dataclass(slots=True)
@@ -134,17 +159,21 @@ Uri = SipUri | TelUri | AbsoluteUri
 
 
 def parse_uri(text: str) -> Uri:
-    """Parse a URI; SIP/SIPS/tel are parsed fully, other schemes kept opaque."""
+    """Parse a URI; SIP/SIPS/tel are parsed fully, other schemes kept opaque.
+
+    The scheme is compared case-insensitively and stored lower-cased.
+    """
     colon = text.find(":")
     if colon <= 0:
         raise SipParseError(f"URI without scheme: {text!r}")
-    scheme = text[:colon].lower()
-    if not text[0].isalpha() or not all(c in _SCHEME_CHARS for c in scheme):
-        raise SipParseError(f"bad URI scheme in {text!r}")
+    scheme_text = text[:colon]
+    if not _SCHEME_RE.fullmatch(scheme_text):
+        raise SipParseError(f"bad URI scheme {scheme_text!r} in {text!r}")
+    scheme = scheme_text.lower()
     rest = text[colon + 1 :]
-    if any(c in " \t\r\n<>\"" for c in rest):
-        raise SipParseError(f"illegal character in URI {text!r}")
-    if scheme in ("sip", "sips"):
+    if _ILLEGAL_RE.search(rest):
+        raise SipParseError(f"whitespace, quote or angle bracket inside URI {text!r}")
+    if scheme == "sip" or scheme == "sips":
         return _parse_sip(scheme, rest)
     if scheme == "tel":
         return _parse_tel(rest)
@@ -154,34 +183,39 @@ def parse_uri(text: str) -> Uri:
 
 
 def _parse_sip(scheme: str, rest: str) -> SipUri:
-    at = rest.find("@")
-    qmark = rest.find("?")
+    # '@' cannot appear unescaped after the userinfo (not in host, params or
+    # headers), while the user part may hold ';', '?' and '/' (RFC 4475
+    # §3.1.1.2, §3.1.1.9): the first '@' ends the userinfo.
     user = password = None
-    if at != -1 and (qmark == -1 or at < qmark):
+    at = rest.find("@")
+    if at != -1:
         userinfo, rest = rest[:at], rest[at + 1 :]
-        if ":" in userinfo:
-            user, password = userinfo.split(":", 1)
-            if not all(c in _PASSWORD_CHARS for c in password):
+        colon = userinfo.find(":")
+        if colon != -1:
+            user, password = userinfo[:colon], userinfo[colon + 1 :]
+            if not _PASSWORD_RE.fullmatch(password):
                 raise SipParseError(f"bad character in URI password {password!r}")
+            _unescape(password)
         else:
             user = userinfo
-        if not user or not all(c in _USER_CHARS for c in user):
+        if not user or not _USER_RE.fullmatch(user):
             raise SipParseError(f"bad URI user part {user!r}")
         _unescape(user)
     headers: dict[str, str] = {}
     qmark = rest.find("?")
     if qmark != -1:
         for item in rest[qmark + 1 :].split("&"):
-            name, sep, value = item.partition("=")
-            if not name or not sep or not all(c in _HEADER_CHARS for c in item):
+            if not _HEADER_RE.fullmatch(item):
                 raise SipParseError(f"bad URI header {item!r}")
+            name, _, value = item.partition("=")
+            _unescape(value)
             headers[name] = value
         rest = rest[:qmark]
     semi = rest.find(";")
     params: dict[str, str | None] = {}
     if semi != -1:
         ptext = rest[semi:]
-        if not all(c in _PARAM_CHARS or c in ";=" for c in ptext):
+        if not _PARAMS_RE.fullmatch(ptext):
             raise SipParseError(f"bad character in URI parameters {ptext!r}")
         params = parse_params(ptext)
         rest = rest[:semi]
@@ -212,8 +246,10 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
 
 def _parse_tel(rest: str) -> TelUri:
     number, _, ptext = rest.partition(";")
-    if not number or not all(c in "0123456789+-.()*#ABCDabcdpw" for c in number):
+    if not _TEL_RE.fullmatch(number):
         raise SipParseError(f"bad tel URI number {number!r}")
+    if ptext and not _PARAMS_RE.fullmatch(ptext):
+        raise SipParseError(f"bad character in tel URI parameters {ptext!r}")
     return TelUri(number, parse_params(";" + ptext) if ptext else {})
 
 
@@ -241,7 +277,9 @@ def parse_name_addr(text: str) -> NameAddr:
     """Parse ``name-addr`` or ``addr-spec`` followed by header parameters.
 
     In the ``addr-spec`` form (no angle brackets) everything after the first
-    ``;`` is a header parameter, never a URI parameter (RFC 3261 §20.10).
+    ``;`` is a header parameter, never a URI parameter, and a URI holding a
+    comma, question mark or semicolon must be in ``<>`` (RFC 3261 §20.10).
+    Whitespace is not allowed inside ``<>`` (LAQUOT/RAQUOT, §25.1).
     """
     text = text.strip()
     if not text:
@@ -251,22 +289,30 @@ def parse_name_addr(text: str) -> NameAddr:
         display, end = read_quoted(text, 0)
         text = text[end:].lstrip()
         if not text.startswith("<"):
-            raise SipParseError("display name must be followed by <URI>")
+            raise SipParseError(f"display name must be followed by <URI>, got {text!r}")
     lt = text.find("<")
     if lt != -1:
         if display is None and lt > 0:
-            display = " ".join(text[:lt].split())
-            if any(c in display for c in '<>"@;,'):
-                raise SipParseError(f"bad unquoted display name {display!r}")
+            raw = text[:lt].rstrip()
+            if not _TOKENS_RE.fullmatch(raw):
+                raise SipParseError(
+                    f"display name {raw!r} has characters that need a quoted string"
+                )
+            display = " ".join(raw.split())
         gt = text.find(">", lt)
         if gt == -1:
             raise SipParseError(f"unterminated <URI> in {text!r}")
-        uri = parse_uri(text[lt + 1 : gt].strip())
-        return NameAddr(uri, display, parse_params(text[gt + 1 :]))
+        inner = text[lt + 1 : gt]
+        if inner != inner.strip():
+            raise SipParseError(f"whitespace inside <> around the URI in {text!r}")
+        return NameAddr(parse_uri(inner), display, parse_params(text[gt + 1 :]))
     if ">" in text:
         raise SipParseError(f"stray '>' in {text!r}")
     semi = text.find(";")
-    uri_text, ptext = (text, "") if semi == -1 else (text[:semi], text[semi:])
-    if any(c in uri_text for c in " \t,?"):
-        raise SipParseError(f"URI with spaces, commas or '?' must be in <>: {text!r}")
-    return NameAddr(parse_uri(uri_text.strip()), None, parse_params(ptext))
+    uri_text, ptext = (text, "") if semi == -1 else (text[:semi].rstrip(" \t"), text[semi:])
+    for c in " \t,?":
+        if c in uri_text:
+            raise SipParseError(
+                f"a URI containing {c!r} must be enclosed in <> (RFC 3261 §20.10): {text!r}"
+            )
+    return NameAddr(parse_uri(uri_text), None, parse_params(ptext))

@@ -92,9 +92,7 @@ class SqliteStore:
 
     def get_user(self, username: str) -> User | None:
         """One user by name."""
-        row = self._db.execute(
-            "SELECT * FROM users WHERE username = ?", (username,)
-        ).fetchone()
+        row = self._db.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
         return None if row is None else User(*row)
 
     def list_users(self) -> list[User]:

@@ -1,0 +1,134 @@
+"""Run a real voipcore server process on loopback for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_LISTEN = re.compile(r"sip listening on (udp|tcp):([\d.:\[\]a-f]+):(\d+)")
+
+
+@dataclass
+class TestUser:
+    """An account written into the server's config."""
+
+    username: str
+    password: str
+    extension: str | None = None
+
+
+DEFAULT_USERS = [
+    TestUser("alice", "alice-secret", "201"),
+    TestUser("bob", "bob-secret", "202"),
+]
+
+
+@dataclass
+class ServerProcess:
+    """``voipcore serve`` in a subprocess with ports chosen by the kernel.
+
+    The store lives in ``workdir`` so :meth:`restart` keeps registrations.
+    """
+
+    workdir: Path
+    domain: str = "test.local"
+    users: list[TestUser] = field(default_factory=lambda: list(DEFAULT_USERS))
+    extra_sip: str = ""
+    sip_trace: bool = False
+    event_loop: str = "uvloop"
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = field(default_factory=dict)
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "voipcore.toml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "server.log"
+
+    @property
+    def udp_port(self) -> int:
+        return self.ports["udp"]
+
+    @property
+    def tcp_port(self) -> int:
+        return self.ports["tcp"]
+
+    def write_config(self) -> None:
+        users = "".join(
+            f'[[users]]\nusername = "{u.username}"\npassword = "{u.password}"\n'
+            + (f'extension = "{u.extension}"\n' if u.extension else "")
+            for u in self.users
+        )
+        udp, tcp = self.ports.get("udp", 0), self.ports.get("tcp", 0)
+        self.config_path.write_text(
+            f"""[sip]
+listen = ["udp:{self.host}:{udp}", "tcp:{self.host}:{tcp}"]
+domain = "{self.domain}"
+{self.extra_sip}
+[http]
+listen = "127.0.0.1:0"
+[store]
+url = "sqlite:///{self.workdir / "voipcore.db"}"
+{users}"""
+        )
+
+    def start(self, timeout: float = 15.0) -> ServerProcess:
+        """Start the server and wait until every listener has logged its port."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        args = [sys.executable, "-m", "voipcore.cli", "serve", "--config", str(self.config_path)]
+        args += ["--event-loop", self.event_loop]
+        if self.sip_trace:
+            args.append("--sip-trace")
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = {m[0]: int(m[2]) for m in _LISTEN.findall(self.log_text())}
+            if {"udp", "tcp"} <= found.keys():
+                self.ports = found
+                return self
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_text()}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not start:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        """Stop the process (SIGTERM: clean shutdown; SIGKILL: crash) and return its code."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._proc.send_signal(sig)
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        code = self._proc.returncode
+        self._proc = None
+        # The log restarts so port lines of the next run are the only ones found.
+        self.log_path.rename(self.workdir / f"server-{time.time_ns()}.log")
+        return code
+
+    def restart(self, sig: int = signal.SIGTERM) -> ServerProcess:
+        """Stop and start again on the same ports and store."""
+        self.stop(sig)
+        return self.start()
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None

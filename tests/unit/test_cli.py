@@ -1,0 +1,89 @@
+"""The voipcore command: check-config and user management."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voipcore.cli import main, seed_users
+from voipcore.config import load_config
+from voipcore.sip.digest import compute_ha1
+from voipcore.store.sqlite import SqliteStore
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "voipcore.toml"
+    path.write_text(
+        f"""[sip]
+listen = ["udp:127.0.0.1:0"]
+domain = "example.com"
+[http]
+listen = "127.0.0.1:0"
+[store]
+url = "sqlite:///{tmp_path / 'db'}"
+[[users]]
+username = "1000"
+extension = "1000"
+[[users]]
+username = "carol"
+password = "carol-pw"
+"""
+    )
+    return path
+
+
+def test_check_config_ok(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(config_file)]) == 0
+    assert "OK (domain example.com" in capsys.readouterr().out
+
+
+def test_check_config_bad_exits_2_naming_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[sip]\nlisten = ["udp:1.2.3.4:5060"]\ndomain = "x"\n[http]\nlisten = "x"\n')
+    with pytest.raises(SystemExit) as info:
+        main(["check-config", str(bad)])
+    assert info.value.code == 2
+    assert "http.listen: expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_users_add_list_remove(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--config", str(config_file)]
+    assert main(["users", "add", "201", "--password", "pw-201", "--display-name", "Ann", *args]) == 0
+    assert main(["users", "list", *args]) == 0
+    out = capsys.readouterr().out
+    assert "201" in out and "Ann" in out
+    store = SqliteStore(str(config_file.parent / "db"))
+    user = store.get_user("201")
+    assert user is not None and user.extension == "201"
+    assert user.ha1_md5 == compute_ha1("201", "example.com", "pw-201")
+    assert main(["users", "remove", "201", *args]) == 0
+    assert main(["users", "remove", "201", *args]) == 1
+    assert "no user '201'" in capsys.readouterr().err
+
+
+def test_users_add_generates_password_without_terminal(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["users", "add", "dave", "--config", str(config_file)]) == 0
+    assert "generated password for dave: " in capsys.readouterr().out
+
+
+def test_seed_generates_demo_password_once_and_applies_config_passwords(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = load_config(config_file)
+    store = SqliteStore(config.store.sqlite_path)
+    seed_users(config, store)
+    first = capsys.readouterr().err
+    assert "created user 1000 with password " in first
+    demo = store.get_user("1000")
+    seed_users(config, store)
+    assert "created user" not in capsys.readouterr().err
+    assert store.get_user("1000") == demo
+    carol = store.get_user("carol")
+    assert carol is not None
+    assert carol.ha1_sha256 == compute_ha1("carol", "example.com", "carol-pw", "SHA-256")

@@ -1,0 +1,108 @@
+"""Config loading: the embedded default is valid, and every error names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voipcore.config import ConfigError, ListenSpec, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+MINIMAL = """
+[sip]
+listen = ["udp:127.0.0.1:0"]
+domain = "example.com"
+[http]
+listen = "127.0.0.1:8080"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "voipcore.toml"
+    path.write_text(text)
+    return path
+
+
+def test_embedded_default_config_is_valid() -> None:
+    config = load_config(ROOT / "config" / "voipcore.toml")
+    assert config.sip.listen == [
+        ListenSpec("udp", "0.0.0.0", 5060),
+        ListenSpec("tcp", "0.0.0.0", 5060),
+    ]
+    assert config.qos.media_dscp == 46 and config.qos.sip_dscp == 24
+    assert config.store.sqlite_path == "voipcore.db"
+    assert [u.username for u in config.users] == ["1000"]
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.media.rtp_ports == (20000, 30000)
+    assert config.sip.min_expires == 60
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "key", "problem"),
+    [
+        ('"udp:127.0.0.1:0"', '"sctp:127.0.0.1:0"', "sip.listen", "expected one of udp, tcp"),
+        ('"udp:127.0.0.1:0"', '"udp:127.0.0.1:70000"', "sip.listen", "port must be 0-65535"),
+        ('"udp:127.0.0.1:0"', '"udp:my host:5060"', "sip.listen", "host must be an IP"),
+        ('domain = "example.com"', 'domain = ""', "sip.domain", "at least 1 character"),
+        ('domain = "example.com"', 'domian = "x"', "sip.domian", "unknown key"),
+        ('listen = "127.0.0.1:8080"', 'listen = "8080"', "http.listen", "expected HOST:PORT"),
+    ],
+)
+def test_bad_value_names_the_key(
+    tmp_path: Path, replace: str, by: str, key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL.replace(replace, by, 1)))
+    assert f"{key}: " in str(info.value)
+    assert problem in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "problem"),
+    [
+        ("[qos]\nsip_dscp = 64\n", "qos.sip_dscp", "less than or equal to 63"),
+        ("[media]\nrtp_ports = [30000, 20000]\n", "media.rtp_ports", "LOW < HIGH"),
+        ("[media]\nworkers = -1\n", "media.workers", "greater than or equal to 0"),
+        ("[store]\nurl = \"postgres://x\"\n", "store.url", "only sqlite"),
+        ('[[users]]\nusername = "a b"\n', "users[0].username", "should match pattern"),
+        ('[[users]]\nusername = "a"\npassword = "x"\n', "users[0].password", "at least 4"),
+    ],
+)
+def test_bad_section_value_names_the_key(
+    tmp_path: Path, extra: str, key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, MINIMAL + extra))
+    assert f"{key}: " in str(info.value)
+    assert problem in str(info.value)
+
+
+def test_expires_bounds_must_be_ordered(tmp_path: Path) -> None:
+    text = MINIMAL.replace('domain = "example.com"', 'domain = "e.com"\nmin_expires = 7200')
+    with pytest.raises(ConfigError, match="sip: .*min_expires <= default_expires"):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_section_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="http: Field required"):
+        load_config(write(tmp_path, MINIMAL.split("[http]")[0]))
+
+
+def test_duplicate_users_are_refused(tmp_path: Path) -> None:
+    users = '[[users]]\nusername = "a"\n[[users]]\nusername = "a"\n'
+    with pytest.raises(ConfigError, match="duplicate username 'a'"):
+        load_config(write(tmp_path, MINIMAL + users))
+
+
+def test_toml_syntax_error_says_where(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not valid TOML: .*line 2"):
+        load_config(write(tmp_path, "[sip]\nlisten = = 3\n"))
+
+
+def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
