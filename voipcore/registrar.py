@@ -17,7 +17,7 @@ from email.utils import formatdate
 from voipcore.sip.digest import AuthResult, Credentials, DigestAuthenticator
 from voipcore.sip.errors import SipParseError
 from voipcore.sip.message import Request, Response, make_response, parse_uint
-from voipcore.sip.uri import NameAddr, SipUri
+from voipcore.sip.uri import NameAddr, SipUri, parse_uri, uri_equivalent
 from voipcore.store import Binding, User
 from voipcore.store.sqlite import BindingChange
 
@@ -138,7 +138,11 @@ class Registrar:
             if user is not None and user.realm == self.auth.realm
             else None
         )
-        result = self.auth.verify(creds, request.method, ha1, now, request_uri=request.uri_text)
+        if not _digest_uri_matches(creds.uri, request):
+            return make_response(
+                request, 400, "Bad Request (digest uri does not match the Request-URI)"
+            )
+        result = self.auth.verify(creds, request.method, ha1, now)
         if result is AuthResult.STALE:
             return self._challenge(request, now, stale=True)
         if result in (AuthResult.REPLAY, AuthResult.MISMATCH):
@@ -262,6 +266,14 @@ class Registrar:
             current.pop(binding.contact, None)
             if not current:
                 del self._bindings[binding.aor]
+
+
+def _digest_uri_matches(digest_uri: str, request: Request) -> bool:
+    """RFC 7616 §3.4.6: the digest-uri must be the Request-URI, compared as SIP URIs."""
+    try:
+        return uri_equivalent(parse_uri(digest_uri), request.uri)
+    except SipParseError:
+        return False
 
 
 def _q_value(contact: NameAddr) -> float:

@@ -303,3 +303,37 @@ def test_loaded_bindings_are_served() -> None:
     )
     assert [b.contact for b in registrar.lookup("alice", NOW)] == ["sip:alice@192.0.2.9"]
     assert len(registrar) == 1
+
+
+def signed_with_digest_uri(registrar: Registrar, digest_uri: str) -> Request:
+    first = registrar.register(register(), "udp:192.0.2.10:5060", NOW)
+    creds = answer_challenge(
+        challenge_for(first.response, "MD5"),
+        method="REGISTER",
+        uri=digest_uri,
+        username="alice",
+        password="alice-secret",
+        cnonce="cn",
+    )
+    text = bytes(register(cseq=2)).decode()
+    signed = parse_message(
+        text.replace("Content-Length: 0", f"Authorization: {creds}\r\nContent-Length: 0").encode()
+    )
+    assert isinstance(signed, Request)
+    return signed
+
+
+def test_digest_uri_equivalent_to_request_uri_is_accepted() -> None:
+    # pyVoIP signs "sip:test.local;transport=UDP" for Request-URI "sip:test.local":
+    # equal under RFC 3261 §19.1.4 (transport in only one URI is ignored).
+    registrar = make_registrar()
+    signed = signed_with_digest_uri(registrar, f"sip:{REALM};transport=UDP")
+    assert registrar.register(signed, "udp:192.0.2.10:5060", NOW).response.status == 200
+
+
+def test_digest_uri_for_another_target_is_bad_request() -> None:
+    registrar = make_registrar()
+    signed = signed_with_digest_uri(registrar, "sip:other.example")
+    result = registrar.register(signed, "udp:192.0.2.10:5060", NOW)
+    assert result.response.status == 400
+    assert "digest uri" in result.response.reason

@@ -316,3 +316,34 @@ def parse_name_addr(text: str) -> NameAddr:
                 f"a URI containing {c!r} must be enclosed in <> (RFC 3261 §20.10): {text!r}"
             )
     return NameAddr(parse_uri(uri_text), None, parse_params(ptext))
+
+
+#: Parameters that make two SIP URIs differ even when only one has them (§19.1.4).
+_SIGNIFICANT_PARAMS = ("user", "ttl", "method", "maddr")
+
+
+def uri_equivalent(a: Uri, b: Uri) -> bool:
+    """SIP URI comparison per RFC 3261 §19.1.4; other schemes compare as text.
+
+    User parts compare case-sensitively after unescaping, hosts and parameter
+    values case-insensitively; a parameter present in only one URI is ignored
+    unless it is user, ttl, method or maddr; URI headers must all match.
+    """
+    if not isinstance(a, SipUri) or not isinstance(b, SipUri):
+        return str(a) == str(b)
+    if (
+        a.scheme != b.scheme
+        or a.user_unescaped != b.user_unescaped
+        or a.password != b.password
+        or a.host.lower() != b.host.lower()
+        or a.port != b.port
+    ):
+        return False
+    for name in a.params.keys() | b.params.keys():
+        in_a, in_b = name in a.params, name in b.params
+        if in_a and in_b:
+            if (a.params[name] or "").lower() != (b.params[name] or "").lower():
+                return False
+        elif name in _SIGNIFICANT_PARAMS:
+            return False
+    return a.headers == b.headers
