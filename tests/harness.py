@@ -132,3 +132,10 @@ url = "sqlite:///{self.workdir / "voipcore.db"}"
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (for CPU accounting and profilers)."""
+        if self._proc is None:
+            raise RuntimeError("server is not running")
+        return self._proc.pid

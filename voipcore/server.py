@@ -98,11 +98,13 @@ class Server:
 
     def _pump(self) -> None:
         service = self.service
-        for data, addr in service.datagrams_to_send():
+        for outgoing in service.datagrams_to_send():
+            data, addr = outgoing.data, outgoing.addr
             if trace.isEnabledFor(logging.DEBUG):
                 trace.debug("send %s %s:%s\n%s", *addr, data.decode("utf-8", "replace"))
             if not self.transports.send(data, addr):
                 log.info("cannot send to %s:%s:%s: no connection", *addr)
+                service.send_failed(outgoing, asyncio.get_running_loop().time())
         while (event := service.next_event()) is not None:
             if isinstance(event, StoreBindings):
                 self._spawn(self._persist(event))

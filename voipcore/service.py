@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from voipcore.registrar import Registrar
 from voipcore.sip.errors import SipParseError
@@ -29,6 +30,7 @@ from voipcore.sip.transaction import (
     TransactionStateError,
     TransactionTimeout,
     TransportFailure,
+    outgoing_key,
 )
 from voipcore.store.sqlite import BindingChange
 
@@ -52,6 +54,14 @@ KNOWN_METHODS = frozenset(
     }
 )
 SERVER_NAME = "voipcore/0.1"
+
+
+class Outgoing(NamedTuple):
+    """A serialized message, where it goes, and the message for error reporting."""
+
+    data: bytes
+    addr: Address
+    message: Request | Response | None
 
 
 class ServiceEvent:
@@ -96,7 +106,7 @@ class SipService:
         self.layer = TransactionLayer(timers or Timers())
         self.wall_offset = wall_offset
         self.counters = Counters()
-        self._out: list[tuple[bytes, Address]] = []
+        self._out: list[Outgoing] = []
         self._events: deque[ServiceEvent] = deque()
 
     # -- input ---------------------------------------------------------------
@@ -159,7 +169,13 @@ class SipService:
         present = [d for d in deadlines if d is not None]
         return min(present) if present else None
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+    def send_failed(self, outgoing: Outgoing, now: float) -> None:
+        """The adapter could not send ``outgoing``: tell its transaction (§17.1.4, §17.2.4)."""
+        if outgoing.message is not None:
+            self.layer.transport_error(outgoing_key(outgoing.message), now)
+            self._drain_layer(now)
+
+    def datagrams_to_send(self) -> list[Outgoing]:
         """Serialized messages and their destinations, oldest first."""
         out, self._out = self._out, []
         self.counters.sent += len(out)
@@ -226,7 +242,7 @@ class SipService:
         for message, addr in self.layer.messages_to_send():
             if isinstance(message, Response) and addr[0] == "UDP":
                 addr = _response_destination(message, addr)
-            self._out.append((bytes(message), addr))
+            self._out.append(Outgoing(bytes(message), addr, message))
 
     def _reject_unparsable(self, data: bytes, addr: Address, exc: SipParseError) -> None:
         """400 (or the error's code) when the request can be answered, else drop (§21.4.1)."""
@@ -238,7 +254,7 @@ class SipService:
             return
         self.counters.bad_requests_answered += 1
         log.info("rejected message from %s:%s: %s", addr[1], addr[2], exc.reason)
-        self._out.append((reply, addr))
+        self._out.append(Outgoing(reply, addr, None))
 
 
 def _source(addr: Address) -> str:

@@ -45,7 +45,7 @@ def request(
 def exchange(service: SipService, data: bytes, now: float = 0.0) -> list[tuple[Response, Address]]:
     service.receive(data, PHONE, now)
     out = []
-    for raw, addr in service.datagrams_to_send():
+    for raw, addr, _ in service.datagrams_to_send():
         message = parse_message(raw)
         assert isinstance(message, Response)
         out.append((message, addr))
@@ -163,7 +163,7 @@ def test_register_reply_waits_for_the_store() -> None:
     [(binding, removed)] = event.changes
     assert not removed and binding.expires_at == WALL + 1.0 + 3600
     service.respond(event.response, 1.1)
-    [(raw, addr)] = service.datagrams_to_send()
+    [(raw, addr, _)] = service.datagrams_to_send()
     assert raw.startswith(b"SIP/2.0 200 OK") and addr == PHONE
 
 
@@ -173,7 +173,7 @@ def test_failed_store_write_answers_500() -> None:
     event = service.next_event()
     assert isinstance(event, StoreBindings)
     service.store_failed(event, 1.1)
-    [(raw, _)] = service.datagrams_to_send()
+    [(raw, _, _)] = service.datagrams_to_send()
     response = parse_message(raw)
     assert isinstance(response, Response)
     assert response.status == 500
@@ -196,3 +196,15 @@ def test_expiry_timer_emits_removals() -> None:
             break
     assert isinstance(expired, StoreBindings)
     assert [removed for _, removed in expired.changes] == [True]
+
+
+def test_failed_send_is_reported_to_the_transaction() -> None:
+    service = make_service()
+    tcp_phone: Address = ("TCP", "192.0.2.10", 40000)
+    # A 405 to INVITE waits for the ACK in Completed (timer H), so the failure matters.
+    service.receive(request("INVITE", via="SIP/2.0/TCP 192.0.2.10:40000"), tcp_phone, 0.0)
+    [outgoing] = service.datagrams_to_send()
+    assert len(service.layer) == 1
+    service.send_failed(outgoing, 0.1)
+    assert service.counters.transport_failures == 1
+    assert len(service.layer) == 0

@@ -254,12 +254,12 @@ def parse_params(text: str, *, lower_names: bool = True) -> dict[str, str | None
         if parts[0]:
             raise SipParseError(f"expected ';' before parameter in {text!r}")
         for part in parts[1:]:
-            name, sep, value = part.partition("=")
+            name, sep, raw = part.partition("=")
             if not _TOKEN_RE.fullmatch(name):
                 raise SipParseError(_bad_name(name, text))
-            if sep and not _PVALUE_RE.fullmatch(value):
+            if sep and not _PVALUE_RE.fullmatch(raw):
                 raise SipParseError(f"bad value for parameter {name!r} in {text!r}")
-            params[name.lower() if lower_names else name] = value if sep else None
+            params[name.lower() if lower_names else name] = raw if sep else None
         return params
     pos = 0
     n = len(text)

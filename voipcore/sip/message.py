@@ -9,12 +9,22 @@ message that gets past :func:`parse_message` can be answered.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from voipcore.sip.errors import SipParseError
-from voipcore.sip.headers import Headers, format_params, is_token, parse_params
-from voipcore.sip.uri import NameAddr, Uri, parse_host, parse_name_addr, parse_port, parse_uri
+from voipcore.sip.headers import Headers, format_params, header_name, parse_params, split_list
+from voipcore.sip.uri import (
+    NameAddr,
+    SipUri,
+    Uri,
+    parse_host,
+    parse_name_addr,
+    parse_port,
+    parse_uri,
+)
 
 SIP_VERSION = "SIP/2.0"
 #: RFC 3261 §8.1.1.7: branch IDs of RFC 3261 elements start with this cookie.
@@ -36,12 +46,14 @@ REASON_PHRASES: dict[int, str] = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    406: "Not Acceptable",
     407: "Proxy Authentication Required",
     408: "Request Timeout",
     413: "Request Entity Too Large",
     415: "Unsupported Media Type",
     416: "Unsupported URI Scheme",
     420: "Bad Extension",
+    421: "Extension Required",
     423: "Interval Too Brief",
     480: "Temporarily Unavailable",
     481: "Call/Transaction Does Not Exist",
@@ -51,8 +63,10 @@ REASON_PHRASES: dict[int, str] = {
     486: "Busy Here",
     487: "Request Terminated",
     488: "Not Acceptable Here",
+    491: "Request Pending",
     500: "Server Internal Error",
     501: "Not Implemented",
+    502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Server Time-out",
     505: "Version Not Supported",
@@ -61,7 +75,50 @@ REASON_PHRASES: dict[int, str] = {
     603: "Decline",
 }
 
-_MAX_CSEQ = 2**31 - 1
+_MAX_CSEQ = 2**32 - 1
+
+#: Methods of RFC 3261 and its registered extensions.  A request whose method
+#: is none of these and whose CSeq method differs gets 501 rather than 400
+#: (RFC 4475 §3.1.2.18: an unknown method is the more useful diagnosis).
+KNOWN_METHODS = frozenset(
+    {
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "INFO",
+        "INVITE",
+        "MESSAGE",
+        "NOTIFY",
+        "OPTIONS",
+        "PRACK",
+        "PUBLISH",
+        "REFER",
+        "REGISTER",
+        "SUBSCRIBE",
+        "UPDATE",
+    }
+)
+
+#: Headers a message may carry only once (RFC 3261 §7.3.1, §20): a second
+#: value would make the transaction, dialog or body ambiguous.
+SINGLE_VALUE_HEADERS = frozenset(
+    {"Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Length", "Content-Type"}
+)
+#: Headers every request and response must carry (§8.1.1).  Max-Forwards is
+#: required of RFC 3261 senders but absent from RFC 2543 ones, which must still
+#: be accepted (RFC 4475 §3.4.1), so it is not enforced here.
+REQUIRED_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# callid = word [ "@" word ] (§25.1)
+_CALL_ID_RE = re.compile(
+    r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?"
+)
+# sent-protocol LWS sent-by *( SEMI via-params ): LWS is allowed around each '/'.
+_VIA_RE = re.compile(
+    r"[ \t]*([^\s/;]+)[ \t]*/[ \t]*([^\s/;]+)[ \t]*/[ \t]*([^\s/;]+)[ \t]+([^;]+?)[ \t]*(;.*)?",
+    re.DOTALL,
+)
 
 
 @dataclass(slots=True)
@@ -79,6 +136,28 @@ class Via:
         return self.params.get("branch")
 
     @property
+    def has_rfc3261_branch(self) -> bool:
+        """True if the branch is an RFC 3261 one: the magic cookie *and* an identifier.
+
+        A bare ``z9hG4bK`` (RFC 4475 §3.2.1) claims RFC 3261 semantics but
+        identifies nothing; the transaction layer may reject it with 400 or
+        fall back to RFC 2543 matching.
+        """
+        branch = self.params.get("branch")
+        return branch is not None and len(branch) > 7 and branch.startswith(MAGIC_COOKIE)
+
+    @property
+    def received(self) -> str | None:
+        """The received parameter: the source address a server saw (§18.2.1)."""
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> int | None:
+        """The rport value filled in by a server (RFC 3581 §4), else None."""
+        value = self.params.get("rport")
+        return int(value) if value else None
+
+    @property
     def sent_by(self) -> tuple[str, int | None]:
         """(host, port) as the sender wrote them."""
         return self.host, self.port
@@ -89,27 +168,21 @@ class Via:
 
 
 def parse_via(text: str) -> Via:
-    """Parse one Via value; whitespace is allowed around ``/`` (§7.3.1)."""
-    proto, sep, rest = text.partition("/")
-    version, sep2, rest = rest.partition("/")
-    if not sep or not sep2:
+    """Parse one Via value; LWS is allowed around ``/``, ``:``, ``;`` and ``=`` (§7.3.1)."""
+    m = _VIA_RE.fullmatch(text)
+    if m is None:
         raise SipParseError(f"bad Via {text!r}")
-    if proto.strip().upper() != "SIP" or version.strip() != "2.0":
-        raise SipParseError(f"bad Via protocol in {text!r}")
-    rest = rest.lstrip()
-    i = 0
-    while i < len(rest) and rest[i] not in " \t":
-        i += 1
-    transport = rest[:i].upper()
-    if not is_token(transport):
+    proto, version, transport, sent_by, ptext = m.groups()
+    if proto.upper() != "SIP" or version != "2.0":
+        raise SipParseError(f"bad Via protocol {proto}/{version} in {text!r}")
+    transport = transport.upper()
+    if not _TOKEN_RE.fullmatch(transport):
         raise SipParseError(f"bad Via transport in {text!r}")
-    rest = rest[i:].strip()
-    semi = rest.find(";")
-    sent_by, ptext = (rest, "") if semi == -1 else (rest[:semi], rest[semi:])
-    sent_by = sent_by.strip()
     port: int | None = None
     if sent_by.startswith("["):
         close = sent_by.find("]")
+        if close == -1:
+            raise SipParseError(f"bad Via sent-by {sent_by!r}")
         host, tail = sent_by[: close + 1], sent_by[close + 1 :].strip()
         if tail:
             if tail[0] != ":":
@@ -117,15 +190,34 @@ def parse_via(text: str) -> Via:
             port = parse_port(tail[1:].strip())
     else:
         host, colon, port_text = sent_by.partition(":")
-        host = host.strip()
+        host = host.rstrip()
         if colon:
             port = parse_port(port_text.strip())
-    params = parse_params(ptext)
-    for key in ("received", "maddr"):
-        value = params.get(key)
-        if value is not None:
-            parse_host(value)
+    params = parse_params(ptext) if ptext else {}
+    if params:
+        _check_via_params(params, text)
     return Via(transport, parse_host(host), port, params)
+
+
+def _check_via_params(params: dict[str, str | None], text: str) -> None:
+    """via-ttl / via-maddr / via-received / via-branch / response-port (§25.1, RFC 3581)."""
+    if "branch" in params and params["branch"] is None:
+        raise SipParseError(f"Via branch without a value in {text!r}")
+    received = params.get("received")
+    if received is not None:
+        try:
+            ipaddress.ip_address(received[1:-1] if received.startswith("[") else received)
+        except ValueError:
+            raise SipParseError(f"Via received is not an IP address: {received!r}") from None
+    maddr = params.get("maddr")
+    if maddr is not None:
+        parse_host(maddr)
+    rport = params.get("rport")
+    if rport is not None:
+        parse_port(rport)
+    ttl = params.get("ttl")
+    if ttl is not None:
+        parse_uint(ttl, "Via ttl", 255)
 
 
 @dataclass(slots=True, frozen=True)
@@ -140,25 +232,24 @@ class CSeq:
 
 
 def parse_cseq(text: str) -> CSeq:
-    """Parse CSeq; the number must fit 31 bits (§8.1.1.5)."""
+    """Parse CSeq; the number must fit 32 bits unsigned (§8.1.1.5, RFC 4475 §3.1.2.4)."""
     parts = text.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not is_token(parts[1]):
+    if len(parts) != 2 or not _TOKEN_RE.fullmatch(parts[1]):
         raise SipParseError(f"bad CSeq {text!r}")
-    seq = int(parts[0])
-    if seq > _MAX_CSEQ:
-        raise SipParseError(f"CSeq number too large: {parts[0]}")
-    return CSeq(seq, parts[1])
+    return CSeq(parse_uint(parts[0], "CSeq number", _MAX_CSEQ), parts[1])
 
 
 def parse_uint(text: str, name: str, maximum: int) -> int:
-    """Parse a decimal header value bounded by ``maximum``."""
+    """Parse a decimal header value (ASCII digits only) bounded by ``maximum``."""
     text = text.strip()
-    if not text.isdigit():
+    if not text.isdigit() or not text.isascii():
         raise SipParseError(f"bad {name} {text!r}")
-    value = int(text)
-    if value > maximum:
-        raise SipParseError(f"{name} out of range: {text}")
-    return value
+    # Compare lengths first: leading zeros are legal (RFC 4475 §3.1.1.1) and
+    # int() refuses strings of thousands of digits.
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(maximum)) or int(digits) > maximum:
+        raise SipParseError(f"{name} out of range: {text[:40]}")
+    return int(digits)
 
 
 class Message:
@@ -206,6 +297,12 @@ class Message:
         for value in self.headers.get_all("Contact"):
             out.append("*" if value == "*" else parse_name_addr(value))
         return out
+
+    @property
+    def max_forwards(self) -> int | None:
+        """Max-Forwards (§20.22), or None when absent (RFC 2543 senders)."""
+        value = self.headers.get("Max-Forwards")
+        return None if value is None else parse_uint(value, "Max-Forwards", 255)
 
     def _required(self, name: str) -> str:
         value = self.headers.get(name)
@@ -282,199 +379,329 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
-def _split_header_lines(head: str) -> list[str]:
-    """Split the header section into logical lines, unfolding continuations (§7.3.1)."""
-    raw = head.split("\r\n") if "\r\n" in head else head.split("\n")
-    lines: list[str] = []
-    for line in raw:
-        if line[:1] in (" ", "\t"):
-            if not lines:
-                raise SipParseError("continuation line before the first header")
-            lines[-1] = lines[-1].rstrip() + " " + line.strip()
-        else:
-            lines.append(line)
-    return lines
-
-
 def _find_body_start(data: bytes) -> tuple[int, int]:
-    """Index of the empty line ending the headers, and where the body begins."""
+    """Index of the empty line ending the headers, and where the body begins.
+
+    CRLF is the terminator RFC 3261 §7 requires; bare LF is tolerated.
+    """
     end = data.find(b"\r\n\r\n")
+    lf = data.find(b"\n\n", 0, len(data) if end == -1 else end)
+    if lf != -1:
+        return lf, lf + 2
     if end != -1:
         return end, end + 4
-    end = data.find(b"\n\n")
-    if end != -1:
-        return end, end + 2
     return -1, -1
 
 
+def _header_lines(head: str, crlf: bool) -> list[str]:
+    """Split the header section into physical lines; no bare CR or LF may remain."""
+    if crlf:
+        lines = head.split("\r\n")
+        if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
+            raise SipParseError("bare CR or LF inside the header section")
+        return lines
+    lines = [line[:-1] if line.endswith("\r") else line for line in head.split("\n")]
+    if any("\r" in line for line in lines):
+        raise SipParseError("bare CR inside the header section")
+    return lines
+
+
 def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
-    """Parse one SIP message.
+    """Parse one SIP message (RFC 3261 §7, §18.3, §25).
 
     On datagrams a missing Content-Length means "the rest of the packet" and
-    bytes beyond it are discarded; fewer bytes than it announces is an error
-    (RFC 3261 §18.3).  On streams the caller frames by Content-Length and
-    passes exactly one message (see :class:`StreamFramer`).
+    bytes beyond it are discarded; fewer bytes than it announces is an error.
+    On streams the caller frames by Content-Length and passes exactly one
+    message (see :class:`StreamFramer`).  The headers every layer relies on are
+    checked here, so a message that parses can be answered; the error's
+    ``status`` is the response to send (400, 416, 501, 505, 513).
     """
     if len(data) > MAX_MESSAGE_SIZE:
         raise SipParseError("message too large", 513)
+    if data[:1] in (b"\r", b"\n"):
+        # §7.5: CRLFs before the start-line are ignored.
+        data = data.lstrip(b"\r\n")
     head_end, body_start = _find_body_start(data)
     if head_end == -1:
         raise SipParseError("no empty line after the headers")
     try:
         head = data[:head_end].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SipParseError("headers are not UTF-8") from exc
-    lines = _split_header_lines(head)
-    start = lines[0]
-    headers = Headers()
-    for line in lines[1:]:
+        raise SipParseError(f"header section is not UTF-8 (octet {exc.start})") from exc
+    lines = _header_lines(head, body_start - head_end == 4)
+
+    items: list[tuple[str, str]] = []
+    append = items.append
+    for k in range(1, len(lines)):
+        line = lines[k]
+        c0 = line[:1]
+        if c0 == " " or c0 == "\t":
+            # §7.3.1 folding: a continuation line joins the previous one as one SP.
+            if not items:
+                raise SipParseError("continuation line before the first header")
+            name, value = items[-1]
+            more = line.strip(" \t")
+            items[-1] = (name, f"{value} {more}" if value and more else value or more)
+            continue
         colon = line.find(":")
         if colon <= 0:
             raise SipParseError(f"header line without a name: {line[:40]!r}")
-        name = line[:colon].rstrip(" \t")
-        if not is_token(name):
-            raise SipParseError(f"bad header name {name!r}")
-        headers.add(name, line[colon + 1 :].strip(" \t"))
+        name = header_name(line[:colon].rstrip(" \t"))
+        append((name, line[colon + 1 :].strip(" \t")))
+    headers = Headers._from_canonical(items)
+
+    start = lines[0]
+    msg: Request | Response
+    if start[:4].upper() == "SIP/":
+        msg = _parse_status_line(start, headers)
+    else:
+        msg = _parse_request_line(start, headers)
+
+    first: dict[str, str] = {}
+    vias: list[str] = []
+    contacts: list[str] = []
+    for name, value in items:
+        if name in SINGLE_VALUE_HEADERS:
+            if name in first:
+                raise SipParseError(_duplicate(name, items))
+            first[name] = value
+        elif name == "Via":
+            vias.append(value)
+        elif name == "Contact":
+            contacts.append(value)
 
     body = data[body_start:]
-    length_text = headers.get("Content-Length")
+    length_text = first.get("Content-Length")
     if length_text is not None:
         length = parse_uint(length_text, "Content-Length", MAX_MESSAGE_SIZE)
         if len(body) < length:
             raise SipParseError(
-                f"Content-Length {length} exceeds the {len(body)} bytes of body received"
+                f"Content-Length {length} exceeds the {len(body)} octets of body received"
             )
         body = body[:length]
     elif stream:
         raise SipParseError("Content-Length is required on stream transports")
+    msg.body = body
 
-    msg: Request | Response
-    if start.startswith(SIP_VERSION + " ") or start.upper().startswith("SIP/"):
-        msg = _parse_status_line(start, headers, body)
-    else:
-        msg = _parse_request_line(start, headers, body)
-    _validate(msg)
+    _validate(msg, first, vias, contacts)
     return msg
 
 
-def _parse_status_line(line: str, headers: Headers, body: bytes) -> Response:
+def _duplicate(name: str, items: list[tuple[str, str]]) -> str:
+    values = [v for n, v in items if n == name]
+    if name == "Content-Length":
+        return f"conflicting Content-Length headers ({', '.join(values)}): framing is lost"
+    return f"{name} header appears {len(values)} times; it takes a single value"
+
+
+def _parse_status_line(line: str, headers: Headers) -> Response:
+    """Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (§7.2)."""
     version, _, rest = line.partition(" ")
-    if version != SIP_VERSION:
+    if version.upper() != SIP_VERSION:
         raise SipParseError(f"unsupported SIP version {version!r}", 505)
     code, _, reason = rest.partition(" ")
-    if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
-        raise SipParseError(f"bad status code {code!r}")
-    return Response(int(code), reason, headers, body)
+    if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] not in "123456":
+        raise SipParseError(f"bad status code {code[:20]!r} in the Status-Line")
+    return Response(int(code), reason, headers)
 
 
-def _parse_request_line(line: str, headers: Headers, body: bytes) -> Request:
+def _parse_request_line(line: str, headers: Headers) -> Request:
+    """Request-Line = Method SP Request-URI SP SIP-Version (§7.1), one SP each."""
     parts = line.split(" ")
-    if len(parts) != 3:
-        raise SipParseError(f"bad request line {line[:60]!r}")
+    if len(parts) != 3 or not all(parts):
+        raise SipParseError(_request_line_problem(line, parts))
     method, uri_text, version = parts
-    if not is_token(method):
-        raise SipParseError(f"bad method {method!r}")
-    if version != SIP_VERSION:
-        if version.upper().startswith("SIP/"):
+    if not _TOKEN_RE.fullmatch(method):
+        raise SipParseError(f"bad method {method[:40]!r} in the Request-Line")
+    if version.upper() != SIP_VERSION:
+        if version[:4].upper() == "SIP/":
             raise SipParseError(f"unsupported SIP version {version!r}", 505)
-        raise SipParseError(f"bad request line {line[:60]!r}")
-    request = Request(method, uri_text, headers, body)
-    uri = request.uri
-    if uri.scheme not in ("sip", "sips", "tel"):
-        raise SipParseError(f"unsupported URI scheme {uri.scheme!r}", 416)
+        raise SipParseError(f"bad SIP-Version {version[:20]!r} in the Request-Line")
+    if uri_text.startswith("<"):
+        raise SipParseError(f"Request-URI must not be enclosed in <>: {uri_text[:80]!r}")
+    try:
+        uri = parse_uri(uri_text)
+    except SipParseError as exc:
+        raise SipParseError(f"bad Request-URI: {exc.reason}") from None
+    if isinstance(uri, SipUri) and uri.headers:
+        # §19.1.1 Table 1: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
+        raise SipParseError(
+            f"escaped headers are not allowed in the Request-URI: {uri_text[:80]!r}"
+        )
+    request = Request(method, uri_text, headers)
+    request.__dict__["uri"] = uri
     return request
 
 
-def _validate(msg: Request | Response) -> None:
-    """Check the headers every transaction and dialog relies on (§8.1.1)."""
-    if not msg.headers.get_all("Via"):
-        raise SipParseError("missing Via header")
-    _ = msg.vias, msg.from_, msg.to, msg.cseq
-    if not msg.call_id:
-        raise SipParseError("empty Call-ID")
-    if isinstance(msg, Request):
-        max_forwards = msg.headers.get("Max-Forwards")
-        if max_forwards is not None:
-            parse_uint(max_forwards, "Max-Forwards", 255)
-        if msg.cseq.method != msg.method and not (
-            msg.method == "ACK" and msg.cseq.method == "INVITE"
-        ):
-            raise SipParseError(
-                f"CSeq method {msg.cseq.method} does not match request method {msg.method}"
-            )
+def _request_line_problem(line: str, parts: list[str]) -> str:
+    shown = line[:80]
+    if line != line.rstrip(" \t"):
+        return f"trailing whitespace after the SIP-Version in the Request-Line {shown!r}"
+    if not line or line[0] in " \t":
+        return f"leading whitespace in the Request-Line {shown!r}"
+    if "" in parts or "\t" in line:
+        return f"more than one SP between Request-Line elements in {shown!r}"
+    if len(parts) > 3:
+        return f"whitespace inside the Request-URI in the Request-Line {shown!r}"
+    return f"bad Request-Line {shown!r}: expected 'Method SP Request-URI SP SIP-Version'"
+
+
+def _validate(
+    msg: Request | Response, first: dict[str, str], vias: list[str], contacts: list[str]
+) -> None:
+    """Check the headers every transaction and dialog relies on (§8.1.1, §8.2)."""
+    missing = [n for n in REQUIRED_HEADERS if not (vias if n == "Via" else first.get(n))]
+    if missing:
+        raise SipParseError(f"missing required header(s): {', '.join(missing)}")
+    cache = msg.__dict__
+    try:
+        via_values: list[str] = []
+        for value in vias:
+            via_values.extend(split_list(value) if "," in value else (value,))
+        cache["vias"] = [parse_via(v) for v in via_values]
+    except SipParseError as exc:
+        raise SipParseError(f"bad Via header: {exc.reason}") from None
+    for name, key in (("From", "from_"), ("To", "to")):
+        try:
+            cache[key] = parse_name_addr(first[name])
+        except SipParseError as exc:
+            raise SipParseError(f"bad {name} header: {exc.reason}") from None
+    call_id = first["Call-ID"]
+    if not _CALL_ID_RE.fullmatch(call_id):
+        raise SipParseError(f"bad Call-ID header {call_id[:80]!r}")
+    try:
+        cseq = cache["cseq"] = parse_cseq(first["CSeq"])
+    except SipParseError as exc:
+        raise SipParseError(f"bad CSeq header: {exc.reason}") from None
+    max_forwards = first.get("Max-Forwards")
+    if max_forwards is not None:
+        parse_uint(max_forwards, "Max-Forwards", 255)
     expires = msg.headers.get("Expires")
     if expires is not None:
         parse_uint(expires, "Expires", 2**32 - 1)
+    try:
+        parsed: list[NameAddr | str] = []
+        for value in contacts:
+            for item in split_list(value) if "," in value else (value.strip(),):
+                parsed.append("*" if item == "*" else parse_name_addr(item))
+        cache["contacts"] = parsed
+    except SipParseError as exc:
+        raise SipParseError(f"bad Contact header: {exc.reason}") from None
+    if isinstance(msg, Request):
+        if cseq.method != msg.method and not (msg.method == "ACK" and cseq.method == "INVITE"):
+            if msg.method not in KNOWN_METHODS:
+                raise SipParseError(
+                    f"unknown method {msg.method} (and CSeq method {cseq.method} "
+                    "does not match it)",
+                    501,
+                )
+            raise SipParseError(
+                f"CSeq method {cseq.method} does not match request method {msg.method}"
+            )
+        scheme = msg.uri.scheme
+        if scheme != "sip" and scheme != "sips" and scheme != "tel":
+            written = msg.uri_text.partition(":")[0]
+            raise SipParseError(f"unsupported URI scheme {written!r} in the Request-URI", 416)
 
 
 class StreamFramer:
     """Frames SIP messages on a byte stream by Content-Length (RFC 3261 §18.3).
 
     Sans-I/O: :meth:`feed` takes received bytes and returns complete messages
-    as bytes.  RFC 5626 keep-alives (a lone CRLF pair between messages) are
-    counted in :attr:`pings` so the transport can answer them with a CRLF.
+    as bytes.  RFC 5626 keep-alives (a CRLF pair between messages, §3.5.1) are
+    counted in :attr:`pings` so the transport can answer each with a CRLF; a
+    lone CRLF (a pong, or one before a start-line, RFC 3261 §7.5) is dropped.
     """
 
     def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
         self._buffer = bytearray()
         self._max_size = max_size
+        self._scanned = 0
+        self._total = -1
         self.pings = 0
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return every complete message now in the buffer.
 
-        Raises :class:`SipParseError` (413-style) when a message grows past the
-        size limit or its framing cannot be recovered; the caller then closes
-        the connection.
+        Raises :class:`SipParseError` (status 513) when a message grows past the
+        size limit, or 400 when its framing cannot be recovered (no, several or a
+        bad Content-Length); the caller then closes the connection.
         """
         buf = self._buffer
         buf += data
         out: list[bytes] = []
         while True:
-            if buf.startswith(b"\r\n\r\n"):
-                self.pings += 1
-                del buf[:4]
-                continue
-            if buf.startswith(b"\r\n") and len(buf) > 2 and buf[2] != 13:
-                del buf[:2]
-                continue
-            head_end = buf.find(b"\r\n\r\n")
-            if head_end == -1:
-                if len(buf) > self._max_size:
-                    raise SipParseError("message headers exceed the size limit", 513)
+            if self._total < 0:
+                if buf[:1] == b"\r":
+                    if buf.startswith(b"\r\n\r\n"):
+                        self.pings += 1
+                        del buf[:4]
+                        continue
+                    if len(buf) > 2 and buf.startswith(b"\r\n") and buf[2] != 13:
+                        del buf[:2]
+                        continue
+                    if len(buf) < 4:
+                        return out
+                head_end = buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+                if head_end == -1:
+                    self._scanned = len(buf)
+                    if len(buf) > self._max_size:
+                        raise SipParseError("message headers exceed the size limit", 513)
+                    return out
+                total = head_end + 4 + _content_length(bytes(buf[:head_end]))
+                if total > self._max_size:
+                    raise SipParseError(f"message of {total} octets exceeds the size limit", 513)
+                self._total = total
+            if len(buf) < self._total:
                 return out
-            length = _content_length(bytes(buf[:head_end]))
-            total = head_end + 4 + length
-            if total > self._max_size:
-                raise SipParseError("message exceeds the size limit", 513)
-            if len(buf) < total:
-                return out
-            out.append(bytes(buf[:total]))
-            del buf[:total]
+            out.append(bytes(buf[: self._total]))
+            del buf[: self._total]
+            self._total = -1
+            self._scanned = 0
 
 
 def _content_length(head: bytes) -> int:
+    """The one Content-Length of a header section (compact ``l`` and folding allowed)."""
+    values: list[bytes] = []
+    in_length = False
     for line in head.split(b"\r\n")[1:]:
+        if line[:1] in (b" ", b"\t"):
+            if in_length:
+                values[-1] += b" " + line
+            continue
         name, colon, value = line.partition(b":")
-        if colon and name.strip().lower() in (b"content-length", b"l"):
-            text = value.strip().decode("ascii", "replace")
-            return parse_uint(text, "Content-Length", MAX_MESSAGE_SIZE)
-    raise SipParseError("Content-Length is required on stream transports")
+        in_length = bool(colon) and name.strip().lower() in (b"content-length", b"l")
+        if in_length:
+            values.append(value)
+    if not values:
+        raise SipParseError("Content-Length is required on stream transports")
+    if len(values) > 1:
+        shown = ", ".join(v.strip().decode("ascii", "replace") for v in values)
+        raise SipParseError(f"conflicting Content-Length headers ({shown}): framing is lost")
+    text = values[0].decode("ascii", "replace")
+    return parse_uint(text, "Content-Length", MAX_MESSAGE_SIZE)
 
 
 def make_response(
     request: Request, status: int, reason: str | None = None, *, to_tag: str | None = None
 ) -> Response:
-    """Build a response to ``request`` per RFC 3261 §8.2.6.2.
+    """Build a response to ``request`` per RFC 3261 §8.2.6.
 
-    Via, From, Call-ID and CSeq are copied; To is copied and gets ``to_tag``
-    if it has none yet (never on 100 Trying).
+    Via (all values, in order), From, Call-ID and CSeq are copied; To is copied
+    and gets ``to_tag`` if it has none yet (never on 100 Trying, §8.2.6.2).  A
+    100 Trying copies the request's Timestamp (§8.2.6.1).
     """
-    headers = Headers()
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        for line_name, value in request.headers:
-            if line_name == name:
-                headers.add(name, value)
-    if to_tag and status > 100 and request.to.tag is None:
-        headers.set("To", f"{request.headers.get('To')};tag={to_tag}")
-    return Response(status, reason, headers)
+    copied: dict[str, list[str]] = {"Via": [], "From": [], "To": [], "Call-ID": [], "CSeq": []}
+    timestamp: str | None = None
+    for name, value in request.headers:
+        bucket = copied.get(name)
+        if bucket is not None:
+            bucket.append(value)
+        elif name == "Timestamp" and timestamp is None:
+            timestamp = value
+    if to_tag and status > 100 and copied["To"] and request.to.tag is None:
+        copied["To"][0] = f"{copied['To'][0]};tag={to_tag}"
+    items = [(name, value) for name, values in copied.items() for value in values]
+    if status == 100 and timestamp is not None:
+        items.append(("Timestamp", timestamp))
+    return Response(status, reason, Headers._from_canonical(items))

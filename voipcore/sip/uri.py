@@ -17,7 +17,7 @@ _USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%&=+$,;?/]+")
 # password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," ); ':' tolerated.
 _PASSWORD_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%&=+$,:]*")
 # uri-parameters: ";" pname ["=" pvalue], paramchar = param-unreserved / unreserved / escaped
-_PARAMS_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/:&+$;=]*")
+_PARAMS_RE = re.compile(r"(?:;[A-Za-z0-9\-_.!~*'()%\[\]/:&+$=]*)+")
 # headers: hname "=" hvalue joined by "&"; hnv-unreserved / unreserved / escaped
 _HEADER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/?:+$]+=[A-Za-z0-9\-_.!~*'()%\[\]/?:+$]*")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
@@ -27,6 +27,12 @@ _BAD_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _TEL_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()pw]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()pw]*")
 # display-name = *(token LWS) / quoted-string; the unquoted form is tokens and LWS.
 _TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
+# The common shape, recognised in one step: [user@]host[:port][;params] with no
+# password, no escapes, no IPv6 and no headers.  Anything else takes the general path.
+_SIP_FAST_RE = re.compile(
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?([A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
+)
 
 
 def _unescape(text: str) -> str:
@@ -59,6 +65,28 @@ def parse_port(text: str) -> int:
     if not text.isdigit() or len(text) > 5 or int(text) > 65535:
         raise SipParseError(f"bad port {text!r}")
     return int(text)
+
+
+def _split_uri_params(ptext: str) -> dict[str, str | None]:
+    # ptext is known to be well formed: ';'-separated pname[=pvalue].
+    params: dict[str, str | None] = {}
+    for part in ptext[1:].split(";"):
+        name, sep, value = part.partition("=")
+        params[name.lower()] = value if sep else None
+    return params
+
+
+def _parse_uri_params(ptext: str) -> dict[str, str | None]:
+    """uri-parameters (§19.1.1, §25.1): ``;pname[=pvalue]``, both 1*paramchar."""
+    if not _PARAMS_RE.fullmatch(ptext):
+        raise SipParseError(f"bad URI parameters {ptext!r}")
+    for part in ptext[1:].split(";"):
+        name, sep, value = part.partition("=")
+        if not name or (sep and not value) or "=" in value:
+            raise SipParseError(f"bad URI parameter {part!r} in {ptext!r}")
+        _unescape(name)
+        _unescape(value)
+    return _split_uri_params(ptext)
 
 
 def _format_uri_params(params: dict[str, str | None]) -> str:
@@ -183,6 +211,22 @@ def parse_uri(text: str) -> Uri:
 
 
 def _parse_sip(scheme: str, rest: str) -> SipUri:
+    fast = _SIP_FAST_RE.fullmatch(rest)
+    if fast is not None:
+        user, host, port_text, ptext = fast.groups()
+        port = None
+        if port_text is not None:
+            port = int(port_text)
+            if port > 65535:
+                raise SipParseError(f"bad port {port_text!r}")
+        params: dict[str, str | None] = {}
+        if ptext:
+            params = _split_uri_params(ptext)
+        return SipUri(host, user, None, port, scheme, params)
+    return _parse_sip_general(scheme, rest)
+
+
+def _parse_sip_general(scheme: str, rest: str) -> SipUri:
     # '@' cannot appear unescaped after the userinfo (not in host, params or
     # headers), while the user part may hold ';', '?' and '/' (RFC 4475
     # §3.1.1.2, §3.1.1.9): the first '@' ends the userinfo.
@@ -215,9 +259,7 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
     params: dict[str, str | None] = {}
     if semi != -1:
         ptext = rest[semi:]
-        if not _PARAMS_RE.fullmatch(ptext):
-            raise SipParseError(f"bad character in URI parameters {ptext!r}")
-        params = parse_params(ptext)
+        params = _parse_uri_params(ptext)
         rest = rest[:semi]
     port: int | None = None
     if rest.startswith("["):
@@ -248,9 +290,7 @@ def _parse_tel(rest: str) -> TelUri:
     number, _, ptext = rest.partition(";")
     if not _TEL_RE.fullmatch(number):
         raise SipParseError(f"bad tel URI number {number!r}")
-    if ptext and not _PARAMS_RE.fullmatch(ptext):
-        raise SipParseError(f"bad character in tel URI parameters {ptext!r}")
-    return TelUri(number, parse_params(";" + ptext) if ptext else {})
+    return TelUri(number, _parse_uri_params(";" + ptext) if ptext else {})
 
 
 @dataclass(slots=True)

@@ -1,0 +1,312 @@
+"""Run SIPp as a subprocess and read back what it counted.
+
+Used by the integration tests and by the benchmarks::
+
+    from tests.sipp import run_sipp, scenario, write_users_csv
+
+    csv = write_users_csv(tmp_path / "users.csv", [("alice", "alice-secret")])
+    result = run_sipp(scenario("register_auth.xml"), "127.0.0.1", port,
+                      workdir=tmp_path / "sipp", users_csv=csv, calls=20, rate=50,
+                      keys={"domain": "test.local", "expires": "3600"},
+                      auth_uri="test.local")
+    assert result.ok, result.describe()
+
+SIPp runs in the foreground (no ``-bg``) with ``-nostdin``, stops after ``calls``
+calls (``-m``) or at ``timeout`` (``-timeout``), and writes its statistics CSV
+(``-trace_stat``), unexpected messages (``-trace_err``) and the status codes of
+unexpected responses (``-trace_error_codes``) into ``workdir``.  SIPp exits 0
+when every call succeeded and 1 when some failed; other codes mean it could not
+run (bad scenario, fatal error) and are reported with its last output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+#: SIPp transport modes: UDP/TCP over one socket (u1/t1) or one socket per call (un/tn).
+Transport = Literal["u1", "un", "t1", "tn"]
+
+#: Where the scenarios live.
+SCENARIO_DIR = Path(__file__).resolve().parent / "integration" / "sipp"
+
+#: A directory whose ``sitecustomize`` reorders the server's digest challenges; see
+#: :func:`md5_first_challenges`.
+COMPAT_DIR = SCENARIO_DIR / "compat"
+
+_TRANSPORTS: dict[str, Transport] = {"udp": "u1", "tcp": "t1"}
+
+
+class SippError(RuntimeError):
+    """SIPp could not run the scenario at all (exit code other than 0 or 1)."""
+
+
+def scenario(name: str) -> Path:
+    """The path of a scenario shipped in ``tests/integration/sipp``."""
+    path = SCENARIO_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return path
+
+
+def transport_mode(name: str) -> Transport:
+    """``"udp"``/``"tcp"`` (one socket) or a SIPp mode (``u1``, ``un``, ``t1``, ``tn``)."""
+    if name in ("u1", "un", "t1", "tn"):
+        return name  # type: ignore[return-value]
+    try:
+        return _TRANSPORTS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown SIPp transport {name!r}") from None
+
+
+def sipp_available() -> bool:
+    """Whether a ``sipp`` binary is on PATH."""
+    return shutil.which("sipp") is not None
+
+
+def write_users_csv(
+    path: Path, users: Iterable[tuple[str, str]], order: str = "SEQUENTIAL"
+) -> Path:
+    """Write a SIPp injection file: ``[field0]`` username, ``[field1]`` password."""
+    lines = [order] + [f"{username};{password}" for username, password in users]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@contextlib.contextmanager
+def md5_first_challenges() -> Iterator[None]:
+    """Make servers started inside this block challenge MD5 first, then SHA-256.
+
+    SIPp 3.6.1 answers only the first ``WWW-Authenticate`` and only for MD5; the
+    server offers SHA-256 first (RFC 8760 §2.4).  This puts :data:`COMPAT_DIR` on
+    ``PYTHONPATH`` for child processes, whose ``sitecustomize`` reorders
+    ``voipcore.sip.digest.ALGORITHMS``.  Only the environment of this process is
+    touched, and restored on exit; it is a stand-in for a server setting.
+    """
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "VOIPCORE_TEST_DIGEST_ALGORITHMS")}
+    paths = [str(COMPAT_DIR)] + ([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else [])
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    os.environ["VOIPCORE_TEST_DIGEST_ALGORITHMS"] = "MD5,SHA-256"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass(frozen=True, slots=True)
+class SippResult:
+    """What one SIPp run counted, from its final statistics line and exit code."""
+
+    returncode: int
+    """0: every call succeeded; 1: at least one failed."""
+    created: int
+    """Calls started (``TotalCallCreated``)."""
+    successful: int
+    """Calls that reached the end of the scenario (``SuccessfulCall(C)``)."""
+    failed: int
+    """Calls that failed for any reason (``FailedCall(C)``)."""
+    elapsed: float
+    """Seconds from SIPp's start to its last statistics line."""
+    retransmissions: int
+    """UDP retransmissions SIPp sent (``Retransmissions(C)``)."""
+    response_time: float | None
+    """Mean of response time 1 (``start_rtd``/``rtd`` in the scenario) in seconds."""
+    failure_causes: dict[str, int]
+    """Non-zero ``Failed*(C)`` counters by cause, e.g. ``{"UnexpectedMessage": 3}``."""
+    unexpected_codes: Counter[int]
+    """Status codes of unexpected responses (``-trace_error_codes``)."""
+    workdir: Path
+    """Where SIPp's logs were written."""
+    output: str = field(repr=False)
+    """SIPp's stdout and stderr."""
+
+    @property
+    def ok(self) -> bool:
+        """Every call started succeeded and SIPp reported no failure."""
+        return self.returncode == 0 and self.failed == 0 and self.successful == self.created
+
+    @property
+    def rate(self) -> float:
+        """Successful calls per second over the whole run."""
+        return self.successful / self.elapsed if self.elapsed > 0 else 0.0
+
+    def error_log(self) -> str:
+        """The unexpected messages SIPp logged (``-trace_err``), if any."""
+        path = self.workdir / "errors.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def describe(self) -> str:
+        """A few lines for an assertion message."""
+        causes = ", ".join(f"{k}={v}" for k, v in self.failure_causes.items()) or "none"
+        codes = ", ".join(f"{k}x{v}" for k, v in sorted(self.unexpected_codes.items())) or "none"
+        return (
+            f"sipp exit {self.returncode}: {self.successful}/{self.created} calls ok, "
+            f"{self.failed} failed (causes: {causes}; unexpected codes: {codes}); "
+            f"logs in {self.workdir}\n{self.error_log()[-2000:]}"
+        )
+
+
+def run_sipp(
+    scenario_file: Path,
+    host: str,
+    port: int,
+    *,
+    workdir: Path,
+    transport: Transport | str = "u1",
+    rate: float = 10.0,
+    calls: int = 1,
+    users_csv: Path | None = None,
+    keys: Mapping[str, str] | None = None,
+    auth_uri: str | None = None,
+    timeout: float = 30.0,
+    limit: int | None = None,
+    max_socket: int = 1024,
+    local_ip: str | None = None,
+    trace_msg: bool = False,
+    extra_args: Sequence[str] = (),
+) -> SippResult:
+    """Run ``scenario_file`` against ``host:port`` in the foreground and parse the result.
+
+    ``rate`` is calls per second (``-r``), ``calls`` the number of calls after
+    which SIPp stops (``-m``), ``limit`` the most calls in progress at once
+    (``-l``; SIPp's default is 3 x rate), ``timeout`` SIPp's global timeout in
+    seconds, after which unfinished calls are not counted as successful.
+    ``keys`` set ``[keyword]`` values (``-key``).  ``max_socket`` bounds the
+    sockets of the per-call transports; ``local_ip`` sets ``-i`` (SIPp's own
+    address, needed for IPv6).  ``trace_msg`` logs every message to
+    ``messages.log``.  ``workdir`` is SIPp's working directory; earlier error-code
+    files there are removed first.  SIPp's default behaviours are kept
+    except sending BYE for aborted calls, which a registrar has no use for.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    for old in workdir.glob("*_error_codes.csv"):
+        old.unlink()
+    mode = transport_mode(transport)
+    stat_file = workdir / "stats.csv"
+    args = [
+        "sipp",
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "-sf",
+        str(scenario_file),
+        "-t",
+        mode,
+        "-r",
+        _number(rate),
+        "-m",
+        str(calls),
+        "-timeout",
+        f"{_number(timeout)}s",
+        "-nostdin",
+        "-max_socket",
+        str(max_socket),
+        "-default_behaviors",
+        "all,-bye",
+        "-trace_stat",
+        "-stf",
+        str(stat_file),
+        "-fd",
+        "1",
+        "-trace_err",
+        "-error_file",
+        str(workdir / "errors.log"),
+        "-trace_error_codes",
+    ]
+    if local_ip is not None:
+        args += ["-i", local_ip]
+    if users_csv is not None:
+        args += ["-inf", str(users_csv)]
+    for key, value in (keys or {}).items():
+        args += ["-key", key, value]
+    if auth_uri is not None:
+        args += ["-auth_uri", auth_uri]
+    if limit is not None:
+        args += ["-l", str(limit)]
+    if trace_msg:
+        args += ["-trace_msg", "-message_file", str(workdir / "messages.log")]
+    args += list(extra_args)
+    try:
+        proc = subprocess.run(
+            args,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout + 30.0,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SippError(f"sipp did not stop within {timeout + 30.0:.0f} s: {args}") from exc
+    output = proc.stdout + proc.stderr
+    (workdir / "output.txt").write_text(output)
+    if proc.returncode not in (0, 1) or not stat_file.exists():
+        raise SippError(f"sipp exited {proc.returncode}: {' '.join(args)}\n{output[-3000:]}")
+    stats = _last_stats(stat_file)
+    return SippResult(
+        returncode=proc.returncode,
+        created=int(stats["TotalCallCreated"]),
+        successful=int(stats["SuccessfulCall(C)"]),
+        failed=int(stats["FailedCall(C)"]),
+        elapsed=_epoch(stats["CurrentTime"]) - _epoch(stats["StartTime"]),
+        retransmissions=int(stats.get("Retransmissions(C)", "0") or 0),
+        response_time=_duration(stats["ResponseTime1(C)"]) if "ResponseTime1(C)" in stats else None,
+        failure_causes={
+            name[len("Failed") : -len("(C)")]: int(value)
+            for name, value in stats.items()
+            if name.startswith("Failed")
+            and name.endswith("(C)")
+            and name != "FailedCall(C)"
+            and value.isdigit()
+            and int(value)
+        },
+        unexpected_codes=_error_codes(workdir),
+        workdir=workdir,
+        output=output,
+    )
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _last_stats(path: Path) -> dict[str, str]:
+    """The header and last row of SIPp's ``;``-separated statistics file."""
+    with path.open(newline="", errors="replace") as f:
+        rows = [row for row in csv.reader(f, delimiter=";") if row]
+    if len(rows) < 2:
+        raise SippError(f"no statistics in {path}")
+    return dict(zip(rows[0], rows[-1], strict=False))
+
+
+def _epoch(stamp: str) -> float:
+    """SIPp's ``date<TAB>time<TAB>epoch`` timestamp as seconds since the epoch."""
+    return float(stamp.split("\t")[-1])
+
+
+def _duration(text: str) -> float:
+    """SIPp's ``HH:MM:SS:micro`` duration in seconds."""
+    hours, minutes, seconds, micros = (int(part) for part in text.split(":"))
+    return hours * 3600 + minutes * 60 + seconds + micros / 1e6
+
+
+def _error_codes(workdir: Path) -> Counter[int]:
+    """Count the status codes SIPp logged in ``*_error_codes.csv`` (``-trace_error_codes``)."""
+    codes: Counter[int] = Counter()
+    for path in workdir.glob("*_error_codes.csv"):
+        for line in path.read_text(errors="replace").splitlines():
+            fields = line.split(";")
+            if len(fields) >= 3:
+                codes.update(int(c) for c in fields[2].split(",") if c.strip().isdigit())
+    return codes
