@@ -123,3 +123,16 @@ def test_tcp_message_over_64k_closes_only_that_connection(server: ServerProcess)
     client = SipClient("127.0.0.1", server.tcp_port, "TCP")
     client.send_raw(client.request("OPTIONS", "alice", DOMAIN))
     assert client.recv().status == 200
+
+
+def test_idle_tcp_connection_is_closed(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, extra_sip="tcp_idle_timeout = 0.5").start()
+    try:
+        conn = socket.create_connection(("127.0.0.1", server.tcp_port))
+        conn.settimeout(5)
+        started = time.monotonic()
+        assert conn.recv(100) == b""
+        assert time.monotonic() - started >= 0.4
+        conn.close()
+    finally:
+        server.stop()

@@ -62,7 +62,7 @@ def parse_host(text: str) -> str:
 
 def parse_port(text: str) -> int:
     """Validate a port number (1-5 digits, at most 65535)."""
-    if not text.isdigit() or len(text) > 5 or int(text) > 65535:
+    if not text.isdigit() or not text.isascii() or len(text) > 5 or int(text) > 65535:
         raise SipParseError(f"bad port {text!r}")
     return int(text)
 
@@ -287,10 +287,10 @@ def _parse_sip_general(scheme: str, rest: str) -> SipUri:
 
 
 def _parse_tel(rest: str) -> TelUri:
-    number, _, ptext = rest.partition(";")
+    number, sep, ptext = rest.partition(";")
     if not _TEL_RE.fullmatch(number):
         raise SipParseError(f"bad tel URI number {number!r}")
-    return TelUri(number, _parse_uri_params(";" + ptext) if ptext else {})
+    return TelUri(number, _parse_uri_params(";" + ptext) if sep else {})
 
 
 @dataclass(slots=True)

@@ -1,0 +1,396 @@
+"""REGISTER with digest auth under load: the highest rate sustained with zero failures.
+
+Run from the repository root::
+
+    python -m benchmarks.register_load [--duration 30] [--users 1000] [--transport udp]
+    python -m benchmarks.register_load --quick          # smoke test: 5 s probes, coarse search
+
+For each event loop (uvloop, then the stdlib asyncio loop as the baseline) a
+fresh server is started with ``--users`` accounts (user0000, user0001, ...) and
+SIPp runs ``tests/integration/sipp/register_auth.xml`` at increasing rates: the
+rate doubles until a probe fails, then the interval is bisected.  One SIPp
+"call" is one authenticated registration (REGISTER, 401, REGISTER with
+credentials, 200), the registration rate of RFC 7501 §3.3.4.  A probe passes
+when every registration succeeded and the last one finished within
+``max(1 s, 5 %)`` of the probe's nominal end, i.e. the server kept up instead
+of queueing.  Server CPU is read from ``/proc/PID/stat`` (all threads) over the
+probe.  SIPp and the server share this machine's cores, so the figures are a
+lower bound of what the server alone could do; CPU time per registration is
+the machine-independent figure.
+
+SIPp 3.6.1 answers only MD5 challenges offered first, so the servers challenge
+MD5 first here (see :func:`tests.sipp.md5_first_challenges`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import datetime
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.harness import ServerProcess
+from tests.harness import TestUser as Account
+from tests.sipp import (
+    SippError,
+    SippResult,
+    md5_first_challenges,
+    run_sipp,
+    scenario,
+    transport_mode,
+    write_users_csv,
+)
+
+DOMAIN = "bench.local"
+#: The goal of issue 2: authenticated REGISTERs per second on one core.
+TARGET_RATE = 5000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One SIPp run at a fixed rate against a running server."""
+
+    rate: int
+    """Offered registrations per second."""
+    result: SippResult | None
+    """What SIPp counted; None if it could not run."""
+    passed: bool
+    """Every registration succeeded and the server kept up."""
+    wall: float
+    """Seconds the probe took."""
+    server_cpu: float
+    """Server CPU seconds (user + system, all threads) during the probe."""
+    sipp_cpu: float
+    """SIPp CPU seconds during the probe."""
+
+    @property
+    def server_cpu_percent(self) -> float:
+        return 100.0 * self.server_cpu / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def sipp_cpu_percent(self) -> float:
+        return 100.0 * self.sipp_cpu / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def cpu_per_registration(self) -> float:
+        """Server CPU seconds per successful registration (two transactions)."""
+        done = self.result.successful if self.result else 0
+        return self.server_cpu / done if done else float("nan")
+
+    def summary(self) -> str:
+        r = self.result
+        if r is None:
+            return f"{self.rate:>6}/s  SIPp could not run"
+        latency = f"{1000 * r.response_time:.1f} ms" if r.response_time is not None else "-"
+        verdict = "pass" if self.passed else "FAIL"
+        return (
+            f"{self.rate:>6}/s  {verdict}  {r.successful}/{r.created} ok, {r.failed} failed, "
+            f"{r.elapsed:.1f} s, latency {latency}, {r.retransmissions} retrans, "
+            f"server CPU {self.server_cpu_percent:.0f}% "
+            f"({1e6 * self.cpu_per_registration:.0f} us/REGISTER), "
+            f"SIPp CPU {self.sipp_cpu_percent:.0f}%"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """The rate search for one event loop."""
+
+    event_loop: str
+    probes: list[Probe]
+
+    @property
+    def best(self) -> Probe | None:
+        """The passing probe at the highest rate."""
+        passed = [p for p in self.probes if p.passed]
+        return max(passed, key=lambda p: p.rate) if passed else None
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all threads, from ``/proc/PID/stat`` (proc(5))."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of waited-for children: SIPp runs are waited for, the server is not."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_until_idle(
+    pid: int, *, below: float = 0.05, window: float = 0.5, limit: float = 30.0
+) -> None:
+    """Let the server drain what a failed probe left queued before the next one."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = server_cpu_seconds(pid)
+        time.sleep(window)
+        if server_cpu_seconds(pid) - before < below * window:
+            return
+
+
+class Bench:
+    """Runs probes against one server."""
+
+    def __init__(
+        self, server: ServerProcess, users_csv: Path, workdir: Path, transport: str, duration: float
+    ) -> None:
+        self.server = server
+        self.users_csv = users_csv
+        self.workdir = workdir
+        self.mode = transport_mode(transport)
+        self.duration = duration
+
+    def probe(self, rate: int, *, label: str = "") -> Probe:
+        calls = max(1, round(rate * self.duration))
+        port = self.server.tcp_port if self.mode.startswith("t") else self.server.udp_port
+        cpu0, sipp0, t0 = (
+            server_cpu_seconds(self.server.pid),
+            children_cpu_seconds(),
+            time.monotonic(),
+        )
+        result: SippResult | None
+        try:
+            result = run_sipp(
+                scenario("register_auth.xml"),
+                self.server.host,
+                port,
+                workdir=self.workdir / f"probe-{rate}{label}",
+                transport=self.mode,
+                rate=rate,
+                calls=calls,
+                users_csv=self.users_csv,
+                keys={"domain": DOMAIN, "expires": "3600"},
+                auth_uri=DOMAIN,
+                timeout=2 * self.duration + 30,
+            )
+        except SippError as exc:
+            print(f"  sipp failed at {rate}/s: {exc}", file=sys.stderr)
+            result = None
+        wall = time.monotonic() - t0
+        cpu = server_cpu_seconds(self.server.pid) - cpu0
+        sipp_cpu = children_cpu_seconds() - sipp0
+        kept_up = result is not None and result.elapsed <= self.duration + max(
+            1.0, 0.05 * self.duration
+        )
+        passed = result is not None and result.ok and result.successful == calls and kept_up
+        return Probe(rate, result, passed, wall, cpu, sipp_cpu)
+
+    def search(self, start: int, max_rate: int, precision: float) -> list[Probe]:
+        """Double from ``start`` until a probe fails, then bisect to ``precision`` (relative)."""
+        probes: list[Probe] = []
+
+        def run(rate: int) -> bool:
+            probe = self.probe(rate)
+            probes.append(probe)
+            print("  " + probe.summary(), flush=True)
+            if not self.server.alive():
+                raise RuntimeError(f"server died at {rate}/s:\n{self.server.log_text()[-3000:]}")
+            wait_until_idle(self.server.pid)
+            return probe.passed
+
+        low, high = 0, None
+        rate = start
+        while rate <= max_rate:
+            if not run(rate):
+                high = rate
+                break
+            low = rate
+            rate *= 2
+        if high is None:
+            return probes
+        while high - low > max(1, precision * max(low, start // 2)):
+            middle = (low + high) // 2 if low else high // 2
+            if run(middle):
+                low = middle
+            else:
+                high = middle
+        return probes
+
+
+@contextlib.contextmanager
+def running_server(workdir: Path, users: list[Account], event_loop: str) -> Iterator[ServerProcess]:
+    with md5_first_challenges():
+        server = ServerProcess(workdir, domain=DOMAIN, users=users, event_loop=event_loop)
+        server.start(timeout=300)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def profile(bench: Bench, rate: int, seconds: float, out: Path, top: int = 10) -> list[str]:
+    """Sample the server with py-spy during a probe at ``rate``; the top functions by self time."""
+    if shutil.which("py-spy") is None:
+        return ["py-spy is not installed (pip install py-spy)"]
+    raw = out.with_suffix(".txt")
+    spy = subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(bench.server.pid),
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "250",
+            "--output",
+            str(raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    probe = bench.probe(rate, label="-profiled")
+    spy.wait()
+    if not raw.exists():
+        return ["py-spy recorded nothing (ptrace not permitted?)"]
+    self_time: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        leaf = stack.split(";")[-1]
+        # "function (path/file.py:123)" -> "function (file.py)": lines of one function merge.
+        name, _, where = leaf.partition(" (")
+        where = where.rstrip(")").rsplit(":", 1)[0]
+        self_time[f"{name} ({Path(where).name})"] += int(count)
+        total += int(count)
+    lines = [f"profile at {rate}/s: {probe.summary().strip()}", f"raw stacks: {raw}"]
+    for function, samples in self_time.most_common(top):
+        lines.append(f"  {100 * samples / total:5.1f}%  {function}")
+    return lines
+
+
+def table(searches: Sequence[Search], duration: float, transport: str) -> str:
+    rows = [
+        (
+            "event loop",
+            "max REGISTER/s",
+            "server CPU",
+            "CPU/REGISTER",
+            "1-core projection",
+            "SIPp CPU",
+            "latency",
+        ),
+    ]
+    for s in searches:
+        best = s.best
+        if best is None or best.result is None:
+            rows.append((s.event_loop, "none passed", "-", "-", "-", "-", "-"))
+            continue
+        per = best.cpu_per_registration
+        latency = best.result.response_time
+        rows.append(
+            (
+                s.event_loop,
+                f"{best.rate}",
+                f"{best.server_cpu_percent:.0f}%",
+                f"{1e6 * per:.0f} us",
+                f"{1 / per:.0f}/s",
+                f"{best.sipp_cpu_percent:.0f}%",
+                f"{1000 * latency:.1f} ms" if latency is not None else "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    by_loop = {s.event_loop: s.best for s in searches}
+    fast, base = by_loop.get("uvloop"), by_loop.get("asyncio")
+    if fast and base:
+        lines.append(
+            f"uvloop / asyncio: {fast.rate / base.rate:.2f}x max rate, "
+            f"{base.cpu_per_registration / fast.cpu_per_registration:.2f}x less CPU per REGISTER"
+        )
+    lines.append(
+        f"target: {TARGET_RATE} authenticated REGISTER/s on one core; "
+        f"{transport.upper()}, {duration:g} s probes; 1-core projection = 1 / CPU per REGISTER"
+    )
+    lines.append(
+        f"machine: {os.cpu_count()} cores shared by SIPp and the server "
+        f"({platform.processor() or platform.machine()}, Python {platform.python_version()})"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.register_load", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per probe (30)")
+    parser.add_argument(
+        "--users", type=int, default=1000, help="accounts registered in turn (1000)"
+    )
+    parser.add_argument("--transport", choices=("udp", "tcp"), default="udp")
+    parser.add_argument(
+        "--loops", default="uvloop,asyncio", help="event loops, first is measured first"
+    )
+    parser.add_argument("--start-rate", type=int, default=500, help="first probe's rate (500/s)")
+    parser.add_argument("--max-rate", type=int, default=64000)
+    parser.add_argument(
+        "--precision", type=float, default=0.05, help="bisect until within this fraction"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="5 s probes, 25 %% precision: a smoke test"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the uvloop server at its best rate"
+    )
+    parser.add_argument("--workdir", type=Path, help="keep servers' and SIPp's files here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.precision = 5.0, 0.25
+    if shutil.which("sipp") is None:
+        parser.error("sipp is not installed (Debian: apt-get install sip-tester)")
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="register-load-"))
+    users = [Account(f"user{i:04d}", f"pw-{i:04d}-secret") for i in range(args.users)]
+    users_csv = write_users_csv(workdir / "users.csv", [(u.username, u.password) for u in users])
+    started = datetime.datetime.now(datetime.UTC)
+    print(
+        f"register_load: {args.users} users, {args.transport}, {args.duration:g} s probes, "
+        f"files in {workdir}",
+        flush=True,
+    )
+
+    searches: list[Search] = []
+    profile_lines: list[str] = []
+    for loop in args.loops.split(","):
+        print(f"{loop}:", flush=True)
+        with running_server(workdir / f"server-{loop}", users, loop) as server:
+            bench = Bench(
+                server, users_csv, workdir / f"sipp-{loop}", args.transport, args.duration
+            )
+            search = Search(loop, bench.search(args.start_rate, args.max_rate, args.precision))
+            searches.append(search)
+            if args.profile and loop == "uvloop" and search.best is not None:
+                profile_lines = profile(bench, search.best.rate, args.duration, workdir / "profile")
+
+    print()
+    print(f"REGISTER with digest auth, {started:%Y-%m-%d %H:%M} UTC")
+    print(table(searches, args.duration, args.transport))
+    for line in profile_lines:
+        print(line)
+    if args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

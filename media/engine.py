@@ -1,0 +1,725 @@
+"""The media engine: calls, the relay fast path and the batched audio path.
+
+Each call has legs (one :class:`~media.stream.Stream` each).  Two legs with
+the same codec and nothing to add (no recording, prompt, DTMF to inject) are
+*relayed*: packets are forwarded as they arrive, headers rewritten only when
+needed.  Everything else (transcoding, conferences of 3+, recording, prompts,
+DTMF generation) goes through the *audio path*: one 20 ms tick pops every
+audio stream's jitter buffer, decodes all of them into one 2-D numpy array,
+conceals losses, mixes (each leg hears everyone else), taps recorders, and
+encodes and sends.  A once-a-second housekeeping pass samples quality (MOS),
+sends RTCP and notices dead streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import wave
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from media import g711
+from media.control import ControlError, EventCallback, Json
+from media.dtmf import DIGITS, DtmfEnd, DtmfPacket, DtmfSender, DtmfStart
+from media.mixer import mix_minus_grouped
+from media.plc import Plc
+from media.ports import PortAllocator, PortsExhausted
+from media.quality import QualityCleared, QualityMonitor, QualityWarning
+from media.recorder import Recorder
+from media.stream import Addr, Codec, RtcpProtocol, RtpProtocol, Stream
+from media.tones import ToneGenerator
+
+log = logging.getLogger(__name__)
+
+FRAME = 160
+TICK = 0.02
+#: Audio codecs the audio path can decode, by SDP encoding name (RFC 3551 §6).
+G711 = {"PCMU": g711.PCMU, "PCMA": g711.PCMA}
+#: RFC 3550 §6.2: 5 s minimum interval, randomised to [0.5, 1.5] of it (§6.3.1).
+RTCP_INTERVAL = 5.0
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+
+
+class Player:
+    """Frames of a prompt (8 kHz mono WAV) or a tone, played into one leg."""
+
+    def __init__(self, frames: Callable[[], npt.NDArray[np.int16] | None]) -> None:
+        self.next_frame = frames
+
+    @classmethod
+    def wav(cls, path: str, loop: bool = False) -> Player:
+        """Play a 16-bit 8 kHz mono WAV file, optionally looping."""
+        try:
+            with wave.open(path, "rb") as wav_file:
+                if (
+                    wav_file.getnchannels() != 1
+                    or wav_file.getsampwidth() != 2
+                    or wav_file.getframerate() != 8000
+                ):
+                    raise ControlError(f"{path}: prompts must be 16-bit 8000 Hz mono WAV")
+                pcm = np.frombuffer(wav_file.readframes(wav_file.getnframes()), "<i2")
+        except (OSError, wave.Error, EOFError) as exc:
+            raise ControlError(f"cannot play {path}: {exc}") from None
+        padded = np.zeros(-(-len(pcm) // FRAME) * FRAME, np.int16)
+        padded[: len(pcm)] = pcm
+        chunks = padded.reshape(-1, FRAME)
+        position = 0
+
+        def frames() -> npt.NDArray[np.int16] | None:
+            nonlocal position
+            if position >= len(chunks):
+                if not loop or not len(chunks):
+                    return None
+                position = 0
+            position += 1
+            frame: npt.NDArray[np.int16] = chunks[position - 1]
+            return frame
+
+        return cls(frames)
+
+    @classmethod
+    def tone(cls, freqs: list[float], duration: float | None, amplitude: float = 0.3) -> Player:
+        """Play a tone (one or more frequencies) for ``duration`` s, or until stopped."""
+        generator = ToneGenerator(tuple(freqs), amplitude)
+        remaining = None if duration is None else max(1, round(duration / TICK))
+
+        def frames() -> npt.NDArray[np.int16] | None:
+            nonlocal remaining
+            if remaining is not None:
+                if remaining <= 0:
+                    return None
+                remaining -= 1
+            return generator.next_frame()
+
+        return cls(frames)
+
+
+class DtmfOut:
+    """Key presses queued for one leg, sent one packet per tick (RFC 4733 §2.5.1)."""
+
+    #: Ticks of plain audio between two digits.
+    GAP_TICKS = 3
+
+    def __init__(self, payload_type: int) -> None:
+        self._sender = DtmfSender(payload_type=payload_type)
+        self._jobs: deque[tuple[str, float]] = deque()
+        self._active: deque[DtmfPacket] = deque()
+        self._gap = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._jobs or self._active or self._gap)
+
+    def add(self, digit: str, duration: float) -> None:
+        """Queue one key press."""
+        self._jobs.append((digit, duration))
+
+    def next_packet(self, timestamp: int) -> DtmfPacket | None:
+        """This tick's event packet, or None to send audio; ``timestamp`` is this tick's."""
+        if not self._active:
+            if self._gap:
+                self._gap -= 1
+                return None
+            if not self._jobs:
+                return None
+            digit, duration = self._jobs.popleft()
+            self._active.extend(self._sender.packets(digit, timestamp, duration))
+            self._gap = self.GAP_TICKS
+        return self._active.popleft()
+
+
+@dataclass
+class Call:
+    """One call's legs and what is attached to it."""
+
+    call_id: str
+    streams: dict[str, Stream] = field(default_factory=dict)
+    recorder: Recorder | None = None
+    players: dict[str, Player] = field(default_factory=dict)
+    dtmf_out: dict[str, DtmfOut] = field(default_factory=dict)
+    created: float = 0.0
+
+    def needs_audio_path(self) -> bool:
+        """Relay only two legs with one codec and nothing added to their audio."""
+        streams = list(self.streams.values())
+        return (
+            len(streams) != 2
+            or streams[0].audio_codec.key != streams[1].audio_codec.key
+            or self.recorder is not None
+            or bool(self.players)
+            or any(self.dtmf_out.values())
+        )
+
+
+@dataclass
+class _Quality:
+    monitor: QualityMonitor = field(default_factory=QualityMonitor)
+    expected: int = 0
+    lost: int = 0
+    next_rtcp: float = 0.0
+    timed_out: bool = False
+
+
+class MediaEngine:
+    """An in-process media engine; also what each worker process runs."""
+
+    def __init__(
+        self,
+        *,
+        rtp_ports: tuple[int, int] = (20000, 30000),
+        host: str = "127.0.0.1",
+        advertise: str | None = None,
+        dscp: int = 46,
+        media_timeout: float = 60.0,
+        jitter_min: float = 0.02,
+        jitter_max: float = 0.5,
+        cname: str = "voipcore",
+    ) -> None:
+        self.ports = PortAllocator(*rtp_ports, host=host)
+        self.advertise = advertise or host
+        self.dscp = dscp
+        self.media_timeout = media_timeout
+        self.jitter_min = jitter_min
+        self.jitter_max = jitter_max
+        self.cname = cname
+        self.calls: dict[str, Call] = {}
+        self.tick_overruns = 0
+        self.ticks = 0
+        self._audio: list[Stream] = []
+        self._quality: dict[int, _Quality] = {}
+        self._callbacks: list[EventCallback] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._housekeeping_handle: asyncio.TimerHandle | None = None
+        self._next_tick = 0.0
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the tick and housekeeping timers."""
+        self._loop = asyncio.get_running_loop()
+        self._next_tick = self._loop.time() + TICK
+        self._tick_handle = self._loop.call_at(self._next_tick, self._tick)
+        self._housekeeping_handle = self._loop.call_later(1.0, self._housekeeping)
+
+    async def stop(self) -> None:
+        """Drop every call and stop the timers."""
+        for call_id in list(self.calls):
+            self.delete(call_id)
+        for handle in (self._tick_handle, self._housekeeping_handle):
+            if handle is not None:
+                handle.cancel()
+
+    def subscribe(self, callback: EventCallback) -> None:
+        self._callbacks.append(callback)
+
+    def _emit(self, event: Json) -> None:
+        for callback in self._callbacks:
+            callback(event)
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else time.monotonic()
+
+    # -- control protocol --------------------------------------------------------
+
+    async def request(self, command: str, args: Json) -> Json:
+        """JSON-level entry point shared with the control protocol."""
+        try:
+            if command == "offer" or command == "answer":
+                if command == "answer" and _str(args, "call_id") not in self.calls:
+                    raise ControlError(f"unknown call {args.get('call_id')!r}")
+                host, port = await self.offer(
+                    _str(args, "call_id"),
+                    _str(args, "leg"),
+                    [_codec(c) for c in _list(args, "codecs")],
+                    remote=_addr(args.get("remote")),
+                    rtcp=_addr(args.get("rtcp")),
+                    direction=str(args.get("direction", "sendrecv")),
+                )
+                return {"local": {"host": host, "port": port}}
+            if command == "delete":
+                return self.delete(_str(args, "call_id"))
+            if command == "query":
+                return self.query(_str(args, "call_id"))
+            if command == "play":
+                tone = args.get("tone")
+                self.play(
+                    _str(args, "call_id"),
+                    _str(args, "leg"),
+                    path=args.get("file"),
+                    tone=[float(f) for f in tone] if isinstance(tone, list) else None,
+                    duration=_opt_float(args.get("duration")),
+                    loop=bool(args.get("loop", False)),
+                )
+                return {}
+            if command == "stop_play":
+                self.stop_play(_str(args, "call_id"), _str(args, "leg"))
+                return {}
+            if command == "record":
+                return self.record(
+                    _str(args, "call_id"),
+                    _str(args, "action"),
+                    path=args.get("file"),
+                    mono_path=args.get("mono_file"),
+                )
+            if command == "dtmf":
+                self.send_dtmf(
+                    _str(args, "call_id"),
+                    _str(args, "leg"),
+                    _str(args, "digits"),
+                    duration=_opt_float(args.get("duration")) or 0.1,
+                )
+                return {}
+            if command == "stats":
+                return self.stats()
+            if command == "ping":
+                return {"pong": True}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ControlError(f"bad {command} request: {exc}") from None
+        raise ControlError(f"unknown command {command!r}")
+
+    # -- calls and legs ------------------------------------------------------------
+
+    async def offer(
+        self,
+        call_id: str,
+        leg: str,
+        codecs: list[Codec],
+        *,
+        remote: Addr | None = None,
+        rtcp: Addr | None = None,
+        direction: str = "sendrecv",
+    ) -> Addr:
+        """Create or update a leg; returns the local RTP address to put in SDP."""
+        if direction not in DIRECTIONS:
+            raise ControlError(f"direction must be one of {', '.join(DIRECTIONS)}")
+        if not any(c.name.lower() != "telephone-event" for c in codecs):
+            raise ControlError("at least one audio codec is needed")
+        for codec in codecs:
+            if codec.name.lower() != "telephone-event" and codec.name.upper() not in G711:
+                raise ControlError(f"codec {codec.name} is not supported (PCMU, PCMA)")
+        call = self.calls.get(call_id)
+        if call is None:
+            call = self.calls[call_id] = Call(call_id, created=self._now())
+        stream = call.streams.get(leg)
+        if stream is None:
+            stream = await self._open_stream(call, leg, codecs, remote, rtcp)
+        else:
+            stream.codecs = codecs
+            if remote is not None and remote != stream.remote:
+                # New address from a re-INVITE: latch afresh (RFC 4961 §3).
+                stream.remote, stream.latched = remote, False
+                stream.rtcp_remote = rtcp
+        stream.direction = direction
+        self._update_mode(call)
+        return self.advertise, stream.local[1]
+
+    async def _open_stream(
+        self, call: Call, leg: str, codecs: list[Codec], remote: Addr | None, rtcp: Addr | None
+    ) -> Stream:
+        assert self._loop is not None, "engine not started"
+        try:
+            rtp_sock, rtcp_sock = self.ports.allocate(self.dscp)
+        except PortsExhausted as exc:
+            raise ControlError(str(exc)) from None
+        stream = Stream(
+            call.call_id,
+            leg,
+            codecs,
+            local=rtp_sock.getsockname()[:2],
+            remote=remote,
+            rtcp_remote=rtcp,
+            on_event=self._stream_event,
+            clock=self._now,
+            jitter_min=self.jitter_min,
+            jitter_max=self.jitter_max,
+        )
+        rtp_transport, _ = await self._loop.create_datagram_endpoint(
+            lambda: RtpProtocol(stream), sock=rtp_sock
+        )
+        rtcp_transport, _ = await self._loop.create_datagram_endpoint(
+            lambda: RtcpProtocol(stream), sock=rtcp_sock
+        )
+        stream.attach(rtp_transport, rtcp_transport)
+        call.streams[leg] = stream
+        self._quality[id(stream)] = _Quality(
+            next_rtcp=self._now() + RTCP_INTERVAL * random.uniform(0.25, 0.75)
+        )
+        return stream
+
+    def delete(self, call_id: str) -> Json:
+        """End a call; returns its final per-leg summary."""
+        call = self._call(call_id)
+        summary = self.query(call_id)
+        if call.recorder is not None:
+            summary["recording"] = _recording_json(call.recorder)
+            call.recorder = None
+        for stream in call.streams.values():
+            stream.send_bye()
+            stream.close()
+            self.ports.release(stream.local[1])
+            self._quality.pop(id(stream), None)
+        call.streams.clear()
+        self._update_mode(call)
+        del self.calls[call_id]
+        return summary
+
+    def query(self, call_id: str) -> Json:
+        """Per-leg statistics of a live call."""
+        call = self._call(call_id)
+        return {
+            "call_id": call_id,
+            "mode": "audio" if call.needs_audio_path() else "relay",
+            "legs": {leg: self._stream_json(s) for leg, s in call.streams.items()},
+        }
+
+    def _stream_json(self, stream: Stream) -> Json:
+        stats = stream.recv_stats
+        quality = self._quality.get(id(stream))
+        summary = quality.monitor.summary() if quality is not None else None
+        counters = stream.counters
+        return {
+            "local": {"host": self.advertise, "port": stream.local[1]},
+            "remote": None if stream.remote is None else {"host": stream.remote[0], "port": stream.remote[1]},
+            "codec": stream.audio_codec.name,
+            "packets_in": counters.packets_in,
+            "packets_out": counters.packets_out,
+            "bytes_in": counters.bytes_in,
+            "bytes_out": counters.bytes_out,
+            "lost": stats.lost,
+            "expected": stats.expected,
+            "jitter": stats.jitter_seconds,
+            "rtt": counters.rtt,
+            "dropped_source": counters.dropped_source,
+            "dropped_invalid": counters.dropped_invalid,
+            "late": stream.jitter.stats.late,
+            "mos": None if summary is None else {
+                "min": summary.mos_min, "avg": summary.mos_avg, "max": summary.mos_max
+            },
+        }
+
+    def _call(self, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise ControlError(f"unknown call {call_id!r}")
+        return call
+
+    def _stream(self, call_id: str, leg: str) -> tuple[Call, Stream]:
+        call = self._call(call_id)
+        stream = call.streams.get(leg)
+        if stream is None:
+            raise ControlError(f"call {call_id!r} has no leg {leg!r}")
+        return call, stream
+
+    # -- features ---------------------------------------------------------------
+
+    def play(
+        self,
+        call_id: str,
+        leg: str,
+        *,
+        path: str | None = None,
+        tone: list[float] | None = None,
+        duration: float | None = None,
+        loop: bool = False,
+    ) -> None:
+        """Play a WAV prompt or a tone into ``leg`` (the party on that leg hears it)."""
+        call, _ = self._stream(call_id, leg)
+        if (path is None) == (tone is None):
+            raise ControlError("play needs exactly one of file or tone")
+        call.players[leg] = Player.wav(path, loop) if path is not None else Player.tone(
+            tone or [], duration
+        )
+        self._update_mode(call)
+
+    def stop_play(self, call_id: str, leg: str) -> None:
+        """Stop what is playing into ``leg``."""
+        call, _ = self._stream(call_id, leg)
+        call.players.pop(leg, None)
+        self._update_mode(call)
+
+    def record(
+        self, call_id: str, action: str, *, path: str | None = None, mono_path: str | None = None
+    ) -> Json:
+        """start / pause / resume / stop a stereo recording (one party per channel)."""
+        call = self._call(call_id)
+        if action == "start":
+            if call.recorder is not None:
+                raise ControlError(f"call {call_id!r} is already recording")
+            if not path:
+                raise ControlError("record start needs a file")
+            call.recorder = Recorder(path, max(2, len(call.streams)), 8000, mono_path)
+            self._update_mode(call)
+            return {}
+        recorder = call.recorder
+        if recorder is None:
+            raise ControlError(f"call {call_id!r} is not recording")
+        if action == "pause":
+            recorder.pause()
+        elif action == "resume":
+            recorder.resume()
+        elif action == "stop":
+            call.recorder = None
+            self._update_mode(call)
+            return {"recording": _recording_json(recorder)}
+        else:
+            raise ControlError("record action must be start, pause, resume or stop")
+        return {}
+
+    def send_dtmf(self, call_id: str, leg: str, digits: str, *, duration: float = 0.1) -> None:
+        """Send RFC 4733 events to ``leg`` (e.g. an extension after answer)."""
+        call, stream = self._stream(call_id, leg)
+        pt = stream.dtmf_payload_type
+        if pt is None:
+            raise ControlError(f"leg {leg!r} did not negotiate telephone-event")
+        bad = [d for d in digits.upper() if d not in DIGITS]
+        if bad or not digits:
+            raise ControlError(f"digits must be 0-9 * # A-D, got {digits!r}")
+        queue = call.dtmf_out.setdefault(leg, DtmfOut(pt))
+        for digit in digits.upper():
+            queue.add(digit, duration)
+        self._update_mode(call)
+
+    # -- modes ---------------------------------------------------------------------
+
+    def _update_mode(self, call: Call) -> None:
+        streams = list(call.streams.values())
+        audio = bool(streams) and call.needs_audio_path()
+        if len(streams) == 2:
+            streams[0].peer, streams[1].peer = streams[1], streams[0]
+        else:
+            for stream in streams:
+                stream.peer = None
+        for stream in streams:
+            if audio and stream.relaying:
+                stream.relaying = False
+                stream.plc = Plc()
+                self._audio.append(stream)
+            elif not audio and not stream.relaying:
+                stream.relaying = True
+                stream.plc = None
+        self._audio = [s for s in self._audio if not s.relaying and s.call_id in self.calls
+                       and self.calls[s.call_id].streams.get(s.leg) is s]
+
+    def _stream_event(self, call_id: str, leg: str, event: object) -> None:
+        if isinstance(event, DtmfStart):
+            self._emit({"event": "dtmf_start", "call_id": call_id, "leg": leg, "digit": event.digit})
+        elif isinstance(event, DtmfEnd):
+            duration = event.duration / 8000
+            self._emit(
+                {"event": "dtmf", "call_id": call_id, "leg": leg, "digit": event.digit,
+                 "duration": duration}
+            )
+            call = self.calls.get(call_id)
+            if call is not None and call.needs_audio_path():
+                # Relayed calls forward the events themselves; in the audio path
+                # they are regenerated towards the other legs that take them.
+                for other_leg, other in call.streams.items():
+                    if other_leg != leg and other.dtmf_payload_type is not None:
+                        self.send_dtmf(call_id, other_leg, event.digit, duration=duration)
+
+    # -- the 20 ms tick ----------------------------------------------------------------
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        self.ticks += 1
+        if self._audio:
+            self._audio_tick(self._audio, now)
+        self._next_tick += TICK
+        if self._next_tick < now:
+            # Fell behind by more than a tick: skip ahead instead of bursting.
+            self.tick_overruns += 1
+            self._next_tick = now + TICK
+        self._tick_handle = self._loop.call_at(self._next_tick, self._tick)
+
+    def _audio_tick(self, streams: list[Stream], now: float) -> None:
+        count = len(streams)
+        frames = np.zeros((count, FRAME), np.int16)
+        present = np.zeros(count, bool)
+        payloads: dict[str, tuple[list[int], list[bytes]]] = {}
+        for row, stream in enumerate(streams):
+            frame = stream.jitter.pop(now)
+            if frame is None:
+                continue
+            present[row] = True
+            if frame.payload is None or len(frame.payload) != FRAME:
+                frames[row] = stream.plc.conceal() if stream.plc is not None else 0
+            else:
+                rows, data = payloads.setdefault(stream.audio_codec.name.upper(), ([], []))
+                rows.append(row)
+                data.append(frame.payload)
+        for name, (rows, data) in payloads.items():
+            encoded = np.frombuffer(b"".join(data), np.uint8).reshape(len(rows), FRAME)
+            frames[rows] = g711.decode(G711[name], encoded)
+            for row in rows:
+                plc = streams[row].plc
+                if plc is not None:
+                    frames[row] = plc.good(frames[row])
+
+        call_index = {call_id: i for i, call_id in enumerate(self.calls)}
+        groups = np.fromiter((call_index[s.call_id] for s in streams), np.int64, count)
+        outputs = mix_minus_grouped(frames, groups, mask=present)
+
+        rows_by_call: dict[str, list[int]] = {}
+        for row, stream in enumerate(streams):
+            rows_by_call.setdefault(stream.call_id, []).append(row)
+        changed: set[str] = set()
+        for call_id, rows in rows_by_call.items():
+            call = self.calls[call_id]
+            for row in rows:
+                player = call.players.get(streams[row].leg)
+                if player is not None:
+                    prompt = player.next_frame()
+                    if prompt is None:
+                        del call.players[streams[row].leg]
+                        changed.add(call_id)
+                    else:
+                        mixed = outputs[row].astype(np.int32) + prompt
+                        outputs[row] = np.clip(mixed, -32768, 32767)
+            if call.recorder is not None:
+                tap = np.zeros((call.recorder.channels, FRAME), np.int16)
+                here = np.zeros(call.recorder.channels, bool)
+                count_rows = min(len(rows), call.recorder.channels)
+                tap[:count_rows] = frames[rows[:count_rows]]
+                here[:count_rows] = present[rows[:count_rows]]
+                call.recorder.write(tap, here)
+
+        encoded_rows: dict[str, list[int]] = {}
+        for row, stream in enumerate(streams):
+            encoded_rows.setdefault(stream.audio_codec.name.upper(), []).append(row)
+        for name, rows in encoded_rows.items():
+            payload_block = g711.encode(G711[name], outputs[rows])
+            for index, row in enumerate(rows):
+                stream = streams[row]
+                call = self.calls[stream.call_id]
+                if not self._send_frame(call, stream, payload_block[index].tobytes()):
+                    changed.add(stream.call_id)
+        # A prompt or a DTMF run that ended may let the call go back to relaying.
+        for call_id in changed:
+            self._update_mode(self.calls[call_id])
+
+    def _send_frame(self, call: Call, stream: Stream, payload: bytes) -> bool:
+        """Send one tick's audio, or the leg's next DTMF packet; False once DTMF is done."""
+        queue = call.dtmf_out.get(stream.leg)
+        if queue:
+            packet = queue.next_packet(stream.next_timestamp(FRAME))
+            if packet is not None:
+                stream.send_payload(
+                    packet.payload,
+                    samples=FRAME,
+                    marker=packet.marker,
+                    payload_type=stream.dtmf_payload_type,
+                    timestamp=packet.timestamp,
+                )
+                return True
+            if not queue:
+                del call.dtmf_out[stream.leg]
+                stream.send_payload(payload, samples=FRAME)
+                return False
+        stream.send_payload(payload, samples=FRAME)
+        return True
+
+    # -- once a second -----------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        for call in list(self.calls.values()):
+            for stream in call.streams.values():
+                self._sample_quality(stream, now)
+        self._housekeeping_handle = self._loop.call_later(1.0, self._housekeeping)
+
+    def _sample_quality(self, stream: Stream, now: float) -> None:
+        quality = self._quality.get(id(stream))
+        if quality is None:
+            return
+        if now >= quality.next_rtcp:
+            stream.send_rtcp(self.cname)
+            quality.next_rtcp = now + RTCP_INTERVAL * random.uniform(0.5, 1.5)
+        last = stream.last_packet_at
+        started = last if last is not None else self.calls[stream.call_id].created
+        if not quality.timed_out and now - started > self.media_timeout:
+            quality.timed_out = True
+            self._emit({"event": "media_timeout", "call_id": stream.call_id, "leg": stream.leg})
+        stats = stream.recv_stats
+        if not stats.received:
+            return
+        expected, lost = stats.expected, stats.lost
+        interval_expected = expected - quality.expected
+        loss = max(0, lost - quality.lost) / interval_expected if interval_expected > 0 else 0.0
+        quality.expected, quality.lost = expected, lost
+        rtt = stream.counters.rtt or 0.0
+        for event in quality.monitor.sample(now, rtt, stats.jitter_seconds, min(loss, 1.0)):
+            base: Json = {"call_id": stream.call_id, "leg": stream.leg, "name": event.name}
+            if isinstance(event, QualityWarning):
+                self._emit({"event": "quality_warning", **base, "value": event.value,
+                            "threshold": event.threshold})
+            elif isinstance(event, QualityCleared):
+                self._emit({"event": "quality_cleared", **base, "value": event.value})
+
+    # -- engine-wide ---------------------------------------------------------------------
+
+    def stats(self) -> Json:
+        """Engine-wide counters."""
+        streams = [s for c in self.calls.values() for s in c.streams.values()]
+        return {
+            "calls": len(self.calls),
+            "streams": len(streams),
+            "audio_streams": len(self._audio),
+            "ports_free": self.ports.available,
+            "ticks": self.ticks,
+            "tick_overruns": self.tick_overruns,
+            "packets_in": sum(s.counters.packets_in for s in streams),
+            "packets_out": sum(s.counters.packets_out for s in streams),
+        }
+
+
+def _recording_json(recorder: Recorder) -> Json:
+    info = recorder.stop()
+    return {"file": info.path, "duration": info.duration, "frames": info.frames_written}
+
+
+def _str(args: Json, key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str) or not value:
+        raise ControlError(f"{key} must be a non-empty string")
+    return value
+
+
+def _list(args: Json, key: str) -> list[Any]:
+    value = args.get(key)
+    if not isinstance(value, list):
+        raise ControlError(f"{key} must be a list")
+    return value
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value is None else float(str(value))
+
+
+def _addr(value: object) -> Addr | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("host"), str):
+        raise ControlError("an address must be {\"host\": ..., \"port\": ...}")
+    port = value.get("port")
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ControlError(f"bad port {port!r}")
+    return value["host"], port
+
+
+def _codec(value: object) -> Codec:
+    if not isinstance(value, dict):
+        raise ControlError("a codec must be {\"pt\": ..., \"name\": ..., \"rate\": ...}")
+    pt, name = value.get("pt"), value.get("name")
+    if not isinstance(pt, int) or not 0 <= pt <= 127 or not isinstance(name, str):
+        raise ControlError(f"bad codec {value!r}")
+    return Codec(pt, name, int(value.get("rate", 8000)))

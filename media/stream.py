@@ -1,0 +1,374 @@
+"""One leg's media endpoint: RTP/RTCP sockets, latching, relay and statistics.
+
+A :class:`Stream` faces one remote party.  Packets it receives are counted
+(RFC 3550 A.1/A.3/A.8), checked against the latched source (symmetric RTP,
+RFC 4961: after the first valid packet we send to where packets come from and
+drop packets from anywhere else), and then either forwarded to the peer
+stream untouched (relay fast path) or queued for the batched audio path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+from media.dtmf import DtmfEnd, DtmfReceiver, DtmfStart
+from media.jitter import JitterBuffer
+from media.rtcp import (
+    Bye,
+    ReceiverReport,
+    RtcpError,
+    SdesChunk,
+    SdesItem,
+    SdesType,
+    SenderReport,
+    SourceDescription,
+    build_compound,
+    parse_compound,
+)
+from media.rtp import RtpError, RtpPacket, is_rtcp, peek_header, rewrite_header, uint16_add, uint32_add
+from media.stats import ReceiverStats, SenderStats, rtt_from_report_block
+
+if TYPE_CHECKING:
+    from media.plc import Plc
+
+log = logging.getLogger(__name__)
+
+Addr = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """A negotiated RTP payload format (RFC 3551 §6, RFC 4733 §7.1.1)."""
+
+    payload_type: int
+    name: str
+    clock_rate: int = 8000
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What two legs must share to relay without transcoding."""
+        return self.name.upper(), self.clock_rate
+
+
+@dataclass(slots=True)
+class StreamCounters:
+    """Per-stream packet counters beyond RFC 3550's."""
+
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    dropped_source: int = 0
+    dropped_invalid: int = 0
+    rtcp_in: int = 0
+    rtcp_out: int = 0
+    rtt: float | None = None
+
+
+@dataclass(slots=True)
+class OutputState:
+    """Sequence/timestamp/SSRC continuity of what we send on this leg (RFC 3550 §5.1).
+
+    When the source of the forwarded stream changes (new SSRC after a
+    re-INVITE, or a switch between relay and audio path), offsets keep the
+    outgoing sequence and timestamp running without jumps the far jitter
+    buffer would choke on.
+    """
+
+    ssrc: int = field(default_factory=lambda: random.getrandbits(32))
+    seq: int = field(default_factory=lambda: random.getrandbits(16))
+    timestamp: int = field(default_factory=lambda: random.getrandbits(32))
+    started: bool = False
+    source_ssrc: int | None = None
+    seq_offset: int = 0
+    ts_offset: int = 0
+
+
+class Stream:
+    """The media of one call leg: what it receives and what we send to it."""
+
+    def __init__(
+        self,
+        call_id: str,
+        leg: str,
+        codecs: list[Codec],
+        *,
+        local: Addr,
+        remote: Addr | None,
+        rtcp_remote: Addr | None = None,
+        on_event: Callable[[str, str, object], None],
+        clock: Callable[[], float],
+        jitter_min: float = 0.02,
+        jitter_max: float = 0.5,
+    ) -> None:
+        self.call_id = call_id
+        self.leg = leg
+        self.local = local
+        self.remote = remote
+        self.rtcp_remote = rtcp_remote
+        self.latched = False
+        self.codecs = codecs
+        self.peer: Stream | None = None
+        self.relaying = True
+        #: What the remote party declared in its SDP (RFC 3264 §6.1): a
+        #: "sendonly" party is not sent media, a "recvonly" one is not listened to.
+        self.direction = "sendrecv"
+        self.counters = StreamCounters()
+        self.recv_stats = ReceiverStats(self.audio_codec.clock_rate)
+        self.send_stats = SenderStats()
+        self.out = OutputState()
+        self.jitter = JitterBuffer(
+            clock_rate=self.audio_codec.clock_rate, min_delay=jitter_min, max_delay=jitter_max
+        )
+        self.plc: Plc | None = None
+        self.dtmf = DtmfReceiver()
+        self.last_packet_at: float | None = None
+        self._on_event = on_event
+        self._clock = clock
+        self._rtp: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
+        self.in_ssrc: int | None = None
+
+    # -- negotiated formats ---------------------------------------------------
+
+    @property
+    def audio_codec(self) -> Codec:
+        """The first non-DTMF codec: what this leg sends and expects."""
+        for codec in self.codecs:
+            if codec.name.lower() != "telephone-event":
+                return codec
+        raise ValueError(f"leg {self.leg} of {self.call_id} has no audio codec")
+
+    @property
+    def dtmf_payload_type(self) -> int | None:
+        """The telephone-event payload type, if negotiated (RFC 4733 §7.1.1)."""
+        for codec in self.codecs:
+            if codec.name.lower() == "telephone-event":
+                return codec.payload_type
+        return None
+
+    # -- sockets --------------------------------------------------------------
+
+    def attach(self, rtp: asyncio.BaseTransport, rtcp: asyncio.BaseTransport) -> None:
+        """Called by the engine once the sockets are wired to the loop."""
+        self._rtp = cast(asyncio.DatagramTransport, rtp)
+        self._rtcp = cast(asyncio.DatagramTransport, rtcp)
+
+    def close(self) -> None:
+        """Close both sockets."""
+        for transport in (self._rtp, self._rtcp):
+            if transport is not None:
+                transport.close()
+
+    # -- receive path -----------------------------------------------------------
+
+    def rtp_received(self, data: bytes, addr: Addr) -> None:
+        """One datagram on the RTP port (RTCP too when multiplexed, RFC 5761 §4)."""
+        if len(data) >= 2 and is_rtcp(data):
+            self.rtcp_received(data, addr)
+            return
+        try:
+            pt, seq, ts, ssrc = peek_header(data)
+        except RtpError:
+            self.counters.dropped_invalid += 1
+            return
+        if not self._accept_source(addr):
+            return
+        now = self._clock()
+        counters = self.counters
+        counters.packets_in += 1
+        counters.bytes_in += len(data)
+        self.last_packet_at = now
+        if ssrc != self.in_ssrc:
+            self.in_ssrc = ssrc
+            self.recv_stats = ReceiverStats(self.audio_codec.clock_rate)
+        self.recv_stats.on_packet(seq, ts, now)
+        is_dtmf = pt == self.dtmf_payload_type
+        packet = RtpPacket.parse(data) if is_dtmf or not self.relaying else None
+        if is_dtmf and packet is not None:
+            self._dtmf_received(packet)
+        if self.direction in ("recvonly", "inactive"):
+            return  # the party said it would not send: it is not part of the call
+        if self.relaying:
+            if self.peer is not None:
+                self.peer.forward(data, pt, seq, ts, ssrc, self)
+        elif packet is not None and not is_dtmf:
+            self.jitter.push(seq, ts, ssrc, packet.payload, now, packet.marker)
+
+    def _accept_source(self, addr: Addr) -> bool:
+        """Latch onto the first source; afterwards drop packets from others (RFC 4961)."""
+        if not self.latched:
+            self.remote = addr
+            if self.rtcp_remote is None or self.rtcp_remote[0] != addr[0]:
+                self.rtcp_remote = (addr[0], addr[1] + 1)
+            self.latched = True
+            return True
+        if addr != self.remote:
+            self.counters.dropped_source += 1
+            return False
+        return True
+
+    def _dtmf_received(self, packet: RtpPacket) -> None:
+        for event in self.dtmf.feed(packet.timestamp, packet.payload, packet.marker):
+            if isinstance(event, DtmfStart | DtmfEnd):
+                self._on_event(self.call_id, self.leg, event)
+
+    def rtcp_received(self, data: bytes, addr: Addr) -> None:
+        """Terminate RTCP: learn LSR from SRs and RTT from report blocks (§6.4)."""
+        if self.latched and addr[0] != (self.remote or ("", 0))[0]:
+            self.counters.dropped_source += 1
+            return
+        try:
+            packets = parse_compound(data)
+        except RtcpError:
+            self.counters.dropped_invalid += 1
+            return
+        now = time.time()
+        self.counters.rtcp_in += 1
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                self.recv_stats.on_sender_report(packet, now)
+            if isinstance(packet, SenderReport | ReceiverReport):
+                for block in packet.reports:
+                    if block.ssrc == self.out.ssrc:
+                        rtt = rtt_from_report_block(block, now)
+                        if rtt is not None:
+                            self.counters.rtt = rtt
+
+    # -- send path --------------------------------------------------------------
+
+    @property
+    def can_send(self) -> bool:
+        """Whether we may send to this party: known address, and it accepts media (RFC 3264 §6.1)."""
+        return (
+            self.remote is not None
+            and self._rtp is not None
+            and self.direction in ("sendrecv", "recvonly")
+        )
+
+    def forward(self, data: bytes, pt: int, seq: int, ts: int, ssrc: int, source: Stream) -> None:
+        """Relay fast path: send a packet from the peer, rewriting only what must change."""
+        if not self.can_send:
+            return
+        out = self.out
+        if ssrc != out.source_ssrc:
+            # New source: continue our numbering from where we were (§5.1).
+            if out.started:
+                out.seq_offset = (uint16_add(out.seq, 1) - seq) & 0xFFFF
+                out.ts_offset = (uint32_add(out.timestamp, 160) - ts) & 0xFFFFFFFF
+            else:
+                out.seq_offset = out.ts_offset = 0
+                out.ssrc = ssrc
+            out.source_ssrc = ssrc
+        new_pt = self._map_payload_type(pt, source)
+        out.seq = (seq + out.seq_offset) & 0xFFFF
+        out.timestamp = (ts + out.ts_offset) & 0xFFFFFFFF
+        out.started = True
+        if out.seq_offset or out.ts_offset or ssrc != out.ssrc or new_pt != pt:
+            data = rewrite_header(
+                data,
+                payload_type=new_pt,
+                sequence_number=out.seq,
+                timestamp=out.timestamp,
+                ssrc=out.ssrc,
+            )
+        self._rtp.sendto(data, self.remote)
+        self.counters.packets_out += 1
+        self.counters.bytes_out += len(data)
+        self.send_stats.on_packet(len(data) - 12, out.timestamp)
+
+    def _map_payload_type(self, pt: int, source: Stream) -> int:
+        """Translate a payload type between the legs' numbering (RFC 3264 §5.1)."""
+        if pt == source.dtmf_payload_type:
+            return self.dtmf_payload_type if self.dtmf_payload_type is not None else pt
+        return self.audio_codec.payload_type
+
+    def next_timestamp(self, samples: int) -> int:
+        """The RTP timestamp the next packet sent by :meth:`send_payload` will carry."""
+        out = self.out
+        return uint32_add(out.timestamp, samples) if out.started else out.timestamp
+
+    def send_payload(
+        self,
+        payload: bytes,
+        *,
+        samples: int,
+        marker: bool = False,
+        payload_type: int | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """Audio path: send a payload we produced, continuing our own numbering.
+
+        Our media clock advances ``samples`` per packet whatever is sent, so audio
+        after a DTMF event (whose packets all carry the event's start
+        ``timestamp``, RFC 4733 §2.5.1.2) continues without a jump.
+        """
+        out = self.out
+        out.timestamp = self.next_timestamp(samples)
+        out.started = True
+        out.source_ssrc = None
+        if not self.can_send:
+            return
+        out.seq = uint16_add(out.seq, 1)
+        packet = RtpPacket(
+            payload_type=self.audio_codec.payload_type if payload_type is None else payload_type,
+            sequence_number=out.seq,
+            timestamp=out.timestamp if timestamp is None else timestamp,
+            ssrc=out.ssrc,
+            payload=payload,
+            marker=marker,
+        )
+        self._rtp.sendto(bytes(packet), self.remote)
+        self.counters.packets_out += 1
+        self.counters.bytes_out += len(payload) + 12
+        self.send_stats.on_packet(len(payload), out.timestamp)
+
+    def send_rtcp(self, cname: str) -> None:
+        """Send our SR (or RR when we have sent nothing) with SDES CNAME (§6.1)."""
+        if self.rtcp_remote is None or self._rtcp is None:
+            return
+        now = time.time()
+        blocks = []
+        if self.in_ssrc is not None and self.recv_stats.received:
+            blocks.append(self.recv_stats.report_block(self.in_ssrc, now))
+        report: SenderReport | ReceiverReport
+        if self.send_stats.packets:
+            report = self.send_stats.sender_report(self.out.ssrc, now, self.out.timestamp, blocks)
+        else:
+            report = ReceiverReport(ssrc=self.out.ssrc, reports=blocks)
+        sdes = SourceDescription([SdesChunk(self.out.ssrc, [SdesItem(SdesType.CNAME, cname)])])
+        self._rtcp.sendto(build_compound([report, sdes]), self.rtcp_remote)
+        self.counters.rtcp_out += 1
+
+    def send_bye(self) -> None:
+        """RTCP BYE when the stream ends (§6.6)."""
+        if self.rtcp_remote is None or self._rtcp is None or not self.send_stats.packets:
+            return
+        report = self.send_stats.sender_report(self.out.ssrc, time.time(), self.out.timestamp)
+        self._rtcp.sendto(build_compound([report, Bye([self.out.ssrc])]), self.rtcp_remote)
+
+
+class RtpProtocol(asyncio.DatagramProtocol):
+    """Feeds a stream's RTP socket."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self.stream.rtp_received(data, (str(addr[0]), int(str(addr[1]))))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("rtp socket error on %s/%s: %s", self.stream.call_id, self.stream.leg, exc)
+
+
+class RtcpProtocol(RtpProtocol):
+    """Feeds a stream's RTCP socket."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self.stream.rtcp_received(data, (str(addr[0]), int(str(addr[1]))))
