@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,18 +130,6 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def wait_until_idle(
-    pid: int, *, below: float = 0.05, window: float = 0.5, limit: float = 30.0
-) -> None:
-    """Let the server drain what a failed probe left queued before the next one."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        before = server_cpu_seconds(pid)
-        time.sleep(window)
-        if server_cpu_seconds(pid) - before < below * window:
-            return
-
-
 class Bench:
     """Runs probes against one server."""
 
@@ -154,7 +142,20 @@ class Bench:
         self.mode = transport_mode(transport)
         self.duration = duration
 
-    def probe(self, rate: int, *, label: str = "") -> Probe:
+    def probe(
+        self, rate: int, *, label: str = "", attach: Callable[[int], object] | None = None
+    ) -> Probe:
+        """Restart the server, then offer ``rate`` registrations/s for ``duration`` seconds.
+
+        A fresh process per probe: UDP server transactions live 32 s after their
+        response (Timer J, RFC 3261 §17.2.2), so an earlier probe's would still
+        weigh on this one.  Registrations persist across the restart.  ``attach``
+        gets the new server's pid before the load starts (for a profiler).
+        """
+        with md5_first_challenges():
+            self.server.restart()
+        if attach is not None:
+            attach(self.server.pid)
         calls = max(1, round(rate * self.duration))
         port = self.server.tcp_port if self.mode.startswith("t") else self.server.udp_port
         cpu0, sipp0, t0 = (
@@ -199,7 +200,6 @@ class Bench:
             print("  " + probe.summary(), flush=True)
             if not self.server.alive():
                 raise RuntimeError(f"server died at {rate}/s:\n{self.server.log_text()[-3000:]}")
-            wait_until_idle(self.server.pid)
             return probe.passed
 
         low, high = 0, None
@@ -237,27 +237,18 @@ def profile(bench: Bench, rate: int, seconds: float, out: Path, top: int = 10) -
     if shutil.which("py-spy") is None:
         return ["py-spy is not installed (pip install py-spy)"]
     raw = out.with_suffix(".txt")
-    spy = subprocess.Popen(
-        [
-            "py-spy",
-            "record",
-            "--pid",
-            str(bench.server.pid),
-            "--nonblocking",
-            "--format",
-            "raw",
-            "--duration",
-            str(int(seconds)),
-            "--rate",
-            "250",
-            "--output",
-            str(raw),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    probe = bench.probe(rate, label="-profiled")
-    spy.wait()
+    spies: list[subprocess.Popen[bytes]] = []
+
+    def attach(pid: int) -> None:
+        command = ["py-spy", "record", "--pid", str(pid), "--nonblocking", "--format", "raw"]
+        command += ["--duration", str(int(seconds)), "--rate", "250", "--output", str(raw)]
+        spies.append(
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+
+    probe = bench.probe(rate, label="-profiled", attach=attach)
+    for spy in spies:
+        spy.wait()
     if not raw.exists():
         return ["py-spy recorded nothing (ptrace not permitted?)"]
     self_time: collections.Counter[str] = collections.Counter()

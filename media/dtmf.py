@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
-#: DTMF event codes 0-15 in order (RFC 4733 §3.2, Table 7).
+#: DTMF event codes 0-15 in order (RFC 4733 §3.2).
 DIGITS = "0123456789*#ABCD"
 #: Largest value of the 16-bit duration field (§2.3.5).
 MAX_DURATION = 0xFFFF
@@ -173,8 +173,8 @@ def _newer(a: int, b: int) -> bool:
 class DtmfReceiver:
     """Recover key presses from received telephone-event packets (RFC 4733 §2.5.2).
 
-    Events are told apart by their RTP timestamp (§2.5.2.2 and §3.2): the marker bit may be
-    lost with the first packet, and retransmitted end packets (§2.5.1.4) repeat it all.
+    Events are told apart by their RTP timestamp (§2.5.2.2), which every packet of an event
+    repeats, end retransmissions included (§2.5.1.4); the marker bit may be lost.
     Each event yields exactly one :class:`DtmfStart` and one :class:`DtmfEnd`: duplicates
     and packets of an event already reported are dropped; a packet with a newer timestamp
     ends the current event if its end packets were lost.  Non-DTMF events (codes above 15)
@@ -206,8 +206,8 @@ class DtmfReceiver:
             return []
         if report.digit is None:
             return []
-        if timestamp == self._segment and report.event == self._code and self._seen:
-            return self._update(report) if self._active else []
+        if timestamp == self._segment and report.event == self._code:
+            return self._update(report)
         if timestamp in self._seen:
             return []  # a segment or event already reported, arriving late
         if self._seen and not (_newer(timestamp, self._segment) or marker):
@@ -234,7 +234,7 @@ class DtmfReceiver:
         return events
 
     def flush(self) -> list[DtmfEvent]:
-        """End the current event if its end was never received (e.g. the stream stopped)."""
+        """End the current event if its end never came, e.g. when the stream stops (§2.5.2.5)."""
         if not self._active:
             return []
         self._active = False

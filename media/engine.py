@@ -387,7 +387,9 @@ class MediaEngine:
         counters = stream.counters
         return {
             "local": {"host": self.advertise, "port": stream.local[1]},
-            "remote": None if stream.remote is None else {"host": stream.remote[0], "port": stream.remote[1]},
+            "remote": None
+            if stream.remote is None
+            else {"host": stream.remote[0], "port": stream.remote[1]},
             "codec": stream.audio_codec.name,
             "packets_in": counters.packets_in,
             "packets_out": counters.packets_out,
@@ -400,9 +402,9 @@ class MediaEngine:
             "dropped_source": counters.dropped_source,
             "dropped_invalid": counters.dropped_invalid,
             "late": stream.jitter.stats.late,
-            "mos": None if summary is None else {
-                "min": summary.mos_min, "avg": summary.mos_avg, "max": summary.mos_max
-            },
+            "mos": None
+            if summary is None
+            else {"min": summary.mos_min, "avg": summary.mos_avg, "max": summary.mos_max},
         }
 
     def _call(self, call_id: str) -> Call:
@@ -434,8 +436,8 @@ class MediaEngine:
         call, _ = self._stream(call_id, leg)
         if (path is None) == (tone is None):
             raise ControlError("play needs exactly one of file or tone")
-        call.players[leg] = Player.wav(path, loop) if path is not None else Player.tone(
-            tone or [], duration
+        call.players[leg] = (
+            Player.wav(path, loop) if path is not None else Player.tone(tone or [], duration)
         )
         self._update_mode(call)
 
@@ -505,17 +507,29 @@ class MediaEngine:
             elif not audio and not stream.relaying:
                 stream.relaying = True
                 stream.plc = None
-        self._audio = [s for s in self._audio if not s.relaying and s.call_id in self.calls
-                       and self.calls[s.call_id].streams.get(s.leg) is s]
+        self._audio = [
+            s
+            for s in self._audio
+            if not s.relaying
+            and s.call_id in self.calls
+            and self.calls[s.call_id].streams.get(s.leg) is s
+        ]
 
     def _stream_event(self, call_id: str, leg: str, event: object) -> None:
         if isinstance(event, DtmfStart):
-            self._emit({"event": "dtmf_start", "call_id": call_id, "leg": leg, "digit": event.digit})
+            self._emit(
+                {"event": "dtmf_start", "call_id": call_id, "leg": leg, "digit": event.digit}
+            )
         elif isinstance(event, DtmfEnd):
             duration = event.duration / 8000
             self._emit(
-                {"event": "dtmf", "call_id": call_id, "leg": leg, "digit": event.digit,
-                 "duration": duration}
+                {
+                    "event": "dtmf",
+                    "call_id": call_id,
+                    "leg": leg,
+                    "digit": event.digit,
+                    "duration": duration,
+                }
             )
             call = self.calls.get(call_id)
             if call is not None and call.needs_audio_path():
@@ -660,8 +674,14 @@ class MediaEngine:
         for event in quality.monitor.sample(now, rtt, stats.jitter_seconds, min(loss, 1.0)):
             base: Json = {"call_id": stream.call_id, "leg": stream.leg, "name": event.name}
             if isinstance(event, QualityWarning):
-                self._emit({"event": "quality_warning", **base, "value": event.value,
-                            "threshold": event.threshold})
+                self._emit(
+                    {
+                        "event": "quality_warning",
+                        **base,
+                        "value": event.value,
+                        "threshold": event.threshold,
+                    }
+                )
             elif isinstance(event, QualityCleared):
                 self._emit({"event": "quality_cleared", **base, "value": event.value})
 
@@ -709,7 +729,7 @@ def _addr(value: object) -> Addr | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("host"), str):
-        raise ControlError("an address must be {\"host\": ..., \"port\": ...}")
+        raise ControlError('an address must be {"host": ..., "port": ...}')
     port = value.get("port")
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ControlError(f"bad port {port!r}")
@@ -718,7 +738,7 @@ def _addr(value: object) -> Addr | None:
 
 def _codec(value: object) -> Codec:
     if not isinstance(value, dict):
-        raise ControlError("a codec must be {\"pt\": ..., \"name\": ..., \"rate\": ...}")
+        raise ControlError('a codec must be {"pt": ..., "name": ..., "rate": ...}')
     pt, name = value.get("pt"), value.get("name")
     if not isinstance(pt, int) or not 0 <= pt <= 127 or not isinstance(name, str):
         raise ControlError(f"bad codec {value!r}")

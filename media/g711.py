@@ -1,7 +1,7 @@
 """G.711 µ-law (PCMU) and A-law (PCMA) by numpy table lookup, batched across streams.
 
-The tables are built once at import from the ITU-T G.711 companding rules (§2 A-law,
-§3 µ-law): 8 segments of 16 steps, µ-law with a bias of 33 on the 14-bit magnitude and
+The tables are built once at import from the ITU-T G.711 companding rules (Table 1 A-law,
+Table 2 µ-law): 8 segments of 16 steps, µ-law with a bias of 33 on the 14-bit magnitude and
 all bits inverted, A-law on the 13-bit magnitude with the even bits inverted (XOR 0x55).
 Linear samples are 16-bit: µ-law takes the top 14 bits, A-law the top 13, exactly as
 Python's former ``audioop`` (``lin2ulaw``/``lin2alaw`` width 2), which the tests check over
@@ -41,7 +41,7 @@ def _readonly(table: npt.NDArray[_T]) -> npt.NDArray[_T]:
 
 
 def _ulaw_decode_table() -> Int16Array:
-    """G.711 §3 µ-law decoder outputs, scaled by 4 to 16 bits (-32124..32124)."""
+    """G.711 Table 2 µ-law decoder outputs, scaled by 4 to 16 bits (-32124..32124)."""
     code = ~np.arange(256, dtype=np.int32) & 0xFF
     exponent = (code >> 4) & 0x07
     biased = (((code & 0x0F) << 3) + 0x84) << exponent
@@ -49,7 +49,7 @@ def _ulaw_decode_table() -> Int16Array:
 
 
 def _alaw_decode_table() -> Int16Array:
-    """G.711 §2 A-law decoder outputs, scaled by 8 to 16 bits (-32256..32256)."""
+    """G.711 Table 1 A-law decoder outputs, scaled by 8 to 16 bits (-32256..32256)."""
     code = np.arange(256, dtype=np.int32) ^ 0x55
     exponent = (code >> 4) & 0x07
     mantissa = (code & 0x0F) << 4
@@ -101,8 +101,9 @@ ULAW_DECODE = _readonly(_ulaw_decode_table())
 ALAW_DECODE = _readonly(_alaw_decode_table())
 ULAW_ENCODE = _readonly(_ulaw_encode_table())
 ALAW_ENCODE = _readonly(_alaw_encode_table())
-#: Direct transcoding (G.711 §4 Tables 3/4 serve the same purpose): each code decoded and
-#: re-encoded, so a transcoding relay and the decode/encode audio path produce the same bytes.
+#: Direct transcoding, code to code: each code decoded and re-encoded, so a transcoding relay
+#: and the decode/encode audio path produce the same bytes.  G.711's own conversion tables
+#: (Tables 3 and 4) differ from these by one step for some codes near segment edges.
 ULAW_TO_ALAW = _readonly(ALAW_ENCODE[ULAW_DECODE.view(np.uint16)])
 ALAW_TO_ULAW = _readonly(ULAW_ENCODE[ALAW_DECODE.view(np.uint16)])
 

@@ -31,7 +31,15 @@ from media.rtcp import (
     build_compound,
     parse_compound,
 )
-from media.rtp import RtpError, RtpPacket, is_rtcp, peek_header, rewrite_header, uint16_add, uint32_add
+from media.rtp import (
+    RtpError,
+    RtpPacket,
+    is_rtcp,
+    peek_header,
+    rewrite_header,
+    uint16_add,
+    uint32_add,
+)
 from media.stats import ReceiverStats, SenderStats, rtt_from_report_block
 
 if TYPE_CHECKING:
@@ -245,16 +253,13 @@ class Stream:
 
     @property
     def can_send(self) -> bool:
-        """Whether we may send to this party: known address, and it accepts media (RFC 3264 §6.1)."""
-        return (
-            self.remote is not None
-            and self._rtp is not None
-            and self.direction in ("sendrecv", "recvonly")
-        )
+        """Whether we may send to this party: address known, media accepted (RFC 3264 §6.1)."""
+        return self.remote is not None and self.direction in ("sendrecv", "recvonly")
 
     def forward(self, data: bytes, pt: int, seq: int, ts: int, ssrc: int, source: Stream) -> None:
         """Relay fast path: send a packet from the peer, rewriting only what must change."""
-        if not self.can_send:
+        rtp, remote = self._rtp, self.remote
+        if rtp is None or remote is None or not self.can_send:
             return
         out = self.out
         if ssrc != out.source_ssrc:
@@ -278,7 +283,7 @@ class Stream:
                 timestamp=out.timestamp,
                 ssrc=out.ssrc,
             )
-        self._rtp.sendto(data, self.remote)
+        rtp.sendto(data, remote)
         self.counters.packets_out += 1
         self.counters.bytes_out += len(data)
         self.send_stats.on_packet(len(data) - 12, out.timestamp)
@@ -313,7 +318,8 @@ class Stream:
         out.timestamp = self.next_timestamp(samples)
         out.started = True
         out.source_ssrc = None
-        if not self.can_send:
+        rtp, remote = self._rtp, self.remote
+        if rtp is None or remote is None or not self.can_send:
             return
         out.seq = uint16_add(out.seq, 1)
         packet = RtpPacket(
@@ -324,7 +330,7 @@ class Stream:
             payload=payload,
             marker=marker,
         )
-        self._rtp.sendto(bytes(packet), self.remote)
+        rtp.sendto(bytes(packet), remote)
         self.counters.packets_out += 1
         self.counters.bytes_out += len(payload) + 12
         self.send_stats.on_packet(len(payload), out.timestamp)

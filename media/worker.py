@@ -46,7 +46,9 @@ def main() -> None:
     parser.add_argument("--dscp", type=int, default=46)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     uvloop.run(serve(args))
 
 

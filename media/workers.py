@@ -156,7 +156,9 @@ class WorkerPool:
             raise RuntimeError(f"media worker {worker.index} failed to start")
         worker.client = await ControlClient.connect_unix(worker.socket_path)
         worker.client.subscribe(self._relay_event)
-        log.info("media worker %d (pid %d) ports %s", worker.index, worker.process.pid, worker.ports)
+        log.info(
+            "media worker %d (pid %d) ports %s", worker.index, worker.process.pid, worker.ports
+        )
         task = asyncio.get_running_loop().create_task(self._monitor(worker))
         self._monitors.add(task)
         task.add_done_callback(self._monitors.discard)
@@ -175,7 +177,11 @@ class WorkerPool:
         for call_id in sorted(worker.calls):
             self._routes.pop(call_id, None)
             self._relay_event(
-                {"event": "call_ended", "call_id": call_id, "reason": f"media worker {worker.index} died"}
+                {
+                    "event": "call_ended",
+                    "call_id": call_id,
+                    "reason": f"media worker {worker.index} died",
+                }
             )
         worker.calls.clear()
         worker.restarts += 1

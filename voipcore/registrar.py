@@ -148,15 +148,13 @@ class Registrar:
         if result in (AuthResult.REPLAY, AuthResult.MISMATCH):
             return self._challenge(request, now, stale=False)
         if result is not AuthResult.OK:
-            return make_response(request, 403, "Forbidden (bad credentials)", to_tag=_tag(request))
+            return make_response(request, 403, "Forbidden (bad credentials)")
         if creds.username != username:
-            return make_response(
-                request, 403, "Forbidden (user may not register this address)", to_tag=_tag(request)
-            )
+            return make_response(request, 403, "Forbidden (user may not register this address)")
         return None
 
     def _challenge(self, request: Request, now: float, *, stale: bool) -> Response:
-        response = make_response(request, 401, to_tag=_tag(request))
+        response = make_response(request, 401)
         for challenge in self.auth.challenges(now, stale=stale):
             response.headers.add("WWW-Authenticate", str(challenge))
         return response
@@ -189,7 +187,7 @@ class Registrar:
                 else default
             )
             if 0 < expires < self.min_expires:
-                response = make_response(request, 423, to_tag=_tag(request))
+                response = make_response(request, 423)
                 response.headers.add("Min-Expires", str(self.min_expires))
                 return RegisterResult(response, [])
             expires = min(expires, self.max_expires)
@@ -237,14 +235,14 @@ class Registrar:
         return RegisterResult(self._ok(request, username, now).response, changes)
 
     def _ok(self, request: Request, username: str, now: float) -> RegisterResult:
-        response = make_response(request, 200, to_tag=_tag(request))
+        response = make_response(request, 200)
         for binding in self.lookup(username, now):
             response.headers.add("Contact", _format_contact(binding, now))
         response.headers.add("Date", formatdate(now, usegmt=True))
         return RegisterResult(response, [])
 
     def _reply(self, request: Request, status: int, reason: str) -> RegisterResult:
-        return RegisterResult(make_response(request, status, reason, to_tag=_tag(request)), [])
+        return RegisterResult(make_response(request, status, reason), [])
 
     def _serves(self, host: str) -> bool:
         host = host.lower()
@@ -287,11 +285,6 @@ def _q_value(contact: NameAddr) -> float:
     if not 0.0 <= q <= 1.0:
         raise SipParseError(f"q value out of range: {text}")
     return q
-
-
-def _tag(request: Request) -> str:
-    """A To tag for our final responses, stable across retransmissions (§8.2.6.2)."""
-    return format(hash((request.call_id, request.from_.tag)) & 0xFFFFFFFF, "08x")
 
 
 def _short(reason: str) -> str:

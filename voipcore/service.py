@@ -19,7 +19,7 @@ from typing import NamedTuple
 from voipcore.registrar import Registrar
 from voipcore.sip.errors import SipParseError
 from voipcore.sip.headers import COMPACT_FORMS
-from voipcore.sip.message import Request, Response, make_response, parse_message
+from voipcore.sip.message import Request, Response, make_response, parse_message, stable_tag
 from voipcore.sip.transaction import (
     Address,
     RequestReceived,
@@ -321,11 +321,14 @@ def _salvage_error_response(data: bytes, exc: SipParseError) -> bytes | None:
     if any(key not in found for key in _SALVAGE):
         return None
     reason = " ".join(exc.reason.split())[:120]
+    to = found["to"][0]
+    if ";tag=" not in to.replace(" ", "").lower():
+        to = f"{to};tag={stable_tag(found['call-id'][0], found['from'][0], found['via'][0])}"
     out = [f"SIP/2.0 {exc.status} {reason}"]
     out += [f"Via: {v}" for v in found["via"]]
     out += [
         f"From: {found['from'][0]}",
-        f"To: {found['to'][0]}",
+        f"To: {to}",
         f"Call-ID: {found['call-id'][0]}",
         f"CSeq: {found['cseq'][0]}",
         f"Server: {SERVER_NAME}",

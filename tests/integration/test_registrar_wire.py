@@ -17,7 +17,9 @@ DOMAIN = "test.local"
 TORTURE = Path(__file__).resolve().parents[1] / "fixtures" / "torture"
 
 
-def contacts_of(server: ServerProcess, user: str = "alice", password: str = "alice-secret") -> list[str]:
+def contacts_of(
+    server: ServerProcess, user: str = "alice", password: str = "alice-secret"
+) -> list[str]:
     """Query-only REGISTER (no Contact): the bindings the server holds now."""
     client = SipClient("127.0.0.1", server.udp_port)
     try:

@@ -22,7 +22,7 @@ domain = "example.com"
 [http]
 listen = "127.0.0.1:0"
 [store]
-url = "sqlite:///{tmp_path / 'db'}"
+url = "sqlite:///{tmp_path / "db"}"
 [[users]]
 username = "1000"
 extension = "1000"
@@ -52,7 +52,9 @@ def test_check_config_bad_exits_2_naming_key(
 
 def test_users_add_list_remove(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["--config", str(config_file)]
-    assert main(["users", "add", "201", "--password", "pw-201", "--display-name", "Ann", *args]) == 0
+    assert (
+        main(["users", "add", "201", "--password", "pw-201", "--display-name", "Ann", *args]) == 0
+    )
     assert main(["users", "list", *args]) == 0
     out = capsys.readouterr().out
     assert "201" in out and "Ann" in out

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from media.mixer import MixerError, mix, mix_minus, mix_minus_grouped
+from media.mixer import MAX_PARTICIPANTS, MixerError, mix, mix_minus, mix_minus_grouped
 
 Int16Array = npt.NDArray[np.int16]
 
@@ -148,3 +148,14 @@ def test_empty_conference_tick_mixes_to_nothing() -> None:
     assert mix_minus(frames).shape == (0, 160)
     assert mix_minus_grouped(frames, np.zeros(0, dtype=np.int64)).shape == (0, 160)
     np.testing.assert_array_equal(mix(frames), np.zeros(160, dtype=np.int16))
+
+
+def test_grouped_mixing_at_the_participant_limit_does_not_overflow() -> None:
+    frames = np.full((MAX_PARTICIPANTS, 2), 32767, dtype=np.int16)
+    frames[:, 1] = -32768
+    groups = np.arange(MAX_PARTICIPANTS) % 3
+    out = mix_minus_grouped(frames, groups)
+    np.testing.assert_array_equal(out[:, 0], 32767)
+    np.testing.assert_array_equal(out[:, 1], -32768)
+    with pytest.raises(MixerError, match="at most"):
+        mix_minus_grouped(np.zeros((MAX_PARTICIPANTS + 1, 1), dtype=np.int16), np.zeros(65537))

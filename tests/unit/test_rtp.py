@@ -142,7 +142,9 @@ _packets = st.builds(
     | st.builds(
         RtpExtension,
         profile=st.integers(0, 0xFFFF),
-        data=st.integers(0, 8).flatmap(lambda words: st.binary(min_size=4 * words, max_size=4 * words)),
+        data=st.integers(0, 8).flatmap(
+            lambda words: st.binary(min_size=4 * words, max_size=4 * words)
+        ),
     ),
     padding=st.integers(0, 255),
 )

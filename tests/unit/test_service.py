@@ -105,6 +105,7 @@ def test_unparsable_request_gets_400_naming_the_problem() -> None:
     [(response, addr)] = exchange(service, request("OPTIONS", cseq_method="INVITE"))
     assert response.status == 400
     assert "CSeq method INVITE" in response.reason
+    assert response.to.tag is not None
     assert addr == PHONE
     assert service.counters.bad_requests_answered == 1
 

@@ -59,9 +59,7 @@ def test_writer_group_commits_concurrent_changes(tmp_path: Path) -> None:
     writer = BatchWriter(store)
 
     async def main() -> None:
-        await asyncio.gather(
-            *(writer.apply([(binding(f"sip:{i}@x"), False)]) for i in range(50))
-        )
+        await asyncio.gather(*(writer.apply([(binding(f"sip:{i}@x"), False)]) for i in range(50)))
         await writer.close()
 
     asyncio.run(main())

@@ -8,6 +8,7 @@ response status and a reason naming the offending element.
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,8 @@ def _ids(entries: list[dict[str, Any]]) -> list[str]:
 
 
 def load(entry: dict[str, Any]) -> bytes:
-    return (FIXTURES / entry["file"]).read_bytes()
+    path: Path = FIXTURES / entry["file"]
+    return path.read_bytes()
 
 
 def _none(value: Any) -> Any:
@@ -142,7 +144,9 @@ CHECKS: dict[str, Callable[[Message, Any], tuple[object, object]]] = {
 }
 
 
-def mismatches(msg: Message, values: dict[str, Any], skip: frozenset[str] = frozenset()) -> dict:
+def mismatches(
+    msg: Message, values: dict[str, Any], skip: frozenset[str] = frozenset()
+) -> dict[str, tuple[object, object]]:
     """Every manifest value that the parsed message does not reproduce."""
     unknown = set(values) - set(CHECKS)
     assert not unknown, f"manifest keys with no check: {sorted(unknown)}"
@@ -231,10 +235,8 @@ def test_rejected_message_raises_with_status_and_reason(entry: dict[str, Any]) -
 def test_every_message_parses_or_fails_cleanly_when_truncated(entry: dict[str, Any]) -> None:
     data = load(entry)
     for cut in range(0, len(data), max(1, len(data) // 40)):
-        try:
+        with contextlib.suppress(SipParseError):
             parse_message(data[:cut])
-        except SipParseError:
-            pass
 
 
 def test_dblreq_trailing_invite_is_ignored_on_a_datagram() -> None:
@@ -275,7 +277,8 @@ def test_esc01_parameter_escapes_decode_once() -> None:
 def test_esc02_percent_in_method_is_not_an_escape() -> None:
     msg = parse_message((FIXTURES / "esc02.sip").read_bytes())
     assert isinstance(msg, Request)
-    assert msg.method == "RE%47IST%45R" != "REGISTER"
+    assert msg.method == "RE%47IST%45R"
+    assert msg.method.upper() != "REGISTER"
     assert "C%6Fntact" in msg.headers
     assert len(msg.contacts) == 2
 

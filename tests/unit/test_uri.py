@@ -263,7 +263,10 @@ def test_params_inside_angle_brackets_belong_to_the_uri() -> None:
         ('"J Rosenberg \\\\\\""       <sip:jdrosen@example.com>', 'J Rosenberg \\"'),
         ("caller<sip:caller@example.com>", "caller"),
         ("A.  Bell <sip:a.g.bell@example.com>", "A. Bell"),
-        ("token1~` token2'+_ token3*%!.- <sip:mundane@example.com>", "token1~` token2'+_ token3*%!.-"),
+        (
+            "token1~` token2'+_ token3*%!.- <sip:mundane@example.com>",
+            "token1~` token2'+_ token3*%!.-",
+        ),
         ("<sip:alice@example.com>", None),
         ("sip:alice@example.com", None),
     ],
@@ -341,7 +344,7 @@ _HOST = (
     | st.ip_addresses(v=6).map(lambda a: f"[{a}]")
 )
 _PCHARS = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]"
-_PNAME = st.from_regex(rf"[a-z0-9\-_.!~*'()\[\]/:&+$]{{1,8}}", fullmatch=True)
+_PNAME = st.from_regex(r"[a-z0-9\-_.!~*'()\[\]/:&+$]{1,8}", fullmatch=True)
 _PVALUE = st.none() | st.from_regex(rf"{_PCHARS}{{1,8}}", fullmatch=True)
 _HCHARS = r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$]"
 

@@ -114,9 +114,7 @@ LIST_HEADERS = frozenset(
     }
 )
 
-TOKEN_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
-)
+TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 # Character-class checks run as compiled regular expressions: on the parse hot
 # path they are several times faster than per-character Python loops.
@@ -325,9 +323,7 @@ class Headers:
     __slots__ = ("_items",)
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = [
-            (canonical_name(n), _checked(v)) for n, v in items
-        ]
+        self._items: list[tuple[str, str]] = [(canonical_name(n), _checked(v)) for n, v in items]
 
     @classmethod
     def _from_canonical(cls, items: list[tuple[str, str]]) -> Headers:

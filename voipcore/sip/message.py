@@ -9,6 +9,7 @@ message that gets past :func:`parse_message` can be answered.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -688,8 +689,9 @@ def make_response(
     """Build a response to ``request`` per RFC 3261 §8.2.6.
 
     Via (all values, in order), From, Call-ID and CSeq are copied; To is copied
-    and gets ``to_tag`` if it has none yet (never on 100 Trying, §8.2.6.2).  A
-    100 Trying copies the request's Timestamp (§8.2.6.1).
+    and, if it has no tag yet, gets ``to_tag`` or one derived from the request
+    so every response to it carries the same tag (never on 100 Trying, §8.2.6.2).
+    A 100 Trying copies the request's Timestamp (§8.2.6.1).
     """
     copied: dict[str, list[str]] = {"Via": [], "From": [], "To": [], "Call-ID": [], "CSeq": []}
     timestamp: str | None = None
@@ -699,9 +701,24 @@ def make_response(
             bucket.append(value)
         elif name == "Timestamp" and timestamp is None:
             timestamp = value
-    if to_tag and status > 100 and copied["To"] and request.to.tag is None:
-        copied["To"][0] = f"{copied['To'][0]};tag={to_tag}"
+    if status > 100 and copied["To"] and request.to.tag is None:
+        tag = to_tag or response_tag(request)
+        copied["To"][0] = f"{copied['To'][0]};tag={tag}"
     items = [(name, value) for name, values in copied.items() for value in values]
     if status == 100 and timestamp is not None:
         items.append(("Timestamp", timestamp))
     return Response(status, reason, Headers._from_canonical(items))
+
+
+def response_tag(request: Request) -> str:
+    """A To tag that is the same for every response to ``request`` (§8.2.6.2, §19.3).
+
+    Derived from Call-ID, From tag and branch, so a retransmitted request gets
+    the same tag without the server keeping state.
+    """
+    return stable_tag(request.call_id, request.from_.tag or "", request.via.branch or "")
+
+
+def stable_tag(*parts: str) -> str:
+    """A short tag that depends only on ``parts``."""
+    return hashlib.blake2s("|".join(parts).encode(), digest_size=6).hexdigest()

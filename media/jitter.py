@@ -1,0 +1,447 @@
+"""Adaptive jitter buffer with clock-driven playout (sans-I/O).
+
+The media engine files every received RTP packet with :meth:`JitterBuffer.push`
+and asks for one frame per 20 ms tick with :meth:`JitterBuffer.pop`; both take
+an explicit time and nothing here reads a clock.
+
+The target delay follows the recent delay distribution, in the manner of
+WebRTC NetEQ and Asterisk's ``jitterbuf``: each packet's relative delay is
+``arrival - timestamp / clock_rate`` (RFC 3550 §6.4.1 uses the same
+difference for its jitter estimate); a sorted window of the last ``window``
+seconds of these gives the running minimum (the fastest path) and a high
+percentile, and ``target = percentile - minimum + margin`` clamped to
+``[min_delay, max_delay]``.
+
+The playout point only moves in whole frames:
+
+* it grows at once: a higher estimate raises the target immediately, and a
+  frame that has not arrived stalls the playout point (a concealed frame is
+  played, the timestamp is not advanced) rather than being given up, so a
+  delay spike delays playout instead of throwing the delayed frames away;
+* it shrinks slowly: the target decays by at most ``shrink_rate`` seconds per
+  second; the surplus is shed for free in silence (a talkspurt, RFC 3551 §4.1,
+  starts with the marker bit or after a timestamp gap, and is scheduled at the
+  target delay) or by skipping frames that never arrived, and only as a last
+  resort by dropping one received frame per ``drop_interval``.
+
+Sequence numbers (16 bits) and timestamps (32 bits) are unwrapped to unbounded
+integers (RFC 3550 §A.1).  A new SSRC or a timestamp jump that the arrival
+times do not explain flushes the buffer and starts buffering again.  Every
+packet is assumed to carry one frame of ``frame_samples`` samples.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+
+logger = logging.getLogger(__name__)
+
+SEQ_MOD = 1 << 16
+TS_MOD = 1 << 32
+PEAK_COUNT = 8
+"""Delay peaks remembered (NetEQ keeps eight)."""
+PEAK_MERGE = 1.0
+"""Seconds within which delay peaks count as one (the packets of one spike drain together)."""
+PEAK_PERIOD_MAX = 20.0
+"""Seconds after which a delay peak no longer recurs with the previous ones."""
+
+
+def seq_delta(a: int, b: int) -> int:
+    """Signed distance ``a - b`` between two 16-bit sequence numbers (RFC 3550 §A.1)."""
+    return (a - b + 0x8000) % SEQ_MOD - 0x8000
+
+
+def ts_delta(a: int, b: int) -> int:
+    """Signed distance ``a - b`` between two 32-bit RTP timestamps (RFC 3550 §5.1)."""
+    return (a - b + 0x8000_0000) % TS_MOD - 0x8000_0000
+
+
+class JitterBufferError(ValueError):
+    """A packet field is out of its RTP range (RFC 3550 §5.1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One 20 ms slot of playout."""
+
+    payload: bytes | None
+    """The RTP payload, or ``None`` when the slot must be concealed (PLC)."""
+    timestamp: int
+    """RTP timestamp (32 bits) of the slot."""
+    seq: int
+    """Sequence number (16 bits) of the packet that carries, or should have carried, the slot."""
+    lost: bool
+    """True when ``payload`` is ``None``."""
+
+
+@dataclass(slots=True)
+class JitterStats:
+    """Counters since the buffer was created (they survive resyncs)."""
+
+    received: int = 0
+    """Packets passed to :meth:`JitterBuffer.push`."""
+    played: int = 0
+    """Frames returned with a payload."""
+    concealed: int = 0
+    """Frames returned without a payload (lost, stalled or silent)."""
+    expanded: int = 0
+    """Concealed frames that did not advance the playout point (delay grew by one frame)."""
+    lost: int = 0
+    """Frames given up because their packet had not arrived when they were due."""
+    late: int = 0
+    """Packets that arrived after their frame was played or given up."""
+    duplicates: int = 0
+    """Packets whose sequence number had already been received."""
+    discarded: int = 0
+    """Buffered packets thrown away unplayed: dropped to cut delay, overflow or flush."""
+    resyncs: int = 0
+    """Restarts on an SSRC change or a timestamp jump."""
+
+
+class PlayoutState(Enum):
+    """Whether the buffer is filling up to its target or playing out."""
+
+    BUFFERING = "buffering"
+    PLAYING = "playing"
+
+
+@dataclass(slots=True)
+class _Packet:
+    seq: int
+    ts: int
+    payload: bytes
+    talkspurt: bool
+
+
+class JitterBuffer:
+    """Adaptive playout buffer for one RTP stream.
+
+    ``percentile`` of the delays seen in the last ``window`` seconds, plus
+    ``margin``, sets the target; ``shrink_rate`` (s/s) bounds how fast it decays;
+    ``drop_interval`` (s) is the shortest time between two received frames dropped
+    to cut delay during speech (``math.inf`` disables it: delay then shrinks only
+    in silence and over lost frames); ``resync_threshold`` (s) is the timestamp
+    jump, beyond what the arrival times explain, that restarts the buffer.
+    """
+
+    def __init__(
+        self,
+        clock_rate: int = 8000,
+        frame_samples: int = 160,
+        min_delay: float = 0.02,
+        max_delay: float = 0.5,
+        *,
+        percentile: float = 0.97,
+        window: float = 3.0,
+        margin: float = 0.005,
+        shrink_rate: float = 0.05,
+        drop_interval: float = 0.5,
+        resync_threshold: float = 1.0,
+        slack: float = 0.0,
+        peak_height: float = 0.078,
+        peak_loss: float = 0.005,
+        stall_limit: float = 0.5,
+    ) -> None:
+        if clock_rate <= 0 or frame_samples <= 0:
+            raise ValueError("clock_rate and frame_samples must be positive")
+        if not 0.0 <= min_delay <= max_delay:
+            raise ValueError(f"need 0 <= min_delay <= max_delay, got {min_delay}, {max_delay}")
+        if not 0.0 < percentile <= 1.0:
+            raise ValueError(f"percentile must be in (0, 1], got {percentile}")
+        if window <= 0 or margin < 0 or shrink_rate < 0 or drop_interval <= 0:
+            raise ValueError("window and drop_interval must be positive, margin and rate >= 0")
+        if resync_threshold <= 0:
+            raise ValueError(f"resync_threshold must be positive, got {resync_threshold}")
+        self.clock_rate = clock_rate
+        self.frame_samples = frame_samples
+        self.min_delay = min_delay
+        self.max_delay = max_delay
+        self.percentile = percentile
+        self.margin = margin
+        self.shrink_rate = shrink_rate
+        self.drop_interval = drop_interval
+        self.resync_threshold = resync_threshold
+        self.slack = slack
+        self.peak_height = peak_height
+        self.peak_loss = peak_loss
+        self.stall_limit = stall_limit
+        self.stats = JitterStats()
+        self._frame_time = frame_samples / clock_rate
+        self._window_len = max(1, round(window / self._frame_time))
+        # A spike that drains can leave max_delay worth of frames queued; twice that is abuse.
+        self._capacity = 2 * math.ceil(max_delay / self._frame_time) + 2
+        self._seen_len = 4 * self._window_len
+        self._target = min_delay
+        self._current = 0.0
+        self._reset_stream()
+
+    # -- public surface ----------------------------------------------------
+
+    @property
+    def state(self) -> PlayoutState:
+        """Buffering (``pop`` returns ``None``) or playing."""
+        return self._state
+
+    @property
+    def target_delay(self) -> float:
+        """Playout delay the buffer aims at, in seconds above the fastest recent packet."""
+        return self._target
+
+    @property
+    def current_delay(self) -> float:
+        """Delay of the frame last returned by :meth:`pop`, in seconds above the fastest packet."""
+        return self._current
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def push(
+        self,
+        seq: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes,
+        arrival: float,
+        marker: bool = False,
+    ) -> None:
+        """File one received RTP packet (RFC 3550 §5.1 header fields) that arrived at ``arrival``."""
+        if not 0 <= seq < SEQ_MOD:
+            raise JitterBufferError(f"sequence number {seq} is not 16-bit")
+        if not 0 <= timestamp < TS_MOD:
+            raise JitterBufferError(f"timestamp {timestamp} is not 32-bit")
+        if not 0 <= ssrc < TS_MOD:
+            raise JitterBufferError(f"SSRC {ssrc} is not 32-bit")
+        self.stats.received += 1
+        if self._ssrc is None:
+            self._start_stream(ssrc, seq, timestamp, arrival)
+        elif ssrc != self._ssrc:
+            logger.debug("SSRC %08x -> %08x: resync", self._ssrc, ssrc)
+            self._resync()
+            self._start_stream(ssrc, seq, timestamp, arrival)
+
+        ext_seq = self._hi_seq + seq_delta(seq, self._hi_seq % SEQ_MOD)
+        ext_ts = self._hi_ts + ts_delta(timestamp, self._hi_ts % TS_MOD)
+        talkspurt = marker
+        if ext_seq > self._hi_seq:
+            jump = (ext_ts - self._hi_ts) / self.clock_rate - (arrival - self._hi_arrival)
+            if abs(jump) > self.resync_threshold:
+                logger.debug("timestamp jump of %.3f s: resync", jump)
+                self._resync()
+                self._start_stream(ssrc, seq, timestamp, arrival)
+                ext_seq, ext_ts = seq, timestamp
+            else:
+                # Silence suppression: the timestamp moved on further than the lost packets explain.
+                gap = ext_ts - self._hi_ts - (ext_seq - self._hi_seq) * self.frame_samples
+                talkspurt = talkspurt or gap > 0
+                self._hi_seq, self._hi_ts, self._hi_arrival = ext_seq, ext_ts, arrival
+
+        if ext_seq in self._seen or ext_ts in self._buf:
+            self.stats.duplicates += 1
+            return
+        self._remember(ext_seq)
+        self._observe(arrival - ext_ts / self.clock_rate, arrival)
+        if self._state is PlayoutState.PLAYING and ext_ts < self._play_ts:
+            self.stats.late += 1
+            return
+        if len(self._buf) >= self._capacity:
+            del self._buf[min(self._buf)]
+            self.stats.discarded += 1
+        self._buf[ext_ts] = _Packet(ext_seq, ext_ts, payload, talkspurt)
+
+    def pop(self, now: float) -> Frame | None:
+        """The frame to play at ``now`` (one call per frame time), or ``None`` while buffering."""
+        if not self._buf and self._state is PlayoutState.BUFFERING:
+            return None
+        rate = self.clock_rate
+        if self._state is PlayoutState.BUFFERING:
+            first = min(self._buf)
+            if now < first / rate + self._d_min + self._target:
+                return None
+            self._state = PlayoutState.PLAYING
+            self._play_ts = first
+            self._next_seq = self._buf[first].seq
+            self._last_pop = now
+        self._decay_target(now)
+
+        frame = self._frame_time
+        # How far the frame due now is behind the target schedule (negative: ahead of it).
+        excess = now - self._play_ts / rate - self._d_min - self._target
+        pkt = self._buf.get(self._play_ts)
+        if pkt is None and self._buf:
+            nxt = min(self._buf)
+            following = self._buf[nxt]
+            if nxt < self._play_ts + self.frame_samples:
+                pkt = following  # Misaligned timestamps: take it as the frame due now.
+            elif following.talkspurt:
+                # Silence until the next talkspurt: start it at the target delay.
+                if now - nxt / rate - self._d_min - self._target < -self.slack:
+                    return self._conceal(now, advance=False, expand=False)
+                pkt = following
+            elif excess >= frame - self.slack:
+                # Behind schedule and frames are missing: skip them instead of received ones.
+                skip = (nxt - self._play_ts) // self.frame_samples
+                skip = min(skip, 1 + int((excess - frame + self.slack) / frame))
+                self.stats.lost += skip
+                self._next_seq += skip
+                self._play_ts += skip * self.frame_samples
+                pkt = self._buf.get(self._play_ts)
+                if pkt is None:
+                    return self._conceal(now, advance=True, expand=False)
+            else:
+                return self._conceal(now, advance=not self._may_stall(now, excess), expand=True)
+        elif pkt is None:
+            # Nothing buffered: a delay spike, a loss or silence.  Waiting costs nothing
+            # if it was a loss (the frame is skipped once its successor turns up) and
+            # saves the delayed frames if it was a spike.
+            return self._conceal(now, advance=not self._may_stall(now, excess), expand=True)
+        elif excess < -self.slack and self._may_stall(now, excess):
+            return self._conceal(now, advance=False, expand=True)
+        elif excess >= frame - self.slack and self._may_drop(now, excess):
+            successor = self._buf.get(pkt.ts + self.frame_samples)
+            if successor is not None:
+                del self._buf[pkt.ts]
+                self.stats.discarded += 1
+                self._last_drop = now
+                pkt = successor
+        return self._play(now, pkt)
+
+    # -- playout ----------------------------------------------------------
+
+    def _play(self, now: float, pkt: _Packet) -> Frame:
+        del self._buf[pkt.ts]
+        self._current = now - pkt.ts / self.clock_rate - self._d_min
+        self._play_ts = pkt.ts + self.frame_samples
+        self._next_seq = pkt.seq + 1
+        self.stats.played += 1
+        return Frame(pkt.payload, pkt.ts % TS_MOD, pkt.seq % SEQ_MOD, False)
+
+    def _conceal(self, now: float, *, advance: bool, expand: bool) -> Frame:
+        ts = self._play_ts
+        self._current = now - ts / self.clock_rate - self._d_min
+        out = Frame(None, ts % TS_MOD, self._next_seq % SEQ_MOD, True)
+        self.stats.concealed += 1
+        if advance:
+            self._play_ts += self.frame_samples
+            self._next_seq += 1
+            self.stats.lost += 1
+        elif expand:
+            self.stats.expanded += 1
+        return out
+
+    def _may_stall(self, now: float, excess: float) -> bool:
+        """Whether to wait one more frame for the packet due now rather than give it up."""
+        if excess >= self.stall_limit:
+            return False
+        return now - self._play_ts / self.clock_rate - self._d_min < self.max_delay
+
+    def _may_drop(self, now: float, excess: float) -> bool:
+        if now - self._last_drop >= self.drop_interval:
+            return True
+        return excess + self._target >= self.max_delay + self._frame_time
+
+    # -- delay estimate ----------------------------------------------------
+
+    def _observe(self, delay: float, arrival: float) -> None:
+        """Add one relative delay to the window (O(log n) search, one memmove)."""
+        if self._delays and delay - self._d_min - self._estimate > self.peak_height:
+            self._record_peak(arrival, delay - self._d_min)
+        if len(self._delays) == self._window_len:
+            old = self._delays.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+        self._delays.append(delay)
+        bisect.insort(self._sorted, delay)
+        n = len(self._sorted)
+        self._d_min = self._sorted[0]
+        spread = self._sorted[min(n - 1, math.ceil(self.percentile * n) - 1)] - self._d_min
+        self._estimate = self._clamp(spread + self.margin)
+        self._target = max(self._target, self._level(arrival))
+
+    def _record_peak(self, when: float, height: float) -> None:
+        """Note a delay peak; recurring peaks hold the target up (cf. NetEQ's peak detector).
+
+        The held level is the lowest one at which the recorded peaks, recurring at
+        their mean period, would cost at most ``peak_loss`` of the frames.
+        """
+        peaks = self._peaks
+        if peaks and when - peaks[-1][0] < PEAK_MERGE:
+            if height > peaks[-1][1]:
+                peaks[-1] = (peaks[-1][0], height)
+        else:
+            if peaks and when - peaks[-1][0] > PEAK_PERIOD_MAX:
+                peaks.clear()
+            peaks.append((when, height))
+        if len(peaks) < 2:
+            return
+        times = [t for t, _ in peaks]
+        periods = [b - a for a, b in itertools.pairwise(times)]
+        self._peak_until = times[-1] + 2 * max(periods)
+        budget = self.peak_loss * sum(periods) / len(periods)
+        heights = sorted((h for _, h in peaks), reverse=True)
+        total = 0.0
+        level = 0.0
+        for k, h in enumerate(heights, 1):
+            total += h
+            level = (total - len(heights) * budget) / k
+            if k == len(heights) or level >= heights[k]:
+                break
+        self._peak_level = self._clamp(max(level, 0.0) + self.margin)
+
+    def _level(self, now: float) -> float:
+        return max(self._estimate, self._peak_level) if now < self._peak_until else self._estimate
+
+    def _clamp(self, delay: float) -> float:
+        return min(max(delay, self.min_delay), self.max_delay)
+
+    def _decay_target(self, now: float) -> None:
+        elapsed = max(0.0, now - self._last_pop)
+        self._last_pop = now
+        level = self._level(now)
+        if self._target > level:
+            self._target = max(level, self._target - self.shrink_rate * elapsed)
+        else:
+            self._target = level
+
+    # -- stream lifecycle --------------------------------------------------
+
+    def _reset_stream(self) -> None:
+        self._state = PlayoutState.BUFFERING
+        self._ssrc: int | None = None
+        self._buf: dict[int, _Packet] = {}
+        self._seen: set[int] = set()
+        self._seen_order: deque[int] = deque()
+        self._delays: deque[float] = deque()
+        self._sorted: list[float] = []
+        self._d_min = 0.0
+        self._estimate = self.min_delay
+        self._peaks: deque[tuple[float, float]] = deque(maxlen=PEAK_COUNT)
+        self._peak_level = 0.0
+        self._peak_until = -math.inf
+        self._hi_seq = 0
+        self._hi_ts = 0
+        self._hi_arrival = 0.0
+        self._play_ts = 0
+        self._next_seq = 0
+        self._last_pop = 0.0
+        self._last_drop = -math.inf
+
+    def _start_stream(self, ssrc: int, seq: int, timestamp: int, arrival: float) -> None:
+        self._ssrc = ssrc
+        self._hi_seq, self._hi_ts, self._hi_arrival = seq, timestamp, arrival
+
+    def _resync(self) -> None:
+        self.stats.resyncs += 1
+        self.stats.discarded += len(self._buf)
+        self._reset_stream()
+        self._target = self.min_delay
+
+    def _remember(self, ext_seq: int) -> None:
+        self._seen.add(ext_seq)
+        self._seen_order.append(ext_seq)
+        if len(self._seen_order) > self._seen_len:
+            self._seen.discard(self._seen_order.popleft())

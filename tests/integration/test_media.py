@@ -1,0 +1,194 @@
+"""The media engine over real UDP sockets: audio verified as audio."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from media.control import ControlError, Json
+from media.engine import MediaEngine
+from media.tones import dominant_frequency
+from tests.rtpphone import RtpPhone
+
+pytestmark = pytest.mark.integration
+
+PCMU = {"pt": 0, "name": "PCMU", "rate": 8000}
+PCMA = {"pt": 8, "name": "PCMA", "rate": 8000}
+DTMF = {"pt": 101, "name": "telephone-event", "rate": 8000}
+
+
+def run(test: Callable[[MediaEngine], Awaitable[None]]) -> None:
+    async def main() -> None:
+        engine = MediaEngine(rtp_ports=(31000, 31998), host="127.0.0.1")
+        await engine.start()
+        try:
+            await test(engine)
+        finally:
+            await engine.stop()
+
+    asyncio.run(main())
+
+
+async def two_legs(
+    engine: MediaEngine, a_codecs: list[Json], b_codecs: list[Json]
+) -> tuple[RtpPhone, RtpPhone, tuple[str, int], tuple[str, int]]:
+    """Phones A and B joined through the engine; returns their engine-side addresses."""
+    phone_a, phone_b = RtpPhone.open(), RtpPhone.open()
+    reply_a = await engine.request(
+        "offer", {"call_id": "c1", "leg": "a", "codecs": a_codecs, "remote": addr(phone_a)}
+    )
+    reply_b = await engine.request(
+        "answer", {"call_id": "c1", "leg": "b", "codecs": b_codecs, "remote": addr(phone_b)}
+    )
+    return phone_a, phone_b, local(reply_a), local(reply_b)
+
+
+def addr(phone: RtpPhone) -> Json:
+    host, port = phone.address
+    return {"host": host, "port": port}
+
+
+def local(reply: Json) -> tuple[str, int]:
+    return reply["local"]["host"], reply["local"]["port"]
+
+
+async def talk(
+    phone_a: RtpPhone,
+    to_a: tuple[str, int],
+    phone_b: RtpPhone,
+    to_b: tuple[str, int],
+    pt_a: int = 0,
+    pt_b: int = 0,
+) -> None:
+    """A says 1000 Hz, B says 440 Hz, for one second each, at the same time."""
+    await asyncio.gather(
+        phone_a.send_tone(to_a, 1000, 1.0, pt_a), phone_b.send_tone(to_b, 440, 1.0, pt_b)
+    )
+    await asyncio.sleep(0.3)
+
+
+def test_relay_carries_tones_both_ways_and_marks_dscp() -> None:
+    async def test(engine: MediaEngine) -> None:
+        phone_a, phone_b, to_a, to_b = await two_legs(engine, [PCMU, DTMF], [PCMU, DTMF])
+        assert (await engine.request("query", {"call_id": "c1"}))["mode"] == "relay"
+        await talk(phone_a, to_a, phone_b, to_b)
+        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=5)
+        assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
+        assert {r.tos for r in phone_b.received} == {46 << 2}
+        # Relayed packets keep the sender's timing and SSRC: nothing was re-encoded.
+        assert {r.packet.ssrc for r in phone_b.received} == {phone_a.ssrc}
+        summary = await engine.request("delete", {"call_id": "c1"})
+        assert summary["legs"]["a"]["packets_in"] == 50
+        assert summary["legs"]["b"]["packets_out"] == 50
+
+    run(test)
+
+
+def test_transcoding_goes_through_audio_path() -> None:
+    async def test(engine: MediaEngine) -> None:
+        phone_a, phone_b, to_a, to_b = await two_legs(engine, [PCMU], [PCMA])
+        assert (await engine.request("query", {"call_id": "c1"}))["mode"] == "audio"
+        await talk(phone_a, to_a, phone_b, to_b, pt_a=0, pt_b=8)
+        assert dominant_frequency(phone_b.audio(8)) == pytest.approx(1000, abs=5)
+        assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
+        assert {r.tos for r in phone_a.received} == {46 << 2}
+        # The audio path sends its own stream: our SSRC, continuous sequence numbers.
+        seqs = [r.packet.sequence_number for r in phone_b.received]
+        assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+
+    run(test)
+
+
+def test_stereo_recording_has_one_party_per_channel(tmp_path: Path) -> None:
+    path = tmp_path / "call.wav"
+
+    async def test(engine: MediaEngine) -> None:
+        phone_a, phone_b, to_a, to_b = await two_legs(engine, [PCMU], [PCMU])
+        await engine.request("record", {"call_id": "c1", "action": "start", "file": str(path)})
+        assert (await engine.request("query", {"call_id": "c1"}))["mode"] == "audio"
+        await talk(phone_a, to_a, phone_b, to_b)
+        reply = await engine.request("record", {"call_id": "c1", "action": "stop"})
+        assert reply["recording"]["duration"] > 0.8
+        # Without a recorder the call goes back to the relay fast path.
+        assert (await engine.request("query", {"call_id": "c1"}))["mode"] == "relay"
+
+    run(test)
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (2, 8000, 2)
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)
+    assert dominant_frequency(pcm[:, 0]) == pytest.approx(1000, abs=5)
+    assert dominant_frequency(pcm[:, 1]) == pytest.approx(440, abs=5)
+
+
+def test_tone_played_into_a_leg_is_heard_there() -> None:
+    async def test(engine: MediaEngine) -> None:
+        phone_a, phone_b, _, to_b = await two_legs(engine, [PCMU], [PCMU])
+        # B must be heard once so the engine latches onto its address.
+        await phone_b.send_tone(to_b, 300, 0.04)
+        await engine.request("play", {"call_id": "c1", "leg": "b", "tone": [800], "duration": 0.6})
+        await asyncio.sleep(0.9)
+        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(800, abs=5)
+        assert phone_a.audio(0).size == 0 or dominant_frequency(phone_a.audio(0)) != 800
+
+    run(test)
+
+
+def test_dtmf_sent_to_a_leg_and_detected_from_one() -> None:
+    async def test(engine: MediaEngine) -> None:
+        events: list[Json] = []
+        engine.subscribe(events.append)
+        phone_a, phone_b, to_a, _ = await two_legs(engine, [PCMU, DTMF], [PCMU, DTMF])
+        await engine.request("dtmf", {"call_id": "c1", "leg": "b", "digits": "12#"})
+        await phone_a.send_dtmf(to_a, "7")
+        await asyncio.sleep(1.2)
+        ends = [e for e in phone_b.dtmf_events() if type(e).__name__ == "DtmfEnd"]
+        # B hears the three injected digits and A's relayed 7, each exactly once.
+        assert sorted(e.digit for e in ends) == sorted("12#7")
+        detected = [e for e in events if e["event"] == "dtmf"]
+        assert [(e["leg"], e["digit"]) for e in detected] == [("a", "7")]
+
+    run(test)
+
+
+def test_latched_leg_drops_packets_from_other_sources() -> None:
+    async def test(engine: MediaEngine) -> None:
+        phone_a, phone_b, to_a, _ = await two_legs(engine, [PCMU], [PCMU])
+        intruder = RtpPhone.open()
+        await phone_a.send_tone(to_a, 1000, 0.1)
+        await intruder.send_tone(to_a, 2000, 0.1)
+        await asyncio.sleep(0.1)
+        legs: dict[str, Any] = (await engine.request("query", {"call_id": "c1"}))["legs"]
+        assert legs["a"]["dropped_source"] == 5
+        assert {r.packet.ssrc for r in phone_b.received} == {phone_a.ssrc}
+
+    run(test)
+
+
+def test_bad_requests_are_refused_with_reasons() -> None:
+    async def test(engine: MediaEngine) -> None:
+        bad: list[tuple[str, Json, str]] = [
+            ("query", {"call_id": "nope"}, "unknown call 'nope'"),
+            ("offer", {"call_id": "c", "leg": "a", "codecs": [DTMF]}, "audio codec"),
+            (
+                "offer",
+                {"call_id": "c", "leg": "a", "codecs": [{"pt": 18, "name": "G729"}]},
+                "not supported",
+            ),
+            (
+                "offer",
+                {"call_id": "c", "leg": "a", "codecs": [PCMU], "remote": {"host": "x"}},
+                "bad port",
+            ),
+            ("frobnicate", {}, "unknown command"),
+        ]
+        for command, args, reason in bad:
+            with pytest.raises(ControlError, match=reason):
+                await engine.request(command, args)
+
+    run(test)

@@ -1,0 +1,132 @@
+"""A test RTP endpoint on a real UDP socket: sends tones, keeps what arrives.
+
+It reads each datagram with ``recvmsg`` and ``IP_RECVTOS`` so tests can check
+the DSCP marking of what the engine sent, as it was on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from media import g711
+from media.dtmf import DtmfEvent, DtmfReceiver, DtmfSender
+from media.rtp import RtpPacket
+from media.tones import ToneGenerator
+
+FRAME = 160
+
+
+@dataclass
+class Received:
+    """One datagram as it arrived."""
+
+    packet: RtpPacket
+    tos: int | None
+    source: tuple[str, int]
+
+
+@dataclass
+class RtpPhone:
+    """Sends and receives RTP like a phone would, 20 ms at a time."""
+
+    sock: socket.socket
+    received: list[Received] = field(default_factory=list)
+    ssrc: int = field(default_factory=lambda: random.getrandbits(32))
+    seq: int = field(default_factory=lambda: random.getrandbits(16))
+    timestamp: int = field(default_factory=lambda: random.getrandbits(32))
+
+    @classmethod
+    def open(cls, host: str = "127.0.0.1") -> RtpPhone:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+        sock.bind((host, 0))
+        sock.setblocking(False)
+        phone = cls(sock)
+        asyncio.get_running_loop().add_reader(sock.fileno(), phone._readable)
+        return phone
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return str(host), int(port)
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data, ancillary, _, source = self.sock.recvmsg(2048, socket.CMSG_SPACE(1))
+            except BlockingIOError:
+                return
+            tos = None
+            for level, kind, value in ancillary:
+                if level == socket.IPPROTO_IP and kind == socket.IP_TOS:
+                    tos = value[0]
+            self.received.append(Received(RtpPacket.parse(data), tos, source))
+
+    def send_packet(
+        self,
+        dest: tuple[str, int],
+        payload: bytes,
+        pt: int,
+        *,
+        marker: bool = False,
+        timestamp: int | None = None,
+    ) -> None:
+        self.seq = (self.seq + 1) & 0xFFFF
+        packet = RtpPacket(
+            payload_type=pt,
+            sequence_number=self.seq,
+            timestamp=self.timestamp if timestamp is None else timestamp,
+            ssrc=self.ssrc,
+            payload=payload,
+            marker=marker,
+        )
+        self.sock.sendto(bytes(packet), dest)
+
+    async def send_tone(
+        self, dest: tuple[str, int], freq: float, seconds: float, pt: int = 0
+    ) -> None:
+        """Send ``seconds`` of a sine as G.711 (PCMU=0, PCMA=8) in real time."""
+        tone = ToneGenerator((freq,), 0.4)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for index in range(round(seconds / 0.02)):
+            payload = g711.encode(pt, tone.next_frame()).tobytes()
+            self.send_packet(dest, payload, pt, marker=index == 0)
+            self.timestamp = (self.timestamp + FRAME) & 0xFFFFFFFF
+            await asyncio.sleep(max(0.0, start + (index + 1) * 0.02 - loop.time()))
+
+    async def send_dtmf(self, dest: tuple[str, int], digit: str, pt: int = 101) -> None:
+        """Send one RFC 4733 key press in real time."""
+        for packet in DtmfSender(payload_type=pt).packets(digit, self.timestamp, 0.1):
+            self.send_packet(
+                dest, packet.payload, pt, marker=packet.marker, timestamp=packet.timestamp
+            )
+            await asyncio.sleep(0.02)
+        self.timestamp = (self.timestamp + 800) & 0xFFFFFFFF
+
+    def audio(self, pt: int) -> npt.NDArray[np.int16]:
+        """Decoded audio of every ``pt`` packet received, in arrival order (loopback keeps it)."""
+        packets = [r.packet for r in self.received if r.packet.payload_type == pt]
+        if not packets:
+            return np.zeros(0, np.int16)
+        return g711.decode(pt, b"".join(p.payload for p in packets))
+
+    def dtmf_events(self, pt: int = 101) -> list[DtmfEvent]:
+        """RFC 4733 events among what was received."""
+        receiver = DtmfReceiver()
+        events: list[DtmfEvent] = []
+        for received in self.received:
+            packet = received.packet
+            if packet.payload_type == pt:
+                events += receiver.feed(packet.timestamp, packet.payload, packet.marker)
+        return events + receiver.flush()
