@@ -31,6 +31,7 @@ from media.jitter import JitterBuffer
 
 PHASES = (0.0, 0.005, 0.010, 0.015)
 ORACLE_STEP = 0.00025
+PLAYERS = ("ours", "fixed", "oracle", "oracle1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,13 @@ def _arrived(trace: Trace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return idx, send, arrival
 
 
+def _media_time(trace: Trace, idx: np.ndarray) -> np.ndarray:
+    """Each packet's timestamp as seconds since the first one, on the sender's clock."""
+    ts0 = trace.packets[0].timestamp
+    ticks = [(trace.packets[i].timestamp - ts0) % 2**32 for i in idx]
+    return np.array(ticks, dtype=float) / trace.clock_rate
+
+
 def replay(trace: Trace, make: Callable[[], JitterBuffer], phase: float) -> Outcome:
     """Feed ``trace`` to a fresh buffer and pop it every 20 ms at ``phase`` past the grid."""
     idx, send, arrival = _arrived(trace)
@@ -63,7 +71,7 @@ def replay(trace: Trace, make: Callable[[], JitterBuffer], phase: float) -> Outc
     while tick < end:
         while k < len(order) and arrival[order[k]] <= tick:
             p = trace.packets[idx[order[k]]]
-            jb.push(p.seq, p.timestamp, 0x1234, b"", arrival[order[k]])
+            jb.push(p.seq, p.timestamp, 0x1234, b"", arrival[order[k]], p.marker)
             k += 1
         frame = jb.pop(tick)
         if frame is not None and not frame.lost:
@@ -77,7 +85,7 @@ def oracle(trace: Trace, phase: float, max_loss: float) -> Outcome:
     """Smallest constant playout offset on the tick grid with loss <= ``max_loss``."""
     idx, send, arrival = _arrived(trace)
     base = float(np.min(arrival - send))
-    nominal = idx * PTIME  # the sender's timestamps, in seconds
+    nominal = _media_time(trace, idx)
     lo = float(np.min(arrival - nominal))
     hi = float(np.max(arrival - nominal)) + PTIME
     offsets = np.arange(lo, hi + ORACLE_STEP, ORACLE_STEP)
@@ -113,16 +121,19 @@ def evaluate(trace: Trace) -> dict[str, Outcome]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.parse_args()
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="average each trace over this many seeds"
+    )
+    args = parser.parse_args()
     head = (
         f"{'trace':<14}{'ours ms':>8}{'loss%':>7}{'fixed60 ms':>11}{'loss%':>7}"
         f"{'oracle= ms':>11}{'loss%':>7}{'ours/or=':>9}{'oracle1% ms':>12}{'ours/or1%':>10}"
     )
     print(head)
     print("-" * len(head))
-    for trace in all_traces():
-        r = evaluate(trace)
-        o, f, m, one = r["ours"], r["fixed"], r["oracle"], r["oracle1"]
+    runs = [[evaluate(t) for t in all_traces(10 * k)] for k in range(args.seeds)]
+    for i, trace in enumerate(all_traces()):
+        o, f, m, one = (_mean([run[i][key] for run in runs]) for key in PLAYERS)
         print(
             f"{trace.name:<14}{o.delay * 1e3:>8.1f}{o.loss * 100:>7.2f}"
             f"{f.delay * 1e3:>11.1f}{f.loss * 100:>7.2f}"

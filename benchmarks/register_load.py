@@ -74,6 +74,10 @@ class Probe:
     """Server CPU seconds (user + system, all threads) during the probe."""
     sipp_cpu: float
     """SIPp CPU seconds during the probe."""
+    gc_full: list[float]
+    """Milliseconds of each generation-2 garbage collection during the probe."""
+    gc_total: float
+    """Milliseconds in the probe's logged collections (full ones, and any over 5 ms)."""
 
     @property
     def server_cpu_percent(self) -> float:
@@ -100,8 +104,13 @@ class Probe:
             f"{r.elapsed:.1f} s, latency {latency}, {r.retransmissions} retrans, "
             f"server CPU {self.server_cpu_percent:.0f}% "
             f"({1e6 * self.cpu_per_registration:.0f} us/REGISTER), "
-            f"SIPp CPU {self.sipp_cpu_percent:.0f}%"
+            f"SIPp CPU {self.sipp_cpu_percent:.0f}%, GC {self.gc_summary()}"
         )
+
+    def gc_summary(self) -> str:
+        full = self.gc_full
+        worst = f", longest {max(full):.0f} ms" if full else ""
+        return f"{self.gc_total:.0f} ms ({len(full)} full{worst})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +125,32 @@ class Search:
         """The passing probe at the highest rate."""
         passed = [p for p in self.probes if p.passed]
         return max(passed, key=lambda p: p.rate) if passed else None
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = saved
+
+
+def _read_gc_log(path: Path, pid: int) -> tuple[list[float], float]:
+    """Full collections and the time of all logged collections of ``pid``, in ms.
+
+    Lines are ``pid generation milliseconds collected cumulative_ms``, written by
+    the test hook in ``tests/integration/sipp/compat/sitecustomize.py``.
+    """
+    if not path.exists():
+        return [], 0.0
+    rows = [line.split() for line in path.read_text(errors="replace").splitlines()]
+    mine = [r[1:] for r in rows if len(r) == 5 and r[0] == str(pid)]
+    return [float(r[1]) for r in mine if r[0] == "2"], sum(float(r[1]) for r in mine)
 
 
 def server_cpu_seconds(pid: int) -> float:
@@ -152,8 +187,12 @@ class Bench:
         weigh on this one.  Registrations persist across the restart.  ``attach``
         gets the new server's pid before the load starts (for a profiler).
         """
-        with md5_first_challenges():
+        workdir = self.workdir / f"probe-{rate}{label}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        gc_log = workdir / "gc.log"
+        with md5_first_challenges(), _environ("VOIPCORE_TEST_GC_LOG", str(gc_log)):
             self.server.restart()
+        gc_log.write_text("")  # start-up collections are not the probe's
         if attach is not None:
             attach(self.server.pid)
         calls = max(1, round(rate * self.duration))
@@ -169,7 +208,7 @@ class Bench:
                 scenario("register_auth.xml"),
                 self.server.host,
                 port,
-                workdir=self.workdir / f"probe-{rate}{label}",
+                workdir=workdir,
                 transport=self.mode,
                 rate=rate,
                 calls=calls,
@@ -188,7 +227,8 @@ class Bench:
             1.0, 0.05 * self.duration
         )
         passed = result is not None and result.ok and result.successful == calls and kept_up
-        return Probe(rate, result, passed, wall, cpu, sipp_cpu)
+        gc_full, gc_total = _read_gc_log(gc_log, self.server.pid)
+        return Probe(rate, result, passed, wall, cpu, sipp_cpu, gc_full, gc_total)
 
     def search(self, start: int, max_rate: int, precision: float) -> list[Probe]:
         """Double from ``start`` until a probe fails, then bisect to ``precision`` (relative)."""
@@ -240,8 +280,9 @@ def profile(bench: Bench, rate: int, seconds: float, out: Path, top: int = 10) -
     spies: list[subprocess.Popen[bytes]] = []
 
     def attach(pid: int) -> None:
-        command = ["py-spy", "record", "--pid", str(pid), "--nonblocking", "--format", "raw"]
-        command += ["--duration", str(int(seconds)), "--rate", "250", "--output", str(raw)]
+        # Blocking sampling: slower, but --nonblocking misattributes frames.
+        command = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "100"]
+        command += ["--duration", str(int(seconds)), "--output", str(raw)]
         spies.append(
             subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         )
@@ -263,7 +304,10 @@ def profile(bench: Bench, rate: int, seconds: float, out: Path, top: int = 10) -
         where = where.rstrip(")").rsplit(":", 1)[0]
         self_time[f"{name} ({Path(where).name})"] += int(count)
         total += int(count)
-    lines = [f"profile at {rate}/s: {probe.summary().strip()}", f"raw stacks: {raw}"]
+    lines = [
+        f"profile at {rate}/s: {probe.summary().strip()}",
+        f"raw stacks: {raw}; self time, all threads (GC pauses count against the allocating line)",
+    ]
     for function, samples in self_time.most_common(top):
         lines.append(f"  {100 * samples / total:5.1f}%  {function}")
     return lines
@@ -279,12 +323,13 @@ def table(searches: Sequence[Search], duration: float, transport: str) -> str:
             "1-core projection",
             "SIPp CPU",
             "latency",
+            "GC (full collections)",
         ),
     ]
     for s in searches:
         best = s.best
         if best is None or best.result is None:
-            rows.append((s.event_loop, "none passed", "-", "-", "-", "-", "-"))
+            rows.append((s.event_loop, "none passed", "-", "-", "-", "-", "-", "-"))
             continue
         per = best.cpu_per_registration
         latency = best.result.response_time
@@ -297,6 +342,8 @@ def table(searches: Sequence[Search], duration: float, transport: str) -> str:
                 f"{1 / per:.0f}/s",
                 f"{best.sipp_cpu_percent:.0f}%",
                 f"{1000 * latency:.1f} ms" if latency is not None else "-",
+                f"{best.gc_total / (10 * best.wall):.0f}% of wall ({len(best.gc_full)}, "
+                f"longest {max(best.gc_full, default=0):.0f} ms)",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

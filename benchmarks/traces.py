@@ -30,6 +30,8 @@ class TracePacket:
     timestamp: int
     send_time: float
     arrival: float | None
+    marker: bool = False
+    """Set on the first packet of a talkspurt (RFC 3551 §4.1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,21 +52,25 @@ def _build(
     delay: np.ndarray,
     lost: np.ndarray,
     drift_ppm: float = 0.0,
+    active: np.ndarray | None = None,
 ) -> Trace:
+    """Packets for the 20 ms slots that are ``active`` (default: all), one per slot."""
     n = len(delay)
     # A sender clock running fast by drift_ppm emits its 20 ms frames sooner in real time.
     send = np.arange(n) * PTIME / (1.0 + drift_ppm * 1e-6)
     arrival = send + delay
+    slots = np.arange(n) if active is None else np.nonzero(active)[0]
     seq0 = int(rng.integers(65536 - 200, 65536))
     ts0 = int(rng.integers(2**32 - 100 * FRAME_SAMPLES, 2**32))
     packets = tuple(
         TracePacket(
-            seq=(seq0 + i) % 65536,
-            timestamp=(ts0 + i * FRAME_SAMPLES) % 2**32,
+            seq=(seq0 + k) % 65536,
+            timestamp=(ts0 + int(i) * FRAME_SAMPLES) % 2**32,
             send_time=float(send[i]),
             arrival=None if lost[i] else float(arrival[i]),
+            marker=k > 0 and slots[k - 1] != i - 1,
         )
-        for i in range(n)
+        for k, i in enumerate(slots)
     )
     return Trace(name, description, packets)
 
@@ -95,17 +101,43 @@ def bursty(seed: int = 2) -> Trace:
     """
     rng = np.random.default_rng(seed)
     n = _count()
+    delay = _spiky(rng, n)
+    return _build("bursty", "spikes 100-300 ms every ~10 s, draining", rng, delay, np.zeros(n))
+
+
+def _spiky(rng: np.random.Generator, n: int) -> np.ndarray:
     delay = _queueing(rng, n, 0.004)
     t = 2.0 + rng.exponential(10.0)
     send = np.arange(n) * PTIME
-    while t < DURATION - 1.0:
+    while t < n * PTIME - 1.0:
         height = rng.uniform(0.100, 0.300)
         release = t + height
         hit = np.nonzero((send >= t) & (send < release))[0]
         for k, i in enumerate(hit):
             delay[i] = max(delay[i], release + BASE_DELAY + 0.0005 * k - send[i])
         t = release + 2.0 + rng.exponential(8.0)
-    return _build("bursty", "spikes 100-300 ms every ~10 s, draining", rng, delay, np.zeros(n))
+    return delay
+
+
+def talkspurts(seed: int = 7) -> Trace:
+    """The bursty path under a talker with silence suppression (RFC 3551 §4.1, RFC 3389).
+
+    Talkspurts and pauses alternate with exponential lengths, means 1.0 s and
+    1.5 s (the conversational speech model of ITU-T P.59); no packets are sent
+    in a pause and the first packet of each talkspurt carries the marker bit.
+    """
+    rng = np.random.default_rng(seed)
+    n = _count()
+    delay = _spiky(rng, n)
+    active = np.zeros(n, dtype=bool)
+    t = 0.0
+    while t < DURATION:
+        spurt = rng.exponential(1.0)
+        active[int(t / PTIME) : int((t + spurt) / PTIME) + 1] = True
+        t += spurt + rng.exponential(1.5)
+    return _build(
+        "talkspurts", "bursty path, on/off talker", rng, delay, np.zeros(n), active=active
+    )
 
 
 def lossy(seed: int = 3, loss: float = 0.03) -> Trace:
@@ -119,7 +151,7 @@ def lossy(seed: int = 3, loss: float = 0.03) -> Trace:
 
 
 def reordering(seed: int = 4, share: float = 0.02) -> Trace:
-    """Steady jitter where ``share`` of packets take a slower path (+25-60 ms), so arrive out of order."""
+    """Steady jitter; ``share`` of the packets take a path 25-60 ms slower and are overtaken."""
     rng = np.random.default_rng(seed)
     n = _count()
     delay = _queueing(rng, n, 0.004)
@@ -142,14 +174,15 @@ def drift(seed: int = 5, ppm: float = 100.0) -> Trace:
     )
 
 
-def all_traces() -> list[Trace]:
-    """Every benchmark trace with its default seed."""
-    makers: list[Callable[[], Trace]] = [
+def all_traces(offset: int = 0) -> list[Trace]:
+    """Every benchmark trace, seeded with its default seed plus ``offset``."""
+    makers: list[Callable[[int], Trace]] = [
         steady,
         bursty,
         lossy,
         reordering,
-        lambda: drift(5, 100.0),
-        lambda: drift(6, -100.0),
+        lambda seed: drift(seed, 100.0),
+        lambda seed: drift(seed, -100.0),
+        talkspurts,
     ]
-    return [make() for make in makers]
+    return [make(seed + offset) for seed, make in enumerate(makers, 1)]

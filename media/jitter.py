@@ -10,14 +10,18 @@ WebRTC NetEQ and Asterisk's ``jitterbuf``: each packet's relative delay is
 difference for its jitter estimate); a sorted window of the last ``window``
 seconds of these gives the running minimum (the fastest path) and a high
 percentile, and ``target = percentile - minimum + margin`` clamped to
-``[min_delay, max_delay]``.
+``[min_delay, max_delay]``.  Like NetEQ's delay peak detector, delay peaks
+(``peak_height`` above the estimate) that recur within 20 s of each other
+hold the target up for twice their longest period, at the level where the
+remembered peaks would cost ``peak_loss`` of the frames.
 
 The playout point only moves in whole frames:
 
 * it grows at once: a higher estimate raises the target immediately, and a
   frame that has not arrived stalls the playout point (a concealed frame is
-  played, the timestamp is not advanced) rather than being given up, so a
-  delay spike delays playout instead of throwing the delayed frames away;
+  played, the timestamp is not advanced; up to ``max_delay``) rather than
+  being given up, so a delay spike delays playout instead of throwing the
+  delayed frames away;
 * it shrinks slowly: the target decays by at most ``shrink_rate`` seconds per
   second; the surplus is shed for free in silence (a talkspurt, RFC 3551 §4.1,
   starts with the marker bit or after a timestamp gap, and is scheduled at the
@@ -40,26 +44,20 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
+from media.rtp import seq_diff, ts_diff
+
 logger = logging.getLogger(__name__)
 
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
+SPURT_MEMORY = 5.0
+"""Seconds after a talkspurt start during which delay is cut only in the next pause."""
 PEAK_COUNT = 8
 """Delay peaks remembered (NetEQ keeps eight)."""
 PEAK_MERGE = 1.0
 """Seconds within which delay peaks count as one (the packets of one spike drain together)."""
 PEAK_PERIOD_MAX = 20.0
 """Seconds after which a delay peak no longer recurs with the previous ones."""
-
-
-def seq_delta(a: int, b: int) -> int:
-    """Signed distance ``a - b`` between two 16-bit sequence numbers (RFC 3550 §A.1)."""
-    return (a - b + 0x8000) % SEQ_MOD - 0x8000
-
-
-def ts_delta(a: int, b: int) -> int:
-    """Signed distance ``a - b`` between two 32-bit RTP timestamps (RFC 3550 §5.1)."""
-    return (a - b + 0x8000_0000) % TS_MOD - 0x8000_0000
 
 
 class JitterBufferError(ValueError):
@@ -93,7 +91,11 @@ class JitterStats:
     expanded: int = 0
     """Concealed frames that did not advance the playout point (delay grew by one frame)."""
     lost: int = 0
-    """Frames given up because their packet had not arrived when they were due."""
+    """Frames given up because their packet had not arrived when they were due.
+
+    Under silence suppression, the slots of a pause longer than ``max_delay``
+    count here too: the pause is only known once the next talkspurt arrives.
+    """
     late: int = 0
     """Packets that arrived after their frame was played or given up."""
     duplicates: int = 0
@@ -122,13 +124,43 @@ class _Packet:
 class JitterBuffer:
     """Adaptive playout buffer for one RTP stream.
 
+    ``target_delay`` and ``current_delay`` count from the fastest packet of the
+    window; playout moves in whole frames, so ``current_delay`` settles within
+    half a frame of the target, which stays in ``[min_delay, max_delay]``.
+
     ``percentile`` of the delays seen in the last ``window`` seconds, plus
     ``margin``, sets the target; ``shrink_rate`` (s/s) bounds how fast it decays;
-    ``drop_interval`` (s) is the shortest time between two received frames dropped
-    to cut delay during speech (``math.inf`` disables it: delay then shrinks only
-    in silence and over lost frames); ``resync_threshold`` (s) is the timestamp
-    jump, beyond what the arrival times explain, that restarts the buffer.
+    ``drop_interval`` (s) is the shortest time between two delay changes in
+    speech when a received frame is dropped (``math.inf``: delay then shrinks
+    only in silence and over lost frames); ``resync_threshold`` (s) is the
+    timestamp jump, beyond what the arrival times explain, that restarts the
+    buffer; ``peak_height`` (s) and ``peak_loss`` (share) tune the peak detector.
     """
+
+    # Per-stream state, set by _reset_stream() and cleared on every resync.
+    _state: PlayoutState
+    _ssrc: int | None
+    _buf: dict[int, _Packet]
+    """Packets not yet played, by unwrapped timestamp; all at or after ``_play_ts``."""
+    _seen: set[int]
+    _seen_order: deque[int]
+    _delays: deque[float]
+    """Relative delays of the window, in arrival order."""
+    _sorted: list[float]
+    """The same, sorted: ``[0]`` is the running minimum."""
+    _d_min: float
+    _estimate: float
+    _peaks: deque[tuple[float, float]]
+    _peak_level: float
+    _peak_until: float
+    _hi_seq: int
+    _hi_ts: int
+    _hi_arrival: float
+    _play_ts: int
+    _next_seq: int
+    _last_pop: float
+    _last_adjust: float
+    _last_spurt: float
 
     def __init__(
         self,
@@ -137,16 +169,14 @@ class JitterBuffer:
         min_delay: float = 0.02,
         max_delay: float = 0.5,
         *,
-        percentile: float = 0.97,
-        window: float = 3.0,
-        margin: float = 0.005,
+        percentile: float = 0.99,
+        window: float = 5.0,
+        margin: float = 0.01,
         shrink_rate: float = 0.05,
         drop_interval: float = 0.5,
         resync_threshold: float = 1.0,
-        slack: float = 0.0,
         peak_height: float = 0.078,
         peak_loss: float = 0.005,
-        stall_limit: float = 0.5,
     ) -> None:
         if clock_rate <= 0 or frame_samples <= 0:
             raise ValueError("clock_rate and frame_samples must be positive")
@@ -154,10 +184,10 @@ class JitterBuffer:
             raise ValueError(f"need 0 <= min_delay <= max_delay, got {min_delay}, {max_delay}")
         if not 0.0 < percentile <= 1.0:
             raise ValueError(f"percentile must be in (0, 1], got {percentile}")
-        if window <= 0 or margin < 0 or shrink_rate < 0 or drop_interval <= 0:
-            raise ValueError("window and drop_interval must be positive, margin and rate >= 0")
-        if resync_threshold <= 0:
-            raise ValueError(f"resync_threshold must be positive, got {resync_threshold}")
+        if min(window, drop_interval, resync_threshold, peak_height) <= 0:
+            raise ValueError("window, drop_interval, resync_threshold, peak_height must be > 0")
+        if min(margin, shrink_rate, peak_loss) < 0:
+            raise ValueError("margin, shrink_rate and peak_loss must be >= 0")
         self.clock_rate = clock_rate
         self.frame_samples = frame_samples
         self.min_delay = min_delay
@@ -167,18 +197,22 @@ class JitterBuffer:
         self.shrink_rate = shrink_rate
         self.drop_interval = drop_interval
         self.resync_threshold = resync_threshold
-        self.slack = slack
         self.peak_height = peak_height
         self.peak_loss = peak_loss
-        self.stall_limit = stall_limit
         self.stats = JitterStats()
         self._frame_time = frame_samples / clock_rate
+        # Playout moves in whole frames: aim at the reachable delay nearest the target.
+        # The microsecond makes the dead band wider than a frame, so rounding noise
+        # cannot alternate a stall and a drop.
+        self._slack = self._frame_time / 2 + 1e-6
         self._window_len = max(1, round(window / self._frame_time))
         # A spike that drains can leave max_delay worth of frames queued; twice that is abuse.
         self._capacity = 2 * math.ceil(max_delay / self._frame_time) + 2
         self._seen_len = 4 * self._window_len
         self._target = min_delay
         self._current = 0.0
+        self._retired: tuple[int | None, float] = (None, 0.0)
+        """The SSRC last replaced, and when."""
         self._reset_stream()
 
     # -- public surface ----------------------------------------------------
@@ -210,7 +244,7 @@ class JitterBuffer:
         arrival: float,
         marker: bool = False,
     ) -> None:
-        """File one received RTP packet (RFC 3550 §5.1 header fields) that arrived at ``arrival``."""
+        """File one RTP packet (RFC 3550 §5.1 header fields) received at ``arrival``."""
         if not 0 <= seq < SEQ_MOD:
             raise JitterBufferError(f"sequence number {seq} is not 16-bit")
         if not 0 <= timestamp < TS_MOD:
@@ -221,12 +255,17 @@ class JitterBuffer:
         if self._ssrc is None:
             self._start_stream(ssrc, seq, timestamp, arrival)
         elif ssrc != self._ssrc:
+            old, switched = self._retired
+            if ssrc == old and arrival - switched < self.resync_threshold:
+                self.stats.late += 1  # A straggler of the stream just replaced.
+                return
             logger.debug("SSRC %08x -> %08x: resync", self._ssrc, ssrc)
+            self._retired = (self._ssrc, arrival)
             self._resync()
             self._start_stream(ssrc, seq, timestamp, arrival)
 
-        ext_seq = self._hi_seq + seq_delta(seq, self._hi_seq % SEQ_MOD)
-        ext_ts = self._hi_ts + ts_delta(timestamp, self._hi_ts % TS_MOD)
+        ext_seq = self._hi_seq + seq_diff(seq, self._hi_seq % SEQ_MOD)
+        ext_ts = self._hi_ts + ts_diff(timestamp, self._hi_ts % TS_MOD)
         talkspurt = marker
         if ext_seq > self._hi_seq:
             jump = (ext_ts - self._hi_ts) / self.clock_rate - (arrival - self._hi_arrival)
@@ -261,12 +300,12 @@ class JitterBuffer:
         rate = self.clock_rate
         if self._state is PlayoutState.BUFFERING:
             first = min(self._buf)
-            if now < first / rate + self._d_min + self._target:
+            if now - first / rate - self._d_min - self._target < -self._slack:
                 return None
             self._state = PlayoutState.PLAYING
             self._play_ts = first
             self._next_seq = self._buf[first].seq
-            self._last_pop = now
+            self._last_pop = self._last_adjust = now
         self._decay_target(now)
 
         frame = self._frame_time
@@ -280,13 +319,14 @@ class JitterBuffer:
                 pkt = following  # Misaligned timestamps: take it as the frame due now.
             elif following.talkspurt:
                 # Silence until the next talkspurt: start it at the target delay.
-                if now - nxt / rate - self._d_min - self._target < -self.slack:
+                if now - nxt / rate - self._d_min - self._target < -self._slack:
                     return self._conceal(now, advance=False, expand=False)
                 pkt = following
-            elif excess >= frame - self.slack:
+                self._last_spurt = now
+            elif excess >= self._slack:
                 # Behind schedule and frames are missing: skip them instead of received ones.
                 skip = (nxt - self._play_ts) // self.frame_samples
-                skip = min(skip, 1 + int((excess - frame + self.slack) / frame))
+                skip = min(skip, 1 + int((excess - self._slack) / frame))
                 self.stats.lost += skip
                 self._next_seq += skip
                 self._play_ts += skip * self.frame_samples
@@ -294,20 +334,20 @@ class JitterBuffer:
                 if pkt is None:
                     return self._conceal(now, advance=True, expand=False)
             else:
-                return self._conceal(now, advance=not self._may_stall(now, excess), expand=True)
+                return self._conceal(now, advance=not self._may_stall(now), expand=True)
         elif pkt is None:
             # Nothing buffered: a delay spike, a loss or silence.  Waiting costs nothing
             # if it was a loss (the frame is skipped once its successor turns up) and
             # saves the delayed frames if it was a spike.
-            return self._conceal(now, advance=not self._may_stall(now, excess), expand=True)
-        elif excess < -self.slack and self._may_stall(now, excess):
+            return self._conceal(now, advance=not self._may_stall(now), expand=True)
+        elif excess < -self._slack and self._may_stall(now):
             return self._conceal(now, advance=False, expand=True)
-        elif excess >= frame - self.slack and self._may_drop(now, excess):
+        elif excess >= self._slack and self._may_drop(now, excess):
             successor = self._buf.get(pkt.ts + self.frame_samples)
             if successor is not None:
                 del self._buf[pkt.ts]
                 self.stats.discarded += 1
-                self._last_drop = now
+                self._last_adjust = now
                 pkt = successor
         return self._play(now, pkt)
 
@@ -332,18 +372,22 @@ class JitterBuffer:
             self.stats.lost += 1
         elif expand:
             self.stats.expanded += 1
+            self._last_adjust = now
         return out
 
-    def _may_stall(self, now: float, excess: float) -> bool:
-        """Whether to wait one more frame for the packet due now rather than give it up."""
-        if excess >= self.stall_limit:
-            return False
-        return now - self._play_ts / self.clock_rate - self._d_min < self.max_delay
+    def _may_stall(self, now: float) -> bool:
+        """Whether one more frame of delay stays within half a frame of ``max_delay``."""
+        delay = now - self._play_ts / self.clock_rate - self._d_min
+        return delay + self._frame_time <= self.max_delay + self._slack
 
     def _may_drop(self, now: float, excess: float) -> bool:
-        if now - self._last_drop >= self.drop_interval:
+        """Whether to drop a received frame to cut delay: rarely, and never while a pause,
+        which sheds the delay for free, is still to be expected."""
+        if excess + self._target > self.max_delay + self._slack:
             return True
-        return excess + self._target >= self.max_delay + self._frame_time
+        if now - self._last_spurt < SPURT_MEMORY:
+            return False
+        return now - self._last_adjust >= self.drop_interval
 
     # -- delay estimate ----------------------------------------------------
 
@@ -411,15 +455,15 @@ class JitterBuffer:
 
     def _reset_stream(self) -> None:
         self._state = PlayoutState.BUFFERING
-        self._ssrc: int | None = None
-        self._buf: dict[int, _Packet] = {}
-        self._seen: set[int] = set()
-        self._seen_order: deque[int] = deque()
-        self._delays: deque[float] = deque()
-        self._sorted: list[float] = []
+        self._ssrc = None
+        self._buf = {}
+        self._seen = set()
+        self._seen_order = deque()
+        self._delays = deque()
+        self._sorted = []
         self._d_min = 0.0
         self._estimate = self.min_delay
-        self._peaks: deque[tuple[float, float]] = deque(maxlen=PEAK_COUNT)
+        self._peaks = deque(maxlen=PEAK_COUNT)
         self._peak_level = 0.0
         self._peak_until = -math.inf
         self._hi_seq = 0
@@ -428,7 +472,8 @@ class JitterBuffer:
         self._play_ts = 0
         self._next_seq = 0
         self._last_pop = 0.0
-        self._last_drop = -math.inf
+        self._last_adjust = 0.0
+        self._last_spurt = -math.inf
 
     def _start_stream(self, ssrc: int, seq: int, timestamp: int, arrival: float) -> None:
         self._ssrc = ssrc

@@ -23,6 +23,7 @@ async def serve(args: argparse.Namespace) -> None:
         host=args.host,
         advertise=args.advertise,
         dscp=args.dscp,
+        media_timeout=args.media_timeout,
     )
     await engine.start()
     server = ControlServer(engine)
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address RTP sockets bind to")
     parser.add_argument("--advertise", default=None, help="address put in SDP")
     parser.add_argument("--dscp", type=int, default=46)
+    parser.add_argument("--media-timeout", type=float, default=60.0)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
     logging.basicConfig(

@@ -53,6 +53,7 @@ class WorkerPool:
         host: str,
         advertise: str | None = None,
         dscp: int = 46,
+        media_timeout: float = 60.0,
     ) -> None:
         self._dir = tempfile.mkdtemp(prefix="voipcore-media-")
         self._workers = [
@@ -62,6 +63,7 @@ class WorkerPool:
         self._host = host
         self._advertise = advertise or host
         self._dscp = dscp
+        self._media_timeout = media_timeout
         self._routes: dict[str, _Worker] = {}
         self._callbacks: list[EventCallback] = []
         self._monitors: set[asyncio.Task[None]] = set()
@@ -89,8 +91,11 @@ class WorkerPool:
 
     @property
     def pids(self) -> list[int]:
-        """Process ids of the running workers (for tests and benchmarks)."""
-        return [w.process.pid for w in self._workers if w.process is not None]
+        """Process ids of the workers ready for calls (for tests and benchmarks)."""
+        return [w.process.pid for w in self._ready() if w.process is not None]
+
+    def _ready(self) -> list[_Worker]:
+        return [w for w in self._workers if w.client is not None]
 
     async def request(self, command: str, args: Json) -> Json:
         if command in ("stats", "ping"):
@@ -102,7 +107,10 @@ class WorkerPool:
         if worker is None:
             if command != "offer":
                 raise ControlError(f"unknown call {call_id!r}")
-            worker = min(self._workers, key=lambda w: len(w.calls))
+            ready = self._ready()
+            if not ready:
+                raise ControlError("no media worker is running")
+            worker = min(ready, key=lambda w: len(w.calls))
             self._routes[call_id] = worker
             worker.calls.add(call_id)
         if worker.client is None:
@@ -148,6 +156,8 @@ class WorkerPool:
             self._advertise,
             "--dscp",
             str(self._dscp),
+            "--media-timeout",
+            str(self._media_timeout),
             stdout=asyncio.subprocess.PIPE,
         )
         assert worker.process.stdout is not None
@@ -184,5 +194,13 @@ class WorkerPool:
                 }
             )
         worker.calls.clear()
-        worker.restarts += 1
-        await self._spawn(worker)
+        delay = 0.1
+        while not self._stopping:
+            worker.restarts += 1
+            try:
+                await self._spawn(worker)
+                return
+            except (TimeoutError, OSError, RuntimeError) as exc:
+                log.error("media worker %d failed to restart: %s", worker.index, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)

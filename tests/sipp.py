@@ -187,15 +187,16 @@ def run_sipp(
     ``keys`` set ``[keyword]`` values (``-key``).  ``max_socket`` bounds the
     sockets of the per-call transports; ``local_ip`` sets ``-i`` (SIPp's own
     address, needed for IPv6).  ``trace_msg`` logs every message to
-    ``messages.log``.  ``workdir`` is SIPp's working directory; earlier error-code
-    files there are removed first.  SIPp's default behaviours are kept
-    except sending BYE for aborted calls, which a registrar has no use for.
+    ``messages.log``.  ``workdir`` is SIPp's working directory; statistics and
+    error-code files of an earlier run there are removed first.  SIPp's default
+    behaviours are kept except sending BYE for aborted calls, which a registrar
+    has no use for.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    for old in workdir.glob("*_error_codes.csv"):
-        old.unlink()
-    mode = transport_mode(transport)
     stat_file = workdir / "stats.csv"
+    for old in [stat_file, *workdir.glob("*_error_codes.csv")]:
+        old.unlink(missing_ok=True)
+    mode = transport_mode(transport)
     args = [
         "sipp",
         f"[{host}]:{port}" if ":" in host else f"{host}:{port}",

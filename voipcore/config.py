@@ -80,6 +80,7 @@ class SipConfig(_Section):
     default_expires: int = Field(3600, ge=1)
     max_contacts: int = Field(10, ge=1)
     nonce_ttl: float = Field(300.0, gt=0)
+    digest_algorithms: list[str] = ["MD5", "SHA-256"]
     tcp_idle_timeout: float = Field(600.0, gt=0)
 
     @field_validator("listen", mode="before")
@@ -88,6 +89,13 @@ class SipConfig(_Section):
         if not isinstance(value, list) or not value:
             raise ValueError('must be a non-empty list like ["udp:0.0.0.0:5060"]')
         return [v if isinstance(v, ListenSpec) else parse_listen(str(v)) for v in value]
+
+    @field_validator("digest_algorithms")
+    @classmethod
+    def _algorithms(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value) or not set(value) <= {"MD5", "SHA-256"}:
+            raise ValueError('must list "MD5" and/or "SHA-256" once each, preferred first')
+        return value
 
     @model_validator(mode="after")
     def _bounds(self) -> SipConfig:
@@ -109,10 +117,30 @@ class HttpConfig(_Section):
 
 
 class MediaConfig(_Section):
-    """``[media]``: RTP port range and worker processes (0 = in-process engine)."""
+    """``[media]``: RTP addresses, port range and worker processes (0 = in-process engine)."""
 
     rtp_ports: tuple[int, int] = (20000, 30000)
     workers: int = Field(0, ge=0, le=256)
+    host: str = "0.0.0.0"
+    advertise: str | None = None
+    media_timeout: float = Field(60.0, gt=0)
+
+    @field_validator("host", "advertise")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"must be an IP address, got {value!r}") from None
+        return value
+
+    @property
+    def advertised(self) -> str:
+        """The address put in SDP: ``advertise``, else ``host`` unless it is a wildcard."""
+        if self.advertise:
+            return self.advertise
+        return "127.0.0.1" if ipaddress.ip_address(self.host).is_unspecified else self.host
 
     @field_validator("rtp_ports")
     @classmethod

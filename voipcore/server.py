@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
+from collections.abc import Callable
 
+from media.engine import MediaEngine
+from media.workers import WorkerPool
 from voipcore.config import Config
 from voipcore.logs import TRACE_LOGGER
 from voipcore.registrar import Registrar
@@ -38,7 +42,10 @@ class Server:
         self._users: dict[str, User] = {}
         self._users_version = -1
         authenticator = DigestAuthenticator(
-            config.sip.domain, store.secret("digest-nonce"), nonce_ttl=config.sip.nonce_ttl
+            config.sip.domain,
+            store.secret("digest-nonce"),
+            nonce_ttl=config.sip.nonce_ttl,
+            algorithms=config.sip.digest_algorithms,
         )
         registrar = Registrar(
             config.sip.domain,
@@ -50,6 +57,7 @@ class Server:
             max_contacts=config.sip.max_contacts,
         )
         self.service = SipService(registrar)
+        self.media: MediaEngine | WorkerPool | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -74,8 +82,32 @@ class Server:
                 )
             self.transports.add(transport)
             log.info("sip listening on %s", transport.bound, extra={"listen": str(transport.bound)})
+        self.media = await self._start_media()
         self._spawn(self._refresh_users_forever())
         self._rearm()
+
+    async def _start_media(self) -> MediaEngine | WorkerPool:
+        """In-process engine by default; ``media.workers = N`` starts N processes."""
+        media = self.config.media
+        factory: Callable[..., MediaEngine | WorkerPool] = (
+            functools.partial(WorkerPool, media.workers) if media.workers else MediaEngine
+        )
+        engine = factory(
+            rtp_ports=media.rtp_ports,
+            host=media.host,
+            advertise=media.advertised,
+            dscp=self.config.qos.media_dscp,
+            media_timeout=media.media_timeout,
+        )
+        await engine.start()
+        log.info(
+            "media %s on %s ports %d-%d, advertised as %s",
+            f"{media.workers} worker processes" if media.workers else "engine in-process",
+            media.host,
+            *media.rtp_ports,
+            media.advertised,
+        )
+        return engine
 
     async def stop(self) -> None:
         """Stop listening, finish pending store writes, close the store."""
@@ -84,6 +116,8 @@ class Server:
             self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
+        if self.media is not None:
+            await self.media.stop()
         await self.writer.close()
         self.store.close()
         log.info("stopped", extra=dataclasses.asdict(self.service.counters))

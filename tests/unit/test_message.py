@@ -588,7 +588,6 @@ def test_make_response_keeps_an_existing_to_tag() -> None:
     assert resp.to.tag == "x1" and resp.reason == "Fine"
 
 
-
 def test_make_response_tags_to_the_same_way_for_every_response() -> None:
     # §8.2.6.2: a UAS adds a To tag, the same for all responses to one request.
     req = request(invite())

@@ -337,3 +337,28 @@ def test_digest_uri_for_another_target_is_bad_request() -> None:
     result = registrar.register(signed, "udp:192.0.2.10:5060", NOW)
     assert result.response.status == 400
     assert "digest uri" in result.response.reason
+
+
+def test_offered_algorithms_follow_configured_preference() -> None:
+    auth = DigestAuthenticator(REALM, b"k" * 32, algorithms=("MD5",))
+    registrar = Registrar(REALM, auth, USERS.get)
+    first = registrar.register(register(), "udp:192.0.2.10:5060", NOW)
+    offered = [
+        Challenge.parse(v).algorithm for v in first.response.headers.get_all("WWW-Authenticate")
+    ]
+    assert offered == ["MD5"]
+    # A SHA-256 answer to a server that does not offer SHA-256 is challenged again.
+    creds = answer_challenge(
+        Challenge(REALM, challenge_for(first.response, "MD5").nonce, "SHA-256"),
+        method="REGISTER",
+        uri=f"sip:{REALM}",
+        username="alice",
+        password="alice-secret",
+        cnonce="c",
+    )
+    text = bytes(register(cseq=2)).decode()
+    signed = parse_message(
+        text.replace("Content-Length: 0", f"Authorization: {creds}\r\nContent-Length: 0").encode()
+    )
+    assert isinstance(signed, Request)
+    assert registrar.register(signed, "udp:192.0.2.10:5060", NOW).response.status == 401

@@ -19,6 +19,7 @@ import math
 import secrets
 import struct
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from voipcore.sip.errors import SipParseError
@@ -369,7 +370,15 @@ class DigestAuthenticator:
     trusted again, so eviction never opens a replay window.
     """
 
-    __slots__ = ("realm", "_secret", "_ttl_ms", "_max_tracked", "_counts", "_evicted_ms")
+    __slots__ = (
+        "realm",
+        "algorithms",
+        "_secret",
+        "_ttl_ms",
+        "_max_tracked",
+        "_counts",
+        "_evicted_ms",
+    )
 
     def __init__(
         self,
@@ -378,10 +387,16 @@ class DigestAuthenticator:
         *,
         nonce_ttl: float = 300.0,
         max_tracked_nonces: int = 100_000,
+        algorithms: Sequence[str] = ALGORITHMS,
     ) -> None:
         if nonce_ttl <= 0 or max_tracked_nonces < 1:
             raise ValueError("nonce_ttl and max_tracked_nonces must be positive")
+        unknown = [a for a in algorithms if a not in ALGORITHMS]
+        if unknown or not algorithms:
+            raise ValueError(f"algorithms must be some of {', '.join(ALGORITHMS)}")
         self.realm = realm
+        #: Offered in this order of preference (RFC 8760 §2.4).
+        self.algorithms = tuple(algorithms)
         self._secret = secret
         self._ttl_ms = nonce_ttl * 1000.0
         self._max_tracked = max_tracked_nonces
@@ -391,10 +406,10 @@ class DigestAuthenticator:
         self._evicted_ms: int | None = None
 
     def challenges(self, now: float, *, stale: bool = False) -> list[Challenge]:
-        """One challenge per algorithm of :data:`ALGORITHMS`, each with a fresh nonce."""
+        """One challenge per offered algorithm, most preferred first, each with a fresh nonce."""
         return [
             Challenge(self.realm, self._new_nonce(now), algorithm, ("auth",), None, stale)
-            for algorithm in ALGORITHMS
+            for algorithm in self.algorithms
         ]
 
     def verify(
@@ -414,7 +429,7 @@ class DigestAuthenticator:
         """
         if (
             creds.realm != self.realm
-            or creds.algorithm not in ALGORITHMS
+            or creds.algorithm not in self.algorithms
             or creds.qop not in (None, "auth")
             or (request_uri is not None and creds.uri != request_uri)
         ):
