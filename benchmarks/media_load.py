@@ -33,6 +33,9 @@ from media.workers import WorkerPool
 
 HEADER = struct.Struct("!BBHII")
 MARK = struct.Struct("!IBq")
+TIMESPEC = struct.Struct("@qq")
+#: Linux's SO_TIMESTAMPNS (also the SCM type of its ancillary data); Python does not export it.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 PAYLOAD = 160
 WARMUP = 1.0
 
@@ -71,12 +74,16 @@ class Generator:
         self.latencies: list[int] = []
         self.received = 0
         self.measuring = False
+        self.measure_from_ns = 1 << 62
 
     @staticmethod
     def _socket() -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+        # Kernel receive timestamps: the generator's own scheduling delay is not
+        # charged to the system under test.
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
         return sock
@@ -85,18 +92,25 @@ class Generator:
         return [sock.getsockname()[:2] for sock in self.sides]
 
     def _readable(self, sock: socket.socket) -> None:
-        now = time.perf_counter_ns()
         buf = bytearray(2048)
+        space = socket.CMSG_SPACE(TIMESPEC.size)
         while True:
             try:
-                size = sock.recv_into(buf)
+                size, ancillary, _, _ = sock.recvmsg_into([buf], space)
             except BlockingIOError:
                 return
-            if self.measuring and size >= 12 + MARK.size:
-                self.received += 1
-                _, _, sent_ns = MARK.unpack_from(buf, 12)
-                if sent_ns > 0:
-                    self.latencies.append(now - sent_ns)
+            if size < 12 + MARK.size:
+                continue
+            _, _, sent_ns = MARK.unpack_from(buf, 12)
+            # Marked packets count when sent while measuring; unmarked (audio
+            # path output) when received while measuring.
+            if not (sent_ns >= self.measure_from_ns if sent_ns else self.measuring):
+                continue
+            self.received += 1
+            for level, kind, data in ancillary:
+                if sent_ns > 0 and level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanos = TIMESPEC.unpack(data[: TIMESPEC.size])
+                    self.latencies.append(seconds * 1_000_000_000 + nanos - sent_ns)
 
     async def run(self, duration: float, *, marked: bool) -> int:
         """Send for ``duration`` s (after warm-up); returns packets sent while measuring."""
@@ -105,7 +119,7 @@ class Generator:
             loop.add_reader(sock.fileno(), self._readable, sock)
         seq = 0
         ssrcs = [os.getpid() * 4096 + i for i in range(2 * len(self.targets))]
-        slots = 10
+        slots = 20
         per_slot = -(-len(self.targets) // slots)
         start = loop.time()
         sent = 0
@@ -116,7 +130,9 @@ class Generator:
                 elapsed = loop.time() - start
                 if elapsed >= WARMUP + duration:
                     break
-                self.measuring = elapsed >= WARMUP
+                if elapsed >= WARMUP and not self.measuring:
+                    self.measuring = True
+                    self.measure_from_ns = time.time_ns()
                 slot = tick % slots
                 frame = tick // slots
                 chunk = self.targets[slot * per_slot : (slot + 1) * per_slot]
@@ -130,12 +146,12 @@ class Generator:
                             (frame * PAYLOAD) & 0xFFFFFFFF,
                             ssrcs[2 * call + side],
                         )
-                        mark = MARK.pack(call, side, time.perf_counter_ns() if marked else 0)
+                        mark = MARK.pack(call, side, time.time_ns() if marked else 0)
                         self.sides[side].sendto(header + mark + filler, dest)
                         if self.measuring:
                             sent += 1
                 tick += 1
-                await asyncio.sleep(max(0.0, start + tick * 0.002 - loop.time()))
+                await asyncio.sleep(max(0.0, start + tick * 0.02 / slots - loop.time()))
             self.measuring = False
             await asyncio.sleep(0.3)  # let the last packets arrive
         finally:

@@ -197,25 +197,24 @@ class MediaEngine:
         self._callbacks: list[EventCallback] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
-        self._housekeeping_handle: asyncio.TimerHandle | None = None
         self._next_tick = 0.0
+        #: Streams awaiting their once-a-second visit, spread over the ticks.
+        self._rounds: deque[Stream] = deque()
 
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the tick and housekeeping timers."""
+        """Start the 20 ms tick."""
         self._loop = asyncio.get_running_loop()
         self._next_tick = self._loop.time() + TICK
         self._tick_handle = self._loop.call_at(self._next_tick, self._tick)
-        self._housekeeping_handle = self._loop.call_later(1.0, self._housekeeping)
 
     async def stop(self) -> None:
         """Drop every call and stop the timers."""
         for call_id in list(self.calls):
             self.delete(call_id)
-        for handle in (self._tick_handle, self._housekeeping_handle):
-            if handle is not None:
-                handle.cancel()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
 
     def subscribe(self, callback: EventCallback) -> None:
         self._callbacks.append(callback)
@@ -349,6 +348,7 @@ class MediaEngine:
         )
         stream.attach(rtp_transport, rtcp_transport)
         call.streams[leg] = stream
+        self._rounds.append(stream)
         self._quality[id(stream)] = _Quality(
             next_rtcp=self._now() + RTCP_INTERVAL * random.uniform(0.25, 0.75)
         )
@@ -547,6 +547,7 @@ class MediaEngine:
         self.ticks += 1
         if self._audio:
             self._audio_tick(self._audio, now)
+        self._visit_streams(now)
         self._next_tick += TICK
         if self._next_tick < now:
             # Fell behind by more than a tick: skip ahead instead of bursting.
@@ -641,15 +642,20 @@ class MediaEngine:
         stream.send_payload(payload, samples=FRAME)
         return True
 
-    # -- once a second -----------------------------------------------------------------
+    # -- once a second per stream ---------------------------------------------------------
 
-    def _housekeeping(self) -> None:
-        assert self._loop is not None
-        now = self._loop.time()
-        for call in list(self.calls.values()):
-            for stream in call.streams.values():
+    def _visit_streams(self, now: float) -> None:
+        """Visit 1/50 of the streams each tick, so each is seen once a second.
+
+        Spreading the work keeps a second's worth of quality sampling and RTCP
+        from stalling the relay in one burst.
+        """
+        rounds = self._rounds
+        for _ in range(-(-len(rounds) // round(1 / TICK))):
+            stream = rounds.popleft()
+            if id(stream) in self._quality:  # deleted streams drop out here
                 self._sample_quality(stream, now)
-        self._housekeeping_handle = self._loop.call_later(1.0, self._housekeeping)
+                rounds.append(stream)
 
     def _sample_quality(self, stream: Stream, now: float) -> None:
         quality = self._quality.get(id(stream))
