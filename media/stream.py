@@ -146,20 +146,23 @@ class Stream:
     # -- negotiated formats ---------------------------------------------------
 
     @property
-    def audio_codec(self) -> Codec:
-        """The first non-DTMF codec: what this leg sends and expects."""
-        for codec in self.codecs:
-            if codec.name.lower() != "telephone-event":
-                return codec
-        raise ValueError(f"leg {self.leg} of {self.call_id} has no audio codec")
+    def codecs(self) -> list[Codec]:
+        """Negotiated formats, preferred first (RFC 3264 §6.1)."""
+        return self._codecs
 
-    @property
-    def dtmf_payload_type(self) -> int | None:
+    @codecs.setter
+    def codecs(self, codecs: list[Codec]) -> None:
+        # Derived once here, not per packet: the relay reads them 100 times a second.
+        audio = [c for c in codecs if c.name.lower() != "telephone-event"]
+        if not audio:
+            raise ValueError(f"leg {self.leg} of {self.call_id} has no audio codec")
+        self._codecs = codecs
+        self.audio_codec: Codec = audio[0]
+        """The first non-DTMF codec: what this leg sends and expects."""
+        self.dtmf_payload_type: int | None = next(
+            (c.payload_type for c in codecs if c.name.lower() == "telephone-event"), None
+        )
         """The telephone-event payload type, if negotiated (RFC 4733 §7.1.1)."""
-        for codec in self.codecs:
-            if codec.name.lower() == "telephone-event":
-                return codec.payload_type
-        return None
 
     # -- sockets --------------------------------------------------------------
 
