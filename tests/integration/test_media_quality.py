@@ -24,8 +24,8 @@ from tests.rtpphone import RtpPhone
 pytestmark = pytest.mark.integration
 
 
-async def started_engine(**options: float) -> MediaEngine:
-    engine = MediaEngine(rtp_ports=(36000, 36200), **options)
+async def started_engine(media_timeout: float = 60.0) -> MediaEngine:
+    engine = MediaEngine(rtp_ports=(36000, 36200), media_timeout=media_timeout)
     await engine.start()
     return engine
 
