@@ -577,7 +577,10 @@ class MediaEngine:
             for row in rows:
                 plc = streams[row].plc
                 if plc is not None:
-                    frames[row] = plc.good(frames[row])
+                    view = frames[row]
+                    healed = plc.good(view)
+                    if healed is not view:  # only the first frame after a loss changes
+                        frames[row] = healed
 
         call_index = {call_id: i for i, call_id in enumerate(self.calls)}
         groups = np.fromiter((call_index[s.call_id] for s in streams), np.int64, count)
@@ -587,6 +590,8 @@ class MediaEngine:
         for row, stream in enumerate(streams):
             rows_by_call.setdefault(stream.call_id, []).append(row)
         changed: set[str] = set()
+        recording: list[tuple[Recorder, int]] = []
+        tap_rows: list[int] = []
         for call_id, rows in rows_by_call.items():
             call = self.calls[call_id]
             for row in rows:
@@ -600,26 +605,42 @@ class MediaEngine:
                         mixed = outputs[row].astype(np.int32) + prompt
                         outputs[row] = np.clip(mixed, -32768, 32767)
             if call.recorder is not None:
-                tap = np.zeros((call.recorder.channels, FRAME), np.int16)
-                here = np.zeros(call.recorder.channels, bool)
-                count_rows = min(len(rows), call.recorder.channels)
-                tap[:count_rows] = frames[rows[:count_rows]]
-                here[:count_rows] = present[rows[:count_rows]]
-                call.recorder.write(tap, here)
+                # One channel per leg in joining order; -1 pads channels with no leg.
+                channels = call.recorder.channels
+                recording.append((call.recorder, len(tap_rows)))
+                tap_rows += (rows + [-1] * channels)[:channels]
+        if recording:
+            self._tap_recorders(frames, present, recording, tap_rows)
 
         encoded_rows: dict[str, list[int]] = {}
         for row, stream in enumerate(streams):
             encoded_rows.setdefault(stream.audio_codec.name.upper(), []).append(row)
         for name, rows in encoded_rows.items():
-            payload_block = g711.encode(G711[name], outputs[rows])
+            block = g711.encode(G711[name], outputs[rows]).tobytes()
             for index, row in enumerate(rows):
                 stream = streams[row]
-                call = self.calls[stream.call_id]
-                if not self._send_frame(call, stream, payload_block[index].tobytes()):
+                payload = block[index * FRAME : (index + 1) * FRAME]
+                if not self._send_frame(self.calls[stream.call_id], stream, payload):
                     changed.add(stream.call_id)
         # A prompt or a DTMF run that ended may let the call go back to relaying.
         for call_id in changed:
             self._update_mode(self.calls[call_id])
+
+    @staticmethod
+    def _tap_recorders(
+        frames: npt.NDArray[np.int16],
+        present: npt.NDArray[np.bool_],
+        recording: list[tuple[Recorder, int]],
+        tap_rows: list[int],
+    ) -> None:
+        """Hand every recorder its channels with one gather for all calls."""
+        index = np.asarray(tap_rows)
+        missing = index < 0
+        taps = frames[np.where(missing, 0, index)]
+        here = present[np.where(missing, 0, index)] & ~missing
+        for recorder, offset in recording:
+            end = offset + recorder.channels
+            recorder.write(taps[offset:end], here[offset:end])
 
     def _send_frame(self, call: Call, stream: Stream, payload: bytes) -> bool:
         """Send one tick's audio, or the leg's next DTMF packet; False once DTMF is done."""

@@ -3,9 +3,14 @@
 The engine calls :meth:`Recorder.write` once per 20 ms tick with one frame per party
 (rows = channels: party 0 is the left channel, party 1 the right). A party that is absent
 or muted is recorded as silence so the channels stay time-aligned. ``write`` only copies
-the frame and puts it on a queue; a single background thread owns the files, writes the
-interleaved samples with the stdlib :mod:`wave` module, and finalises the RIFF header when
-:meth:`Recorder.stop` closes them. An optional second file holds the mono mix of all parties.
+the frame; every second's worth goes as one chunk to the writer thread that all recorders
+share, which owns the files, writes the interleaved samples with the stdlib :mod:`wave`
+module, and finalises the RIFF header when :meth:`Recorder.stop` closes them. An optional
+second file holds the mono mix of all parties.
+
+One shared thread fed one chunk a second, rather than a thread per call fed every tick:
+each wake-up of another thread can take the GIL from the audio tick for up to the
+interpreter's switch interval (5 ms), so threads and wake-ups are kept few.
 
 Pausing skips audio: nothing is captured while paused, so the file is shorter than the call
 by the paused time (Twilio's ``pauseBehavior="skip"``), and no silence marks the gap.
@@ -22,7 +27,6 @@ import os
 import queue
 import threading
 import wave
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,8 +55,40 @@ class RecordingInfo:
     """Number of :meth:`Recorder.write` frames captured (one per tick)."""
 
 
+class _Writer:
+    """The thread that writes every recording, started on first use."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[Recorder, npt.NDArray[np.int16] | None, int]] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(
+        self, recorder: Recorder, chunk: npt.NDArray[np.int16] | None, frames: int = 0
+    ) -> None:
+        """Queue a chunk of ``frames`` ticks for ``recorder``; ``None`` closes its files."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+                self._thread.start()
+        self._queue.put((recorder, chunk, frames))
+
+    def _run(self) -> None:
+        while True:
+            recorder, chunk, frames = self._queue.get()
+            recorder._handle(chunk, frames)
+
+
+_WRITER = _Writer()
+
+
 class Recorder:
     """Records one call: ``channels`` parties into one WAV, optionally a mono mix too."""
+
+    #: Frames (20 ms each) collected before they go to the writer as one chunk.
+    CHUNK_FRAMES = 50
 
     def __init__(
         self,
@@ -73,12 +109,14 @@ class Recorder:
         self._info: RecordingInfo | None = None
         self._frames = 0
         self._samples = 0
+        self._written = 0
+        self._pending: list[npt.NDArray[np.int16]] = []
         self._error: BaseException | None = None
-        self._queue: queue.SimpleQueue[npt.NDArray[np.int16] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(
-            target=self._run, name=f"recorder:{os.path.basename(self.path)}", daemon=True
-        )
-        self._thread.start()
+        self._done = threading.Event()
+        # Owned by the writer thread.
+        self._files: contextlib.ExitStack | None = None
+        self._main: wave.Wave_write | None = None
+        self._mono: wave.Wave_write | None = None
 
     @property
     def paused(self) -> bool:
@@ -87,8 +125,8 @@ class Recorder:
 
     @property
     def backlog(self) -> int:
-        """Frames handed to the writer thread and not yet written."""
-        return self._queue.qsize()
+        """Frames captured and not yet written to disk."""
+        return self._frames - self._written
 
     def write(self, frames: npt.NDArray[np.int16], present: npt.NDArray[np.bool_]) -> None:
         """Queue one tick: ``frames`` is int16 ``[channels, samples]``, ``present`` one bool
@@ -107,10 +145,13 @@ class Recorder:
         if self._paused:
             return
         block = frames.copy()
-        block[~present] = 0
-        self._queue.put(block)
+        if not present.all():
+            block[~present] = 0
+        self._pending.append(block)
         self._frames += 1
         self._samples += block.shape[1]
+        if len(self._pending) >= self.CHUNK_FRAMES:
+            self._flush()
 
     def pause(self) -> None:
         """Stop capturing until :meth:`resume`; paused time is left out of the file."""
@@ -123,18 +164,24 @@ class Recorder:
         self._paused = False
 
     def stop(self) -> RecordingInfo:
-        """Flush the queue, finalise the WAV header(s) and return what was recorded.
+        """Flush what is queued, finalise the WAV header(s) and return what was recorded.
 
-        Blocks until the writer thread has finished; calling it again returns the same info.
-        Raises :class:`RecorderError` if the writer failed.
+        Blocks until the writer has closed the files; calling it again returns the same info.
+        Raises :class:`RecorderError` if writing failed.
         """
         if self._info is None:
-            self._queue.put(None)
-            self._thread.join()
+            self._flush()
+            _WRITER.submit(self, None)
+            self._done.wait()
             self._info = RecordingInfo(self.path, self._samples / self.rate, self._frames)
         if self._error is not None:
             raise RecorderError(f"recording to {self.path} failed: {self._error}") from self._error
         return self._info
+
+    def _flush(self) -> None:
+        if self._pending:
+            _WRITER.submit(self, np.concatenate(self._pending, axis=1), len(self._pending))
+            self._pending = []
 
     def _check_running(self) -> None:
         if self._info is not None:
@@ -142,34 +189,44 @@ class Recorder:
         if self._error is not None:
             raise RecorderError(f"recording to {self.path} failed: {self._error}") from self._error
 
-    @contextlib.contextmanager
-    def _wav(self, path: str, channels: int) -> Iterator[wave.Wave_write]:
+    def _open(self, path: str, channels: int) -> wave.Wave_write:
         # Open the file ourselves: wave.open(path) leaks a half-built object when it fails.
-        # The wave writer closes first, finalising the RIFF sizes, then the file.
-        with open(path, "wb") as file, wave.open(file, "wb") as wav:
-            wav.setnchannels(channels)
-            wav.setsampwidth(_SAMPLE_WIDTH)
-            wav.setframerate(self.rate)
-            yield wav
+        # The wave writer closes first (callbacks run last-in first-out), finalising the
+        # RIFF sizes, then the file.
+        assert self._files is not None
+        file = self._files.enter_context(open(path, "wb"))  # noqa: SIM115 - ExitStack owns it
+        wav = self._files.enter_context(wave.open(file, "wb"))  # noqa: SIM115 - ExitStack owns it
+        wav.setnchannels(channels)
+        wav.setsampwidth(_SAMPLE_WIDTH)
+        wav.setframerate(self.rate)
+        return wav
 
-    def _run(self) -> None:
-        """Writer thread: the only code that touches the files."""
-        finished = False
+    def _handle(self, chunk: npt.NDArray[np.int16] | None, frames: int) -> None:
+        """Writer thread: the only code that touches this recording's files."""
         try:
-            with contextlib.ExitStack() as stack:
-                main = stack.enter_context(self._wav(self.path, self.channels))
-                mono = None
-                if self.mono_mix_path is not None:
-                    mono = stack.enter_context(self._wav(self.mono_mix_path, 1))
-                while (block := self._queue.get()) is not None:
+            if self._error is None:
+                if self._files is None:
+                    self._files = contextlib.ExitStack()
+                    self._main = self._open(self.path, self.channels)
+                    if self.mono_mix_path is not None:
+                        self._mono = self._open(self.mono_mix_path, 1)
+                if chunk is not None:
+                    assert self._main is not None
                     # [channels, samples] transposed is the interleaved WAV layout.
-                    main.writeframesraw(block.T.astype("<i2").tobytes())
-                    if mono is not None:
-                        mono.writeframesraw(mix(block).astype("<i2").tobytes())
-                finished = True
+                    self._main.writeframesraw(chunk.T.astype("<i2").tobytes())
+                    if self._mono is not None:
+                        self._mono.writeframesraw(mix(chunk).astype("<i2").tobytes())
         except Exception as exc:  # handed to the engine by write() and stop()
             logger.exception("recording to %s failed", self.path)
             self._error = exc
-            if not finished:
-                while self._queue.get() is not None:
-                    pass
+        if chunk is not None:
+            self._written += frames
+            return
+        try:
+            if self._files is not None:
+                self._files.close()
+        except Exception as exc:
+            logger.exception("closing recording %s failed", self.path)
+            self._error = self._error or exc
+        self._written = self._frames
+        self._done.set()

@@ -35,6 +35,7 @@ from media.rtp import (
     RtpError,
     RtpPacket,
     is_rtcp,
+    pack_header,
     peek_header,
     rewrite_header,
     uint16_add,
@@ -325,15 +326,14 @@ class Stream:
         if rtp is None or remote is None or not self.can_send:
             return
         out.seq = uint16_add(out.seq, 1)
-        packet = RtpPacket(
-            payload_type=self.audio_codec.payload_type if payload_type is None else payload_type,
-            sequence_number=out.seq,
-            timestamp=out.timestamp if timestamp is None else timestamp,
-            ssrc=out.ssrc,
-            payload=payload,
-            marker=marker,
+        header = pack_header(
+            self.audio_codec.payload_type if payload_type is None else payload_type,
+            out.seq,
+            out.timestamp if timestamp is None else timestamp,
+            out.ssrc,
+            marker,
         )
-        rtp.sendto(bytes(packet), remote)
+        rtp.sendto(header + payload, remote)
         self.counters.packets_out += 1
         self.counters.bytes_out += len(payload) + 12
         self.send_stats.on_packet(len(payload), out.timestamp)
