@@ -18,8 +18,10 @@ probe.  SIPp and the server share this machine's cores, so the figures are a
 lower bound of what the server alone could do; CPU time per registration is
 the machine-independent figure.
 
-SIPp 3.6.1 answers only MD5 challenges offered first, so the servers challenge
-MD5 first here (see :func:`tests.sipp.md5_first_challenges`).
+SIPp 3.6.1 answers only MD5 challenges offered first, so the servers are
+configured with ``digest_algorithms = ["MD5", "SHA-256"]`` (the default).  Each
+server logs its garbage collections through ``benchmarks/gc_hook``: full
+collections stop the event loop, and their pauses are reported per probe.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ from tests.harness import TestUser as Account
 from tests.sipp import (
     SippError,
     SippResult,
-    md5_first_challenges,
     run_sipp,
     scenario,
     transport_mode,
@@ -56,6 +57,9 @@ DOMAIN = "bench.local"
 #: The goal of issue 2: authenticated REGISTERs per second on one core.
 TARGET_RATE = 5000
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: Written into the servers' ``[sip]``: SIPp 3.6.1 can answer only an MD5 challenge first.
+SIP_CONFIG = 'digest_algorithms = ["MD5", "SHA-256"]'
+GC_HOOK_DIR = Path(__file__).resolve().parent / "gc_hook"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,28 +132,33 @@ class Search:
 
 
 @contextlib.contextmanager
-def _environ(name: str, value: str) -> Iterator[None]:
-    saved = os.environ.get(name)
-    os.environ[name] = value
+def _gc_logged(path: Path) -> Iterator[None]:
+    """Servers started in this block log their collections to ``path`` (gc_hook)."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "VOIPCORE_BENCH_GC_LOG")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(GC_HOOK_DIR)] + ([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else [])
+    )
+    os.environ["VOIPCORE_BENCH_GC_LOG"] = str(path)
     try:
         yield
     finally:
-        if saved is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = saved
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _read_gc_log(path: Path, pid: int) -> tuple[list[float], float]:
     """Full collections and the time of all logged collections of ``pid``, in ms.
 
-    Lines are ``pid generation milliseconds collected cumulative_ms``, written by
-    the test hook in ``tests/integration/sipp/compat/sitecustomize.py``.
+    Lines are ``pid generation milliseconds collected``, written by the hook in
+    ``benchmarks/gc_hook/sitecustomize.py``.
     """
     if not path.exists():
         return [], 0.0
     rows = [line.split() for line in path.read_text(errors="replace").splitlines()]
-    mine = [r[1:] for r in rows if len(r) == 5 and r[0] == str(pid)]
+    mine = [r[1:] for r in rows if len(r) == 4 and r[0] == str(pid)]
     return [float(r[1]) for r in mine if r[0] == "2"], sum(float(r[1]) for r in mine)
 
 
@@ -190,7 +199,7 @@ class Bench:
         workdir = self.workdir / f"probe-{rate}{label}"
         workdir.mkdir(parents=True, exist_ok=True)
         gc_log = workdir / "gc.log"
-        with md5_first_challenges(), _environ("VOIPCORE_TEST_GC_LOG", str(gc_log)):
+        with _gc_logged(gc_log):
             self.server.restart()
         gc_log.write_text("")  # start-up collections are not the probe's
         if attach is not None:
@@ -263,8 +272,10 @@ class Bench:
 
 @contextlib.contextmanager
 def running_server(workdir: Path, users: list[Account], event_loop: str) -> Iterator[ServerProcess]:
-    with md5_first_challenges():
-        server = ServerProcess(workdir, domain=DOMAIN, users=users, event_loop=event_loop)
+    server = ServerProcess(
+        workdir, domain=DOMAIN, users=users, extra_sip=SIP_CONFIG, event_loop=event_loop
+    )
+    with _gc_logged(workdir / "gc-startup.log"):
         server.start(timeout=300)
     try:
         yield server
@@ -367,6 +378,11 @@ def table(searches: Sequence[Search], duration: float, transport: str) -> str:
     return "\n".join(lines)
 
 
+def _load_average() -> str:
+    """Other work on the machine skews the figures: the load average shows it."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.register_load", description=__doc__.split("\n")[0]
@@ -407,6 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
 
+    load_before = _load_average()
     searches: list[Search] = []
     profile_lines: list[str] = []
     for loop in args.loops.split(","):
@@ -422,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print()
     print(f"REGISTER with digest auth, {started:%Y-%m-%d %H:%M} UTC")
+    print(f"load average (1/5/15 min) before: {load_before}, after: {_load_average()}")
     print(table(searches, args.duration, args.transport))
     for line in profile_lines:
         print(line)

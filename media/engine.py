@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import wave
 from collections import deque
@@ -32,7 +31,7 @@ from media.dtmf import DIGITS, DtmfEnd, DtmfPacket, DtmfSender, DtmfStart
 from media.mixer import mix_minus_grouped
 from media.plc import Plc
 from media.ports import PortAllocator, PortsExhausted
-from media.quality import QualityCleared, QualityMonitor, QualityWarning
+from media.quality import QualityCleared, QualityMonitor, QualityWarning, mos
 from media.recorder import Recorder
 from media.stream import Addr, Codec, RtcpProtocol, RtpProtocol, Stream
 from media.tones import ToneGenerator
@@ -43,8 +42,6 @@ FRAME = 160
 TICK = 0.02
 #: Audio codecs the audio path can decode, by SDP encoding name (RFC 3551 §6).
 G711 = {"PCMU": g711.PCMU, "PCMA": g711.PCMA}
-#: RFC 3550 §6.2: 5 s minimum interval, randomised to [0.5, 1.5] of it (§6.3.1).
-RTCP_INTERVAL = 5.0
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
 
@@ -164,6 +161,7 @@ class _Quality:
     expected: int = 0
     lost: int = 0
     next_rtcp: float = 0.0
+    next_sample: float = 0.0
     timed_out: bool = False
 
 
@@ -350,7 +348,7 @@ class MediaEngine:
         call.streams[leg] = stream
         self._rounds.append(stream)
         self._quality[id(stream)] = _Quality(
-            next_rtcp=self._now() + RTCP_INTERVAL * random.uniform(0.25, 0.75)
+            next_rtcp=self._now() + stream.rtcp_interval.interval()
         )
         return stream
 
@@ -680,11 +678,11 @@ class MediaEngine:
 
     def _sample_quality(self, stream: Stream, now: float) -> None:
         quality = self._quality.get(id(stream))
-        if quality is None:
+        if quality is None or now < quality.next_sample:
             return
+        quality.next_sample = now + 1.0
         if now >= quality.next_rtcp:
-            stream.send_rtcp(self.cname)
-            quality.next_rtcp = now + RTCP_INTERVAL * random.uniform(0.5, 1.5)
+            quality.next_rtcp = now + stream.send_rtcp(self.cname)
         last = stream.last_packet_at
         started = last if last is not None else self.calls[stream.call_id].created
         if not quality.timed_out and now - started > self.media_timeout:
@@ -698,7 +696,21 @@ class MediaEngine:
         loss = max(0, lost - quality.lost) / interval_expected if interval_expected > 0 else 0.0
         quality.expected, quality.lost = expected, lost
         rtt = stream.counters.rtt or 0.0
-        for event in quality.monitor.sample(now, rtt, stats.jitter_seconds, min(loss, 1.0)):
+        jitter, loss = stats.jitter_seconds, min(loss, 1.0)
+        events = quality.monitor.sample(now, rtt, jitter, loss)
+        if self._callbacks:
+            self._emit(
+                {
+                    "event": "quality",
+                    "call_id": stream.call_id,
+                    "leg": stream.leg,
+                    "mos": round(mos(rtt, jitter, loss), 3),
+                    "jitter": jitter,
+                    "loss": loss,
+                    "rtt": stream.counters.rtt,
+                }
+            )
+        for event in events:
             base: Json = {"call_id": stream.call_id, "leg": stream.leg, "name": event.name}
             if isinstance(event, QualityWarning):
                 self._emit(

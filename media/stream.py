@@ -41,7 +41,7 @@ from media.rtp import (
     uint16_add,
     uint32_add,
 )
-from media.stats import ReceiverStats, SenderStats, rtt_from_report_block
+from media.stats import ReceiverStats, RtcpInterval, SenderStats, rtt_from_report_block
 
 if TYPE_CHECKING:
     from media.plc import Plc
@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Addr = tuple[str, int]
+#: Session bandwidth for the RTCP interval (RFC 3550 §6.2), bits per second.
+SESSION_BANDWIDTH = 80_000
+#: IPv4 + UDP header octets, counted in the RTCP average size (§6.3.3).
+UDP_OVERHEAD = 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,8 @@ class Stream:
         self.counters = StreamCounters()
         self.recv_stats = ReceiverStats(self.audio_codec.clock_rate)
         self.send_stats = SenderStats()
+        #: Two members, us and the party; 80 kb/s is G.711 with IP/UDP/RTP headers.
+        self.rtcp_interval = RtcpInterval(SESSION_BANDWIDTH, random.Random(), members=2)
         self.out = OutputState()
         self.jitter = JitterBuffer(
             clock_rate=self.audio_codec.clock_rate, min_delay=jitter_min, max_delay=jitter_max
@@ -243,6 +249,7 @@ class Stream:
             return
         now = time.time()
         self.counters.rtcp_in += 1
+        self.rtcp_interval.on_rtcp_packet(len(data) + UDP_OVERHEAD)
         for packet in packets:
             if isinstance(packet, SenderReport):
                 self.recv_stats.on_sender_report(packet, now)
@@ -338,10 +345,16 @@ class Stream:
         self.counters.bytes_out += len(payload) + 12
         self.send_stats.on_packet(len(payload), out.timestamp)
 
-    def send_rtcp(self, cname: str) -> None:
-        """Send our SR (or RR when we have sent nothing) with SDES CNAME (§6.1)."""
+    def send_rtcp(self, cname: str) -> float:
+        """Send our SR (or RR when we have sent nothing) with SDES CNAME (§6.1).
+
+        Returns the seconds until the next report is due (§6.2, §6.3.1).
+        """
+        interval = self.rtcp_interval
+        interval.we_sent = bool(self.send_stats.packets)
+        interval.senders = int(interval.we_sent) + int(self.recv_stats.received > 0)
         if self.rtcp_remote is None or self._rtcp is None:
-            return
+            return interval.interval()
         now = time.time()
         blocks = []
         if self.in_ssrc is not None and self.recv_stats.received:
@@ -352,8 +365,11 @@ class Stream:
         else:
             report = ReceiverReport(ssrc=self.out.ssrc, reports=blocks)
         sdes = SourceDescription([SdesChunk(self.out.ssrc, [SdesItem(SdesType.CNAME, cname)])])
-        self._rtcp.sendto(build_compound([report, sdes]), self.rtcp_remote)
+        data = build_compound([report, sdes])
+        self._rtcp.sendto(data, self.rtcp_remote)
         self.counters.rtcp_out += 1
+        interval.on_rtcp_sent(len(data) + UDP_OVERHEAD)
+        return interval.interval()
 
     def send_bye(self) -> None:
         """RTCP BYE when the stream ends (§6.6)."""

@@ -21,13 +21,11 @@ run (bad scenario, fatal error) and are reported with its last output.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
 import shutil
 import subprocess
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -37,10 +35,6 @@ Transport = Literal["u1", "un", "t1", "tn"]
 
 #: Where the scenarios live.
 SCENARIO_DIR = Path(__file__).resolve().parent / "integration" / "sipp"
-
-#: A directory whose ``sitecustomize`` reorders the server's digest challenges; see
-#: :func:`md5_first_challenges`.
-COMPAT_DIR = SCENARIO_DIR / "compat"
 
 _TRANSPORTS: dict[str, Transport] = {"udp": "u1", "tcp": "t1"}
 
@@ -80,30 +74,6 @@ def write_users_csv(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-@contextlib.contextmanager
-def md5_first_challenges() -> Iterator[None]:
-    """Make servers started inside this block challenge MD5 first, then SHA-256.
-
-    SIPp 3.6.1 answers only the first ``WWW-Authenticate`` and only for MD5; the
-    server offers SHA-256 first (RFC 8760 §2.4).  This puts :data:`COMPAT_DIR` on
-    ``PYTHONPATH`` for child processes, whose ``sitecustomize`` reorders
-    ``voipcore.sip.digest.ALGORITHMS``.  Only the environment of this process is
-    touched, and restored on exit; it is a stand-in for a server setting.
-    """
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "VOIPCORE_TEST_DIGEST_ALGORITHMS")}
-    paths = [str(COMPAT_DIR)] + ([saved["PYTHONPATH"]] if saved["PYTHONPATH"] else [])
-    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
-    os.environ["VOIPCORE_TEST_DIGEST_ALGORITHMS"] = "MD5,SHA-256"
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import pytest
 
 from media.control import ControlError, Json
 from media.engine import MediaEngine
-from media.tones import dominant_frequency
+from media.tones import dominant_frequency, sine
 from tests.rtpphone import RtpPhone
 
 pytestmark = pytest.mark.integration
@@ -190,5 +190,33 @@ def test_bad_requests_are_refused_with_reasons() -> None:
         for command, args, reason in bad:
             with pytest.raises(ControlError, match=reason):
                 await engine.request(command, args)
+
+    run(test)
+
+
+def test_wav_prompt_is_played_and_bad_prompts_are_refused(tmp_path: Path) -> None:
+    prompt, stereo = tmp_path / "prompt.wav", tmp_path / "stereo.wav"
+    with wave.open(str(prompt), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(sine(600, 0.5, 0.4).astype("<i2").tobytes())
+    with wave.open(str(stereo), "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(bytes(3200))
+
+    async def test(engine: MediaEngine) -> None:
+        _, phone_b, _, to_b = await two_legs(engine, [PCMU], [PCMU])
+        await phone_b.send_tone(to_b, 300, 0.04)
+        await engine.request("play", {"call_id": "c1", "leg": "b", "file": str(prompt)})
+        await asyncio.sleep(0.8)
+        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(600, abs=5)
+        # The prompt is over: the call is relayed again.
+        assert (await engine.request("query", {"call_id": "c1"}))["mode"] == "relay"
+        for bad, reason in ((stereo, "8000 Hz mono"), (tmp_path / "none.wav", "cannot play")):
+            with pytest.raises(ControlError, match=reason):
+                await engine.request("play", {"call_id": "c1", "leg": "b", "file": str(bad)})
 
     run(test)
