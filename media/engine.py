@@ -32,7 +32,7 @@ from media.mixer import mix_minus_grouped
 from media.plc import Plc
 from media.ports import PortAllocator, PortsExhausted
 from media.quality import QualityCleared, QualityMonitor, QualityWarning, mos
-from media.recorder import Recorder
+from media.recorder import Recorder, RecorderError
 from media.stream import Addr, Codec, RtcpProtocol, RtpProtocol, Stream
 from media.tones import ToneGenerator
 
@@ -742,7 +742,12 @@ class MediaEngine:
 
 
 def _recording_json(recorder: Recorder) -> Json:
-    info = recorder.stop()
+    """Stop a recording; a failed disk write is reported, not raised, so the call still ends."""
+    try:
+        info = recorder.stop()
+    except RecorderError as exc:
+        log.error("%s", exc)
+        return {"file": recorder.path, "error": str(exc)}
     return {"file": info.path, "duration": info.duration, "frames": info.frames_written}
 
 

@@ -220,3 +220,16 @@ def test_wav_prompt_is_played_and_bad_prompts_are_refused(tmp_path: Path) -> Non
                 await engine.request("play", {"call_id": "c1", "leg": "b", "file": str(bad)})
 
     run(test)
+
+
+def test_recording_to_an_unwritable_place_is_reported_and_the_call_ends(tmp_path: Path) -> None:
+    async def test(engine: MediaEngine) -> None:
+        await two_legs(engine, [PCMU], [PCMU])
+        target = str(tmp_path / "missing" / "call.wav")
+        await engine.request("record", {"call_id": "c1", "action": "start", "file": target})
+        summary = await engine.request("delete", {"call_id": "c1"})
+        assert summary["recording"]["file"] == target
+        assert "No such file or directory" in summary["recording"]["error"]
+        assert engine.calls == {}
+
+    run(test)
