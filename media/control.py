@@ -92,8 +92,10 @@ class ControlServer:
                 reply = await self._handle_line(line)
                 writer.write(encode(reply))
                 await writer.drain()
-        except (ConnectionError, asyncio.LimitOverrunError, ValueError) as exc:
-            log.info("control client dropped: %s", exc)
+        except ConnectionError as exc:
+            log.debug("control client went away: %s", exc)
+        except (asyncio.LimitOverrunError, ValueError) as exc:
+            log.warning("control client dropped: %s", exc)
         finally:
             self._writers.discard(writer)
             writer.close()

@@ -61,9 +61,11 @@ class Registrar:
         self.max_contacts = max_contacts
         self._bindings: dict[str, dict[str, Binding]] = {}
         self._expiry: list[tuple[float, str, str]] = []
+        self._count = 0
 
     def __len__(self) -> int:
-        return sum(len(b) for b in self._bindings.values())
+        """Live bindings."""
+        return self._count
 
     def load(self, bindings: Iterable[Binding]) -> None:
         """Install bindings read from the store at start-up."""
@@ -86,9 +88,7 @@ class Registrar:
             binding = current.get(contact) if current else None
             # Refreshed bindings left stale heap entries behind: skip those.
             if current is not None and binding is not None and binding.expires_at == expires_at:
-                del current[contact]
-                if not current:
-                    del self._bindings[aor]
+                self._drop(binding)
                 removed.append((binding, True))
         return removed
 
@@ -255,19 +255,32 @@ class Registrar:
         return True
 
     def _put(self, binding: Binding) -> None:
-        self._bindings.setdefault(binding.aor, {})[binding.contact] = binding
+        current = self._bindings.setdefault(binding.aor, {})
+        self._count += binding.contact not in current
+        current[binding.contact] = binding
         heapq.heappush(self._expiry, (binding.expires_at, binding.aor, binding.contact))
+        # Each refresh leaves its old entry behind until it would have expired;
+        # rebuild when those outnumber the live ones, so memory follows bindings.
+        if len(self._expiry) > 2 * len(self) + 1024:
+            self._expiry = [
+                (b.expires_at, b.aor, b.contact)
+                for current in self._bindings.values()
+                for b in current.values()
+            ]
+            heapq.heapify(self._expiry)
 
     def _drop(self, binding: Binding) -> None:
         current = self._bindings.get(binding.aor)
-        if current is not None:
-            current.pop(binding.contact, None)
+        if current is not None and current.pop(binding.contact, None) is not None:
+            self._count -= 1
             if not current:
                 del self._bindings[binding.aor]
 
 
 def _digest_uri_matches(digest_uri: str, request: Request) -> bool:
     """RFC 7616 §3.4.6: the digest-uri must be the Request-URI, compared as SIP URIs."""
+    if digest_uri == request.uri_text:
+        return True
     try:
         return uri_equivalent(parse_uri(digest_uri), request.uri)
     except SipParseError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -85,6 +86,9 @@ class Server:
         self.media = await self._start_media()
         self._spawn(self._refresh_users_forever())
         self._rearm()
+        # What is alive now (modules, config, loaded bindings) lives as long as the
+        # process: keep the cyclic collector from walking it on every full collection.
+        gc.freeze()
 
     async def _start_media(self) -> MediaEngine | WorkerPool:
         """In-process engine by default; ``media.workers = N`` starts N processes."""
@@ -141,18 +145,16 @@ class Server:
                 service.send_failed(outgoing, asyncio.get_running_loop().time())
         while (event := service.next_event()) is not None:
             if isinstance(event, StoreBindings):
-                self._spawn(self._persist(event))
+                self.writer.submit(event.changes, functools.partial(self._persisted, event))
         self._rearm()
 
-    async def _persist(self, event: StoreBindings) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            await self.writer.apply(event.changes)
-        except Exception:  # noqa: BLE001 - logged by the writer; the client still gets a reply
-            self.service.store_failed(event, loop.time())
-        else:
-            if event.response is not None:
-                self.service.respond(event.response, loop.time())
+    def _persisted(self, event: StoreBindings, error: BaseException | None) -> None:
+        """The store has the changes (or failed): now the REGISTER gets its reply."""
+        now = asyncio.get_running_loop().time()
+        if error is not None:
+            self.service.store_failed(event, now)
+        elif event.response is not None:
+            self.service.respond(event.response, now)
         self._pump()
 
     def _rearm(self) -> None:

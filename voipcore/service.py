@@ -243,6 +243,7 @@ class SipService:
             if isinstance(message, Response) and addr[0] == "UDP":
                 addr = _response_destination(message, addr)
             self._out.append(Outgoing(bytes(message), addr, message))
+            message.invalidate()
 
     def _reject_unparsable(self, data: bytes, addr: Address, exc: SipParseError) -> None:
         """400 (or the error's code) when the request can be answered, else drop (§21.4.1)."""

@@ -362,3 +362,15 @@ def test_offered_algorithms_follow_configured_preference() -> None:
     )
     assert isinstance(signed, Request)
     assert registrar.register(signed, "udp:192.0.2.10:5060", NOW).response.status == 401
+
+
+def test_refreshes_do_not_grow_the_expiry_heap_without_bound() -> None:
+    registrar = make_registrar()
+    contact = "sip:alice@192.0.2.9"
+    for n in range(5000):
+        registrar.load([Binding("alice", contact, NOW + 60 + n, 1.0, "c", n, "udp:x:1")])
+    assert len(registrar) == 1
+    assert len(registrar._expiry) <= 2 * len(registrar) + 1024
+    assert registrar.expire(NOW + 60 + 4998) == []
+    assert [removed for _, removed in registrar.expire(NOW + 60 + 4999)] == [True]
+    assert len(registrar) == 0

@@ -312,9 +312,13 @@ class Message:
         return value
 
     def invalidate(self) -> None:
-        """Forget parsed header values after ``headers`` were edited."""
-        for key in ("vias", "from_", "to", "cseq", "contacts"):
-            self.__dict__.pop(key, None)
+        """Forget parsed header values (after editing ``headers``, or to save memory).
+
+        They are parsed again on next use.  Messages that transactions keep for
+        32 s would otherwise hold dozens of small objects each for the cyclic
+        garbage collector to walk.
+        """
+        self.__dict__.clear()
 
     def _serialize(self, start_line: str) -> bytes:
         lines = [start_line]

@@ -493,6 +493,8 @@ class TransactionLayer:
                 txn.state = _PROCEEDING
             else:
                 txn.state = _COMPLETED
+                # Only retransmissions matter for timer J's 32 s: let go of the parses.
+                txn.request.invalidate()
                 self._arm_timeout(txn, now, 0.0 if txn.reliable else timers.timer_j)
             return
         raise TransactionStateError(f"cannot send {status} in state {state.value} of {key}")

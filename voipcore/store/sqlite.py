@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 from collections.abc import Iterable
@@ -107,27 +108,33 @@ class SqliteStore:
         return cur.rowcount > 0
 
     def apply_bindings(self, changes: Iterable[BindingChange]) -> None:
-        """Apply binding upserts and removals in one transaction (a group commit)."""
+        """Apply binding upserts and removals in one transaction (a group commit).
+
+        Consecutive changes of one kind go to SQLite as one ``executemany``.
+        """
         with self._transaction():
-            for binding, remove in changes:
+            for remove, group in itertools.groupby(changes, key=lambda change: change[1]):
                 if remove:
-                    self._db.execute(
+                    self._db.executemany(
                         "DELETE FROM bindings WHERE aor = ? AND contact = ?",
-                        (binding.aor, binding.contact),
+                        [(b.aor, b.contact) for b, _ in group],
                     )
                 else:
-                    self._db.execute(
+                    self._db.executemany(
                         "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            binding.aor,
-                            binding.contact,
-                            binding.expires_at,
-                            binding.q,
-                            binding.call_id,
-                            binding.cseq,
-                            binding.source,
-                            binding.user_agent,
-                        ),
+                        [
+                            (
+                                b.aor,
+                                b.contact,
+                                b.expires_at,
+                                b.q,
+                                b.call_id,
+                                b.cseq,
+                                b.source,
+                                b.user_agent,
+                            )
+                            for b, _ in group
+                        ],
                     )
 
     def load_bindings(self, now: float) -> list[Binding]:
