@@ -240,10 +240,11 @@ class SipService:
 
     def _collect_outgoing(self) -> None:
         for message, addr in self.layer.messages_to_send():
-            if isinstance(message, Response) and addr[0] == "UDP":
-                addr = _response_destination(message, addr)
-            self._out.append(Outgoing(bytes(message), addr, message))
-            message.invalidate()
+            if isinstance(message, bytes):
+                self._out.append(Outgoing(message, addr, None))
+            else:
+                self._out.append(Outgoing(bytes(message), addr, message))
+                message.invalidate()
 
     def _reject_unparsable(self, data: bytes, addr: Address, exc: SipParseError) -> None:
         """400 (or the error's code) when the request can be answered, else drop (§21.4.1)."""
@@ -277,16 +278,6 @@ def _stamp_via(request: Request, addr: Address) -> None:
     request.headers.remove("Via")
     for value in reversed(values):
         request.headers.prepend("Via", value)
-
-
-def _response_destination(response: Response, addr: Address) -> Address:
-    """Where a UDP response goes: received/rport, else sent-by (§18.2.2, RFC 3581 §4)."""
-    top = response.via
-    host = top.params.get("received") or top.host.strip("[]")
-    rport = top.params.get("rport")
-    if rport:
-        return ("UDP", host, int(rport))
-    return ("UDP", host, top.port or 5060)
 
 
 def _unsupported_extensions(request: Request) -> list[str]:

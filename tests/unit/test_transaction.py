@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from voipcore.sip.transaction import (
     TransactionTerminated,
     TransactionTimeout,
     TransportFailure,
+    _server_key,
     outgoing_key,
 )
 
@@ -103,7 +105,7 @@ def events(layer: TransactionLayer) -> list[TransactionEvent]:
     return out
 
 
-def sent(layer: TransactionLayer) -> list[Request | Response]:
+def sent(layer: TransactionLayer) -> list[Request | Response | bytes]:
     return [message for message, _ in layer.messages_to_send()]
 
 
@@ -568,9 +570,11 @@ def test_non_invite_server_absorbs_retransmission() -> None:
     # Completed: the final response is resent, still nothing for the TU.
     ok = make_response(req, 200, to_tag="t1")
     layer.send_response(ok, 2.0)
-    assert sent(layer) == [ok]
+    # Completed keeps only the bytes first sent (no parsed objects for timer J's 32 s).
+    assert sent(layer) == [bytes(ok)]
+    assert layer.state(key) is TransactionState.COMPLETED
     layer.receive(request("REGISTER", uri="sip:example.com"), UAC, 3.5)
-    assert sent(layer) == [ok]
+    assert sent(layer) == [bytes(ok)]
     assert events(layer) == []
 
 
@@ -610,14 +614,35 @@ def test_send_response_without_transaction_raises_key_error() -> None:
         layer.send_response(make_response(req, 200), 0.1)
 
 
-def test_responses_go_to_the_request_source_address() -> None:
+@pytest.mark.parametrize(
+    ("via_params", "expected"),
+    [
+        # RFC 3581 §4: rport (filled in by the transport, or left empty) means the source.
+        (";rport=34567;received=203.0.113.7", ("UDP", "203.0.113.7", 34567)),
+        (";rport", ("UDP", "203.0.113.7", 34567)),
+        # RFC 3261 §18.2.2: received address, sent-by port.
+        (";received=203.0.113.7", ("UDP", "203.0.113.7", 5070)),
+        ("", ("UDP", "10.0.0.5", 5070)),
+    ],
+)
+def test_udp_responses_follow_via_received_and_rport(via_params: str, expected: Address) -> None:
     nat: Address = ("UDP", "203.0.113.7", 34567)
     layer = TransactionLayer()
-    req = request("OPTIONS", sent_by="10.0.0.5:5060")
+    req = request("OPTIONS", sent_by=f"10.0.0.5:5070{via_params}")
     layer.receive(req, nat, 0.0)
     layer.send_response(make_response(req, 200, to_tag="t1"), 0.0)
     [(_, addr)] = layer.messages_to_send()
-    assert addr == nat
+    assert addr == expected
+
+
+def test_reliable_responses_go_back_on_the_connection() -> None:
+    conn: Address = ("TCP", "203.0.113.7", 34567)
+    layer = TransactionLayer()
+    req = request("OPTIONS", transport="TCP", sent_by="10.0.0.5:5070")
+    layer.receive(req, conn, 0.0)
+    layer.send_response(make_response(req, 200, to_tag="t1"), 0.0)
+    [(_, addr)] = layer.messages_to_send()
+    assert addr == conn
 
 
 # -- matching (§17.1.3, §17.2.3) -------------------------------------------
@@ -731,7 +756,7 @@ def test_cancel_finds_invite_server_transaction() -> None:
     terminated = make_response(invite, 487, to_tag="t1")
     layer.send_response(ok, 1.0)
     layer.send_response(terminated, 1.0)
-    assert sent(layer) == [ok, terminated]
+    assert sent(layer) == [bytes(ok), terminated]
     assert layer.state(cancel_key) is TransactionState.COMPLETED
     assert layer.state(invite_key) is TransactionState.COMPLETED
 
@@ -919,3 +944,19 @@ def test_invite_rejected_over_lossy_link_completes_on_both_sides() -> None:
     run_timers(client, 100.0)
     assert events(server) == [TransactionTerminated(server_key)]
     assert events(client) == [TransactionTerminated(client_key)]
+
+
+def test_completed_udp_transactions_are_invisible_to_the_garbage_collector() -> None:
+    # Thousands wait out timer J on a busy registrar; parsed messages would make
+    # every full collection walk dozens of objects each.
+    layer = TransactionLayer()
+    keys = []
+    for n in range(50):
+        req = request("REGISTER", branch=f"z9hG4bKgc{n}", uri="sip:example.com")
+        layer.receive(req, UAC, 0.0)
+        layer.send_response(make_response(req, 200), 0.0)
+        keys.append(_server_key(req, "REGISTER"))
+    layer.messages_to_send()
+    gc.collect()
+    assert all(layer.state(key) is TransactionState.COMPLETED for key in keys)
+    assert not any(gc.is_tracked(layer._completed[key]) for key in keys)

@@ -246,6 +246,7 @@ class _Transaction:
     state: TransactionState
     rfc2543: bool = False
     last_response: Response | None = None
+    reply_to: Address | None = None
     ack: Request | None = None
     retransmit_at: float | None = None
     interval: float = 0.0
@@ -254,6 +255,24 @@ class _Transaction:
 
 def _is_reliable(addr: Address) -> bool:
     return addr[0].upper() != "UDP"
+
+
+def reply_address(request: Request, addr: Address) -> Address:
+    """Where responses to ``request`` go (RFC 3261 §18.2.2, RFC 3581 §4).
+
+    Reliable transports answer on the connection the request came on.  On
+    UDP: the ``received`` address (else the sent-by host) and the ``rport``
+    port (else the sent-by port, default 5060); an ``rport`` left empty by the
+    sender means the source port.
+    """
+    if _is_reliable(addr):
+        return addr
+    via = request.via
+    params = via.params
+    if "rport" in params:
+        rport = params["rport"]
+        return (addr[0], params.get("received") or addr[1], int(rport) if rport else addr[2])
+    return (addr[0], params.get("received") or via.host.strip("[]"), via.port or 5060)
 
 
 def _server_key(message: Message, method: str) -> TransactionKey:
@@ -341,20 +360,38 @@ class TransactionLayer:
     drains them after every call.  ``now`` is any monotonic clock in seconds.
     """
 
-    __slots__ = ("timers", "_clients", "_servers", "_heap", "_counter", "_outbox", "_events")
+    __slots__ = (
+        "timers",
+        "_clients",
+        "_servers",
+        "_completed",
+        "_completed_order",
+        "_heap",
+        "_counter",
+        "_outbox",
+        "_events",
+    )
 
     def __init__(self, timers: Timers = Timers()) -> None:
         self.timers = timers
         self._clients: dict[TransactionKey, _Transaction] = {}
         self._servers: dict[TransactionKey, _Transaction] = {}
+        # Non-INVITE server transactions in Completed on UDP, waiting out timer J
+        # (32 s) only to answer retransmissions: kept as (wire bytes, destination,
+        # deadline).  Tuples of bytes, strings and numbers are not tracked by the
+        # cyclic garbage collector, so tens of thousands of them cost it nothing;
+        # a parsed request and response would be dozens of objects each.  Timer J
+        # is constant, so deadlines arrive in order and a FIFO replaces the heap.
+        self._completed: dict[TransactionKey, tuple[bytes, Address, float]] = {}
+        self._completed_order: deque[tuple[float, TransactionKey]] = deque()
         # (deadline, tie-breaker, transaction); stale entries are skipped lazily.
         self._heap: list[tuple[float, int, _Transaction]] = []
         self._counter = itertools.count()
-        self._outbox: list[tuple[Request | Response, Address]] = []
+        self._outbox: list[tuple[Request | Response | bytes, Address]] = []
         self._events: deque[TransactionEvent] = deque()
 
     def __len__(self) -> int:
-        return len(self._clients) + len(self._servers)
+        return len(self._clients) + len(self._servers) + len(self._completed)
 
     # -- the adapter's side ------------------------------------------------
 
@@ -368,8 +405,12 @@ class TransactionLayer:
         else:
             self._receive_response(message, addr, now)
 
-    def messages_to_send(self) -> list[tuple[Request | Response, Address]]:
-        """Messages to transmit, in order, each with its destination."""
+    def messages_to_send(self) -> list[tuple[Request | Response | bytes, Address]]:
+        """Messages to transmit, in order, each with its destination.
+
+        Retransmissions of completed non-INVITE responses come as the bytes
+        first sent; everything else as message objects.
+        """
         out = self._outbox
         self._outbox = []
         return out
@@ -386,12 +427,21 @@ class TransactionLayer:
             if txn.state is not _TERMINATED and (
                 deadline == txn.timeout_at or deadline == txn.retransmit_at
             ):
-                return deadline
+                break
             heapq.heappop(heap)
-        return None
+        first = heap[0][0] if heap else None
+        if self._completed_order:
+            done = self._completed_order[0][0]
+            first = done if first is None else min(first, done)
+        return first
 
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``."""
+        order = self._completed_order
+        while order and order[0][0] <= now:
+            key = order.popleft()[1]
+            if self._completed.pop(key, None) is not None:  # timer J (§17.2.2)
+                self._events.append(TransactionTerminated(key))
         heap = self._heap
         while heap and heap[0][0] <= now:
             txn = heapq.heappop(heap)[2]
@@ -411,6 +461,10 @@ class TransactionLayer:
 
         Unknown or ended transactions are ignored: the error may arrive late.
         """
+        if self._completed.pop(key, None) is not None:
+            self._events.append(TransportFailure(key))
+            self._events.append(TransactionTerminated(key))
+            return
         txn = (self._servers if key.server else self._clients).get(key)
         if txn is None:
             return
@@ -461,6 +515,8 @@ class TransactionLayer:
         key = _server_key(response, response.cseq.method)
         txn = self._servers.get(key)
         if txn is None:
+            if key in self._completed:
+                raise TransactionStateError(f"{key} has sent its final response")
             raise KeyError(key)
         status = response.status
         state = txn.state
@@ -469,7 +525,7 @@ class TransactionLayer:
             if state is _PROCEEDING:
                 txn.retransmit_at = None  # the TU answered: no automatic 100 Trying
                 txn.last_response = response
-                self._outbox.append((response, txn.addr))
+                self._outbox.append((response, txn.reply_to or txn.addr))
                 if status < 200:
                     return
                 if status < 300:
@@ -484,11 +540,22 @@ class TransactionLayer:
                 self._arm_timeout(txn, now, timers.timer_h)
                 return
             if state is _ACCEPTED and 200 <= status < 300:
-                self._outbox.append((response, txn.addr))
+                self._outbox.append((response, txn.reply_to or txn.addr))
                 return
         elif state is _TRYING or state is _PROCEEDING:
+            reply_to = txn.reply_to or txn.addr
+            if status >= 200 and not txn.reliable and not txn.rfc2543:
+                # Completed on UDP: keep only what retransmissions need.
+                wire = bytes(response)
+                deadline = now + timers.timer_j
+                del self._servers[key]
+                txn.state = _TERMINATED
+                self._completed[key] = (wire, reply_to, deadline)
+                self._completed_order.append((deadline, key))
+                self._outbox.append((wire, reply_to))
+                return
             txn.last_response = response
-            self._outbox.append((response, txn.addr))
+            self._outbox.append((response, reply_to))
             if status < 200:
                 txn.state = _PROCEEDING
             else:
@@ -512,6 +579,8 @@ class TransactionLayer:
 
     def state(self, key: TransactionKey) -> TransactionState | None:
         """The state of a live transaction, or None once it has ended."""
+        if key in self._completed:
+            return _COMPLETED
         txn = (self._servers if key.server else self._clients).get(key)
         return None if txn is None else txn.state
 
@@ -520,6 +589,10 @@ class TransactionLayer:
     def _receive_request(self, request: Request, addr: Address, now: float) -> None:
         """A non-ACK request: new server transaction or retransmission (§17.2.3)."""
         key = _server_key(request, request.method)
+        done = self._completed.get(key)
+        if done is not None:
+            self._outbox.append((done[0], done[1]))  # Completed: resend the final response
+            return
         txn = self._servers.get(key)
         if txn is None:
             invite = request.method == "INVITE"
@@ -531,6 +604,7 @@ class TransactionLayer:
                 _is_reliable(addr),
                 _PROCEEDING if invite else _TRYING,
                 rfc2543=not key.branch.startswith(MAGIC_COOKIE),
+                reply_to=reply_address(request, addr),
             )
             self._servers[key] = txn
             self._events.append(RequestReceived(request, addr, key))
@@ -550,7 +624,7 @@ class TransactionLayer:
         # Trying, Confirmed and Accepted absorb it (§17.2.1, §17.2.2, RFC 6026).
         state = txn.state
         if (state is _PROCEEDING or state is _COMPLETED) and txn.last_response is not None:
-            self._outbox.append((txn.last_response, txn.addr))
+            self._outbox.append((txn.last_response, txn.reply_to or txn.addr))
 
     def _receive_ack(self, ack: Request, addr: Address, now: float) -> None:
         """An ACK: ends an INVITE server transaction's wait in Completed (§17.2.1)."""
@@ -666,7 +740,7 @@ class TransactionLayer:
     def _send_trying(self, txn: _Transaction) -> None:
         trying = _make_trying(txn.request)
         txn.last_response = trying
-        self._outbox.append((trying, txn.addr))
+        self._outbox.append((trying, txn.reply_to or txn.addr))
 
     def _arm_retransmit(self, txn: _Transaction, deadline: float) -> None:
         txn.retransmit_at = deadline

@@ -1,0 +1,1 @@
+"""The sales dialer: dialled-number handling, pass-through calling, people and the call log."""
