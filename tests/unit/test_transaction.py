@@ -35,6 +35,9 @@ UAS: Address = ("UDP", "198.51.100.20", 5060)
 UAS_TCP: Address = ("TCP", "198.51.100.20", 5060)
 UAC_TCP: Address = ("TCP", "192.0.2.10", 40001)
 
+#: What a layer hands out to send: messages, or completed responses as bytes.
+Sent = Request | Response | bytes
+
 
 # -- message builders ------------------------------------------------------
 
@@ -105,26 +108,30 @@ def events(layer: TransactionLayer) -> list[TransactionEvent]:
     return out
 
 
-def sent(layer: TransactionLayer) -> list[Request | Response | bytes]:
+def sent(layer: TransactionLayer) -> list[Sent]:
     return [message for message, _ in layer.messages_to_send()]
 
 
-def statuses(messages: list[Request | Response]) -> list[int | str]:
-    return [m.status if isinstance(m, Response) else m.method for m in messages]
+def statuses(messages: list[Sent]) -> list[int | str]:
+    """Status codes and methods; completed responses come as their wire bytes."""
+    out: list[int | str] = []
+    for m in messages:
+        if isinstance(m, bytes):
+            m = parse_message(m)
+        out.append(m.status if isinstance(m, Response) else m.method)
+    return out
 
 
-def run_timers(
-    layer: TransactionLayer, until: float
-) -> list[tuple[float, list[Request | Response]]]:
+def run_timers(layer: TransactionLayer, until: float) -> list[tuple[float, list[Sent]]]:
     """Fire every timer up to ``until`` at its own deadline, like an event loop would."""
-    fired: list[tuple[float, list[Request | Response]]] = []
+    fired: list[tuple[float, list[Sent]]] = []
     while (deadline := layer.get_timer()) is not None and deadline <= until:
         layer.handle_timer(deadline)
         fired.append((deadline, sent(layer)))
     return fired
 
 
-def retransmit_times(fired: list[tuple[float, list[Request | Response]]]) -> list[float]:
+def retransmit_times(fired: list[tuple[float, list[Sent]]]) -> list[float]:
     return [at for at, messages in fired if messages]
 
 
@@ -831,6 +838,7 @@ def test_outgoing_key_maps_sent_messages_back_to_their_transaction() -> None:
     layer, req, key = start_client()
     layer.receive(response(req, 486), UAS, 0.1)
     [ack] = sent(layer)
+    assert isinstance(ack, Request)
     assert outgoing_key(req) == outgoing_key(ack) == key
     layer.transport_error(outgoing_key(ack), 0.2)
     assert events(layer)[-2:] == [TransportFailure(key), TransactionTerminated(key)]

@@ -246,7 +246,7 @@ def _ensure_trunk(client: Client, spec: TrunkSpec) -> Step:
         return Step("trunk", spec.friendly_name, _sid(trunk.sid, "a trunk"), Outcome.CREATED)
     sid = _sid(trunk.sid, "a trunk")
     have = {
-        "domain name": (trunk.domain_name or "").lower(),
+        "domain name": (trunk.domain_name or "(none)").lower(),
         "friendly name": trunk.friendly_name,
         "secure": bool(trunk.secure),
     }
