@@ -382,8 +382,10 @@ class TransactionLayer:
         # cyclic garbage collector, so tens of thousands of them cost it nothing;
         # a parsed request and response would be dozens of objects each.  Timer J
         # is constant, so deadlines arrive in order and a FIFO replaces the heap.
-        self._completed: dict[TransactionKey, tuple[bytes, Address, float]] = {}
-        self._completed_order: deque[tuple[float, TransactionKey]] = deque()
+        # Keys are stored as plain tuples: CPython stops tracking exact tuples of
+        # atomic values, not NamedTuples (equal and same hash, so lookups work).
+        self._completed: dict[tuple[str, str, str, bool], tuple[bytes, Address, float]] = {}
+        self._completed_order: deque[tuple[float, tuple[str, str, str, bool]]] = deque()
         # (deadline, tie-breaker, transaction); stale entries are skipped lazily.
         self._heap: list[tuple[float, int, _Transaction]] = []
         self._counter = itertools.count()
@@ -439,9 +441,9 @@ class TransactionLayer:
         """Fire every timer due at ``now``."""
         order = self._completed_order
         while order and order[0][0] <= now:
-            key = order.popleft()[1]
-            if self._completed.pop(key, None) is not None:  # timer J (§17.2.2)
-                self._events.append(TransactionTerminated(key))
+            plain = order.popleft()[1]
+            if self._completed.pop(plain, None) is not None:  # timer J (§17.2.2)
+                self._events.append(TransactionTerminated(TransactionKey(*plain)))
         heap = self._heap
         while heap and heap[0][0] <= now:
             txn = heapq.heappop(heap)[2]
@@ -550,8 +552,9 @@ class TransactionLayer:
                 deadline = now + timers.timer_j
                 del self._servers[key]
                 txn.state = _TERMINATED
-                self._completed[key] = (wire, reply_to, deadline)
-                self._completed_order.append((deadline, key))
+                plain = (key.branch, key.sent_by, key.method, key.server)
+                self._completed[plain] = (wire, reply_to, deadline)
+                self._completed_order.append((deadline, plain))
                 self._outbox.append((wire, reply_to))
                 return
             txn.last_response = response
