@@ -11,11 +11,22 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from voipcore.config import Config, ConfigError, UserConfig, load_config
+from twilio.http import HttpClient
+from twilio.rest import Client
+
+from voipcore.config import Config, ConfigError, TwilioTrunkConfig, UserConfig, load_config
 from voipcore.logs import setup_logging
 from voipcore.sip.digest import compute_ha1
 from voipcore.store import User
 from voipcore.store.sqlite import SqliteStore
+from voipcore.trunks.provisioning import (
+    ProvisioningError,
+    TrunkSpec,
+    format_report,
+    format_status,
+    provision,
+    status,
+)
 
 DEFAULT_CONFIG = os.environ.get("VOIPCORE_CONFIG", "config/voipcore.toml")
 
@@ -154,6 +165,63 @@ def cmd_users_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def twilio_client(trunk: TwilioTrunkConfig, http_client: HttpClient | None = None) -> Client:
+    """A REST client from ``[trunks.twilio]``: an API key (preferred) or the auth token."""
+    if not trunk.account_sid:
+        raise ConfigError("trunks.twilio.account_sid: needed to talk to Twilio's API")
+    if trunk.api_key_sid and trunk.api_key_secret:
+        return Client(
+            trunk.api_key_sid, trunk.api_key_secret, trunk.account_sid, http_client=http_client
+        )
+    if trunk.auth_token:
+        return Client(trunk.account_sid, trunk.auth_token, http_client=http_client)
+    raise ConfigError(
+        "trunks.twilio: set api_key_sid and api_key_secret (or auth_token) to provision"
+    )
+
+
+def trunk_spec(trunk: TwilioTrunkConfig) -> TrunkSpec:
+    """What ``[trunks.twilio]`` says the Twilio trunk should look like."""
+    if not trunk.origination_uri:
+        raise ConfigError(
+            "trunks.twilio.origination_uri: where Twilio sends inbound calls, "
+            "e.g. sip:pbx.example.com:5060"
+        )
+    return TrunkSpec(
+        friendly_name=trunk.friendly_name,
+        domain_name=trunk.domain,
+        username=trunk.username,
+        password=trunk.password,
+        origination_uri=trunk.origination_uri,
+        phone_numbers=sorted(trunk.dids),
+        secure=trunk.secure,
+    )
+
+
+def run_twilio(config: Config, action: str, http_client: HttpClient | None = None) -> str:
+    """``provision`` or ``status`` against Twilio; returns the report to print."""
+    trunk = config.trunks.twilio
+    if trunk is None:
+        raise ConfigError("trunks.twilio: no Twilio trunk is configured")
+    client, spec = twilio_client(trunk, http_client), trunk_spec(trunk)
+    if action == "provision":
+        return format_report(provision(client, spec))
+    return format_status(status(client, spec))
+
+
+def cmd_twilio(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    try:
+        print(run_twilio(config, args.action))
+    except ConfigError as exc:
+        print(f"voipcore: invalid config: {exc}", file=sys.stderr)
+        return 2
+    except ProvisioningError as exc:
+        print(f"voipcore: Twilio: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voipcore", description="SIP/VoIP media server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,7 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
     rm = users.add_parser("remove", help="delete a user and their registrations")
     rm.add_argument("username")
     rm.set_defaults(func=cmd_users_remove)
-    for p in (add, lst, rm):
+    twilio = sub.add_parser("twilio", help="the Twilio Elastic SIP trunk ([trunks.twilio])")
+    twilio.add_argument(
+        "action",
+        choices=("provision", "status"),
+        help="provision: create or update it (idempotent); status: show it",
+    )
+    twilio.set_defaults(func=cmd_twilio)
+    for p in (add, lst, rm, twilio):
         p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML config file")
     return parser
 

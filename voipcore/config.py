@@ -187,6 +187,84 @@ class UserConfig(_Section):
     display_name: str | None = None
 
 
+#: Twilio's edge locations, usable as ``{name}.pstn.{edge}.twilio.com``.
+TWILIO_EDGES = (
+    "ashburn",
+    "umatilla",
+    "dublin",
+    "frankfurt",
+    "singapore",
+    "tokyo",
+    "sao-paulo",
+    "sydney",
+)
+
+
+def _e164(value: str) -> str:
+    from voipcore.dialer.numbers import InvalidNumber, normalize
+
+    try:
+        number = normalize(value, None)
+    except InvalidNumber as exc:
+        raise ValueError(f"{value!r} is not an E.164 number: {exc}") from None
+    if number.e164 != value:
+        raise ValueError(f"{value!r} must be written in E.164, as {number.e164}")
+    return value
+
+
+class TwilioTrunkConfig(_Section):
+    """``[trunks.twilio]``: a Twilio Elastic SIP trunk (termination and origination)."""
+
+    domain: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*\.pstn\.twilio\.com$")
+    edges: list[str] = ["ashburn"]
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=12)
+    caller_id: str | None = None
+    cps: float = Field(1.0, gt=0)
+    secure: bool = False
+    friendly_name: str = "voipcore"
+    origination_uri: str | None = Field(None, pattern=r"^sips?:")
+    dids: dict[str, str] = {}
+    account_sid: str | None = Field(None, pattern=r"^AC[0-9a-f]{32}$")
+    auth_token: str | None = None
+    api_key_sid: str | None = Field(None, pattern=r"^SK[0-9a-f]{32}$")
+    api_key_secret: str | None = None
+
+    @field_validator("edges")
+    @classmethod
+    def _edges(cls, value: list[str]) -> list[str]:
+        unknown = [edge for edge in value if edge not in TWILIO_EDGES]
+        if unknown or not value:
+            raise ValueError(f"edges must be some of {', '.join(TWILIO_EDGES)}; got {unknown}")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str) -> str:
+        # Twilio's credential rule: at least 12 characters, a digit, upper and lower case.
+        if not (any(c.isdigit() for c in value) and value.lower() != value != value.upper()):
+            raise ValueError("Twilio needs a digit, an upper- and a lower-case letter in it")
+        return value
+
+    @field_validator("caller_id")
+    @classmethod
+    def _caller_id(cls, value: str | None) -> str | None:
+        return None if value is None else _e164(value)
+
+    @field_validator("dids")
+    @classmethod
+    def _dids(cls, value: dict[str, str]) -> dict[str, str]:
+        for did in value:
+            _e164(did)
+        return value
+
+
+class TrunksConfig(_Section):
+    """``[trunks]``: carrier trunks."""
+
+    twilio: TwilioTrunkConfig | None = None
+
+
 class Config(_Section):
     """The whole file."""
 
@@ -195,6 +273,7 @@ class Config(_Section):
     media: MediaConfig = Field(default_factory=MediaConfig)
     qos: QosConfig = Field(default_factory=QosConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    trunks: TrunksConfig = Field(default_factory=TrunksConfig)
     users: list[UserConfig] = []
 
     @model_validator(mode="after")
