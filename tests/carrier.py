@@ -68,6 +68,7 @@ from media import g711
 from media.dtmf import DtmfEnd, DtmfPacket, DtmfReceiver, DtmfSender, event_code
 from media.rtp import RtpError, RtpPacket
 from media.tones import CALL_PROGRESS, ToneGenerator
+from voipcore.config import TWILIO_EDGES
 from voipcore.sip.digest import AuthResult, Credentials, DigestAuthenticator, compute_ha1
 from voipcore.sip.errors import SipError
 from voipcore.sip.message import Request, Response, make_response, parse_message
@@ -89,16 +90,7 @@ from voipcore.sip.uri import SipUri, TelUri, Uri
 logger = logging.getLogger(__name__)
 
 #: Twilio edge locations that take SIP (``{trunk}.pstn.{edge}.twilio.com``).
-EDGES = (
-    "ashburn",
-    "umatilla",
-    "dublin",
-    "frankfurt",
-    "singapore",
-    "tokyo",
-    "sao-paulo",
-    "sydney",
-)
+EDGES = TWILIO_EDGES
 #: The digest realm of Twilio's termination challenges.
 REALM = "sip.twilio.com"
 #: ITU-T E.164 in the ``+CC...`` form Twilio requires: at most 15 digits, no leading 0.

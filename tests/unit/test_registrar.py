@@ -305,10 +305,17 @@ def test_loaded_bindings_are_served() -> None:
     assert len(registrar) == 1
 
 
-def signed_with_digest_uri(registrar: Registrar, digest_uri: str) -> Request:
+def signed_with_digest_uri(
+    registrar: Registrar, digest_uri: str, *, answer_as: str | None = None
+) -> Request:
+    """A second REGISTER answering the first's MD5 challenge (optionally claiming
+    another algorithm with the same nonce) for ``digest_uri``."""
     first = registrar.register(register(), "udp:192.0.2.10:5060", NOW)
+    challenge = challenge_for(first.response, "MD5")
+    if answer_as is not None:
+        challenge = Challenge(REALM, challenge.nonce, answer_as)
     creds = answer_challenge(
-        challenge_for(first.response, "MD5"),
+        challenge,
         method="REGISTER",
         uri=digest_uri,
         username="alice",
@@ -348,19 +355,7 @@ def test_offered_algorithms_follow_configured_preference() -> None:
     ]
     assert offered == ["MD5"]
     # A SHA-256 answer to a server that does not offer SHA-256 is challenged again.
-    creds = answer_challenge(
-        Challenge(REALM, challenge_for(first.response, "MD5").nonce, "SHA-256"),
-        method="REGISTER",
-        uri=f"sip:{REALM}",
-        username="alice",
-        password="alice-secret",
-        cnonce="c",
-    )
-    text = bytes(register(cseq=2)).decode()
-    signed = parse_message(
-        text.replace("Content-Length: 0", f"Authorization: {creds}\r\nContent-Length: 0").encode()
-    )
-    assert isinstance(signed, Request)
+    signed = signed_with_digest_uri(registrar, f"sip:{REALM}", answer_as="SHA-256")
     assert registrar.register(signed, "udp:192.0.2.10:5060", NOW).response.status == 401
 
 
