@@ -83,7 +83,9 @@ class ControlServer:
     def _broadcast(self, event: Json) -> None:
         line = encode(event)
         for writer in self._writers:
-            writer.write(line)
+            # A client that is going away must not break the engine's tick.
+            if not writer.is_closing():
+                writer.write(line)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
