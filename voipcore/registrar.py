@@ -8,6 +8,7 @@ and are loaded from the store at start-up so a restart loses none.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 from collections.abc import Callable, Iterable
@@ -238,7 +239,7 @@ class Registrar:
         response = make_response(request, 200)
         for binding in self.lookup(username, now):
             response.headers.add("Contact", _format_contact(binding, now))
-        response.headers.add("Date", formatdate(now, usegmt=True))
+        response.headers.add("Date", _http_date(int(now)))
         return RegisterResult(response, [])
 
     def _reply(self, request: Request, status: int, reason: str) -> RegisterResult:
@@ -275,6 +276,12 @@ class Registrar:
             self._count -= 1
             if not current:
                 del self._bindings[binding.aor]
+
+
+@functools.lru_cache(maxsize=4)
+def _http_date(second: int) -> str:
+    """The Date header value (RFC 3261 §20.17), formatted once per second."""
+    return formatdate(second, usegmt=True)
 
 
 def _digest_uri_matches(digest_uri: str, request: Request) -> bool:

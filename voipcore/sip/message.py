@@ -711,7 +711,13 @@ def make_response(
     items = [(name, value) for name, values in copied.items() for value in values]
     if status == 100 and timestamp is not None:
         items.append(("Timestamp", timestamp))
-    return Response(status, reason, Headers._from_canonical(items))
+    response = Response(status, reason, Headers._from_canonical(items))
+    parsed = request.__dict__.get("vias")
+    if parsed is not None:
+        # The Via lines are the request's, verbatim: share their parse rather than
+        # redo it when the transaction layer looks the response's transaction up.
+        response.__dict__["vias"] = parsed
+    return response
 
 
 def response_tag(request: Request) -> str:
