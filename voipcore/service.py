@@ -18,8 +18,17 @@ from typing import NamedTuple
 
 from voipcore.registrar import Registrar
 from voipcore.sip.errors import SipParseError
-from voipcore.sip.headers import COMPACT_FORMS
-from voipcore.sip.message import Request, Response, make_response, parse_message, stable_tag
+from voipcore.sip.headers import COMPACT_FORMS, split_list
+from voipcore.sip.message import (
+    Request,
+    Response,
+    make_response,
+    parse_call_id,
+    parse_cseq,
+    parse_message,
+    parse_via,
+    stable_tag,
+)
 from voipcore.sip.transaction import (
     Address,
     RequestReceived,
@@ -32,6 +41,7 @@ from voipcore.sip.transaction import (
     TransportFailure,
     outgoing_key,
 )
+from voipcore.sip.uri import parse_name_addr
 from voipcore.store.sqlite import BindingChange
 
 log = logging.getLogger(__name__)
@@ -293,9 +303,10 @@ _SALVAGE = ("via", "from", "to", "call-id", "cseq")
 def _salvage_error_response(data: bytes, exc: SipParseError) -> bytes | None:
     """Build an error response from the raw lines of a request that failed to parse.
 
-    Only possible when the start line is a request line and the headers a
-    response must echo (Via, From, To, Call-ID, CSeq) can be found; responses
-    and hopeless input return None and are dropped.
+    Only possible when the start line is a request line and each header a
+    response must echo (Via, From, To, Call-ID, CSeq) has a value that parses:
+    the first such value is used, so a garbled duplicate cannot make our reply
+    malformed too.  Responses and hopeless input return None and are dropped.
     """
     text = data[:8192].decode("utf-8", "replace")
     head = text.split("\r\n\r\n", 1)[0].split("\n\n", 1)[0]
@@ -310,20 +321,52 @@ def _salvage_error_response(data: bytes, exc: SipParseError) -> bytes | None:
         key = COMPACT_FORMS.get(key, key).lower() if len(key) == 1 else key
         if colon and key in _SALVAGE:
             found.setdefault(key, []).append(value.strip())
-    if any(key not in found for key in _SALVAGE):
+    vias = _valid_vias(found.get("via", []))
+    picked = {key: _first_valid(key, found.get(key, [])) for key in _SALVAGE if key != "via"}
+    if not vias or any(value is None for value in picked.values()):
         return None
+    from_, to, call_id, cseq = (str(picked[k]) for k in ("from", "to", "call-id", "cseq"))
+    if parse_name_addr(to).tag is None:
+        to = f"{to};tag={stable_tag(call_id, from_, vias[0])}"
     reason = " ".join(exc.reason.split())[:120]
-    to = found["to"][0]
-    if ";tag=" not in to.replace(" ", "").lower():
-        to = f"{to};tag={stable_tag(found['call-id'][0], found['from'][0], found['via'][0])}"
     out = [f"SIP/2.0 {exc.status} {reason}"]
-    out += [f"Via: {v}" for v in found["via"]]
+    out += [f"Via: {v}" for v in vias]
     out += [
-        f"From: {found['from'][0]}",
+        f"From: {from_}",
         f"To: {to}",
-        f"Call-ID: {found['call-id'][0]}",
-        f"CSeq: {found['cseq'][0]}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq}",
         f"Server: {SERVER_NAME}",
         "Content-Length: 0",
     ]
     return ("\r\n".join(out) + "\r\n\r\n").encode()
+
+
+def _valid_vias(lines: list[str]) -> list[str]:
+    """Via values in order, up to the first that does not parse (the top one must)."""
+    out: list[str] = []
+    for line in lines:
+        try:
+            values = split_list(line)
+            for value in values:
+                parse_via(value)
+                out.append(value)
+        except SipParseError:
+            break
+    return out
+
+
+def _first_valid(key: str, values: list[str]) -> str | None:
+    """The first value of a From/To/Call-ID/CSeq header that parses."""
+    for value in values:
+        try:
+            if key in ("from", "to"):
+                parse_name_addr(value)
+            elif key == "cseq":
+                parse_cseq(value)
+            else:
+                parse_call_id(value)
+            return value
+        except SipParseError:
+            continue
+    return None

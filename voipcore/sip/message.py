@@ -240,6 +240,13 @@ def parse_cseq(text: str) -> CSeq:
     return CSeq(parse_uint(parts[0], "CSeq number", _MAX_CSEQ), parts[1])
 
 
+def parse_call_id(text: str) -> str:
+    """Check a Call-ID: ``word [ "@" word ]`` (§25.1, §20.8)."""
+    if not _CALL_ID_RE.fullmatch(text):
+        raise SipParseError(f"bad Call-ID header {text[:80]!r}")
+    return text
+
+
 def parse_uint(text: str, name: str, maximum: int) -> int:
     """Parse a decimal header value (ASCII digits only) bounded by ``maximum``."""
     text = text.strip()
@@ -571,9 +578,7 @@ def _validate(
             cache[key] = parse_name_addr(first[name])
         except SipParseError as exc:
             raise SipParseError(f"bad {name} header: {exc.reason}") from None
-    call_id = first["Call-ID"]
-    if not _CALL_ID_RE.fullmatch(call_id):
-        raise SipParseError(f"bad Call-ID header {call_id[:80]!r}")
+    parse_call_id(first["Call-ID"])
     try:
         cseq = cache["cseq"] = parse_cseq(first["CSeq"])
     except SipParseError as exc:
