@@ -196,6 +196,15 @@ class Stream:
         except RtpError:
             self.counters.dropped_invalid += 1
             return
+        is_dtmf = pt == self.dtmf_payload_type
+        packet = None
+        if is_dtmf or not self.relaying:
+            # The relay forwards what it got; everything else needs the payload.
+            try:
+                packet = RtpPacket.parse(data)
+            except RtpError:  # a sound fixed header, but CSRCs/extension/padding are not
+                self.counters.dropped_invalid += 1
+                return
         if not self._accept_source(addr):
             return
         now = self._clock()
@@ -207,8 +216,6 @@ class Stream:
             self.in_ssrc = ssrc
             self.recv_stats = ReceiverStats(self.audio_codec.clock_rate)
         self.recv_stats.on_packet(seq, ts, now)
-        is_dtmf = pt == self.dtmf_payload_type
-        packet = RtpPacket.parse(data) if is_dtmf or not self.relaying else None
         if is_dtmf and packet is not None:
             self._dtmf_received(packet)
         if self.direction in ("recvonly", "inactive"):

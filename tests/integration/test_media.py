@@ -233,3 +233,24 @@ def test_recording_to_an_unwritable_place_is_reported_and_the_call_ends(tmp_path
         assert engine.calls == {}
 
     run(test)
+
+
+def test_malformed_rtp_is_counted_and_dropped_in_both_paths() -> None:
+    async def test(engine: MediaEngine) -> None:
+        phone_a, _, to_a, _ = await two_legs(engine, [PCMU], [PCMA])  # audio path
+        await phone_a.send_tone(to_a, 1000, 0.04)
+        bad = [
+            b"\x00" * 20,  # version 0
+            b"\x8f" + bytes(11),  # 15 CSRCs announced, none present
+            b"\x90" + bytes(11) + b"\x00\x00\x00\x09",  # extension longer than the packet
+            b"\xa0\x00" + bytes(10) + b"\xff",  # padding longer than the packet
+            b"\x80",  # one octet
+        ]
+        for data in bad:
+            phone_a.sock.sendto(data, to_a)
+        await asyncio.sleep(0.1)
+        legs = (await engine.request("query", {"call_id": "c1"}))["legs"]
+        assert legs["a"]["dropped_invalid"] == len(bad)
+        assert legs["a"]["packets_in"] == 2
+
+    run(test)
