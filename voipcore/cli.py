@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import os
 import secrets
 import signal
@@ -18,6 +19,7 @@ from voipcore.config import Config, ConfigError, TwilioTrunkConfig, UserConfig, 
 from voipcore.logs import setup_logging
 from voipcore.sip.digest import compute_ha1
 from voipcore.store import User
+from voipcore.store.calls import SqliteCallLog, format_table, to_json
 from voipcore.store.sqlite import SqliteStore
 from voipcore.trunks.provisioning import (
     ProvisioningError,
@@ -222,6 +224,15 @@ def cmd_twilio(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calls_list(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    log = SqliteCallLog(config.store.sqlite_path)
+    calls = log.list(limit=args.limit, user=args.user)
+    print(json.dumps(to_json(calls), indent=2) if args.json else format_table(calls))
+    log.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voipcore", description="SIP/VoIP media server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -257,6 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     rm = users.add_parser("remove", help="delete a user and their registrations")
     rm.add_argument("username")
     rm.set_defaults(func=cmd_users_remove)
+    calls = sub.add_parser("calls", help="the call log").add_subparsers(
+        dest="action", required=True
+    )
+    calls_list = calls.add_parser("list", help="recent calls, newest first")
+    calls_list.add_argument("--json", action="store_true", help="JSON with legs and quality")
+    calls_list.add_argument("--limit", type=int, default=50)
+    calls_list.add_argument("--user", help="only this user's calls")
+    calls_list.set_defaults(func=cmd_calls_list)
     twilio = sub.add_parser("twilio", help="the Twilio Elastic SIP trunk ([trunks.twilio])")
     twilio.add_argument(
         "action",
@@ -264,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="provision: create or update it (idempotent); status: show it",
     )
     twilio.set_defaults(func=cmd_twilio)
-    for p in (add, lst, rm, twilio):
+    for p in (add, lst, rm, twilio, calls_list):
         p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML config file")
     return parser
 

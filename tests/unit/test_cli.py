@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from voipcore.cli import main, seed_users
 from voipcore.config import load_config
 from voipcore.sip.digest import compute_ha1
+from voipcore.store.calls import CallRecord, SqliteCallLog
 from voipcore.store.sqlite import SqliteStore
 
 
@@ -89,3 +91,30 @@ def test_seed_generates_demo_password_once_and_applies_config_passwords(
     carol = store.get_user("carol")
     assert carol is not None
     assert carol.ha1_sha256 == compute_ha1("carol", "example.com", "carol-pw", "SHA-256")
+
+
+def test_calls_list_prints_table_and_json(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = SqliteCallLog(str(config_file.parent / "db"))
+    log.upsert(
+        CallRecord(
+            call_id="c1",
+            direction="outbound",
+            caller="1000",
+            callee_dialled="(404) 555-1234",
+            callee_e164="+14045551234",
+            user="1000",
+            started_at=1_700_000_000.0,
+            answered_at=1_700_000_005.0,
+            ended_at=1_700_000_065.0,
+            hangup_cause="normal",
+            sip_status=200,
+        )
+    )
+    log.close()
+    assert main(["calls", "list", "--config", str(config_file)]) == 0
+    assert "+14045551234" in capsys.readouterr().out
+    assert main(["calls", "list", "--json", "--limit", "5", "--config", str(config_file)]) == 0
+    [call] = json.loads(capsys.readouterr().out)
+    assert call["call_id"] == "c1" and call["duration"] == 60.0

@@ -1,0 +1,490 @@
+"""Call log: SQLite records, group-committing async wrapper, CLI formatting."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields, replace
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voipcore.store.calls import (
+    DEFAULT_DISPOSITIONS,
+    AsyncCallLog,
+    CallLogSchema,
+    CallRecord,
+    DispositionError,
+    LegRecord,
+    SchemaError,
+    SqliteCallLog,
+    format_table,
+    to_json,
+)
+from voipcore.store.sqlite import SqliteStore
+
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+def rep_leg(**changes: Any) -> LegRecord:
+    return replace(
+        LegRecord(leg_id="rep", role="caller", peer="alice", transport="wss", started_at=T0),
+        **changes,
+    )
+
+
+def carrier_leg(**changes: Any) -> LegRecord:
+    leg = LegRecord(
+        leg_id="pstn",
+        role="callee",
+        peer="+14045551234",
+        transport="udp",
+        edge="ashburn",
+        billable=True,
+        started_at=T0 + 0.5,
+    )
+    return replace(leg, **changes)
+
+
+def started(call_id: str = "c1", at: float = T0, user: str | None = "alice") -> CallRecord:
+    return CallRecord(
+        call_id=call_id,
+        direction="outbound",
+        caller="alice",
+        callee_dialled="(404) 555-1234",
+        callee_e164="+14045551234",
+        user=user,
+        started_at=at,
+        legs=[rep_leg(started_at=at)],
+    )
+
+
+def finished(call_id: str = "c1") -> CallRecord:
+    """A call that rang 3 s, talked 65 s, with every field and quality set."""
+    return replace(
+        started(call_id),
+        ringing_at=T0 + 1,
+        answered_at=T0 + 4,
+        ended_at=T0 + 69,
+        hangup_cause="normal",
+        sip_status=200,
+        hung_up_by="callee",
+        codec="PCMU",
+        legs=[
+            rep_leg(answered_at=T0 + 0.2, ended_at=T0 + 69, sip_status=200, mos_avg=4.3),
+            carrier_leg(
+                answered_at=T0 + 4,
+                ended_at=T0 + 69,
+                sip_status=200,
+                mos_avg=4.1,
+                mos_min=3.6,
+                jitter=0.012,
+                loss=0.01,
+                rtt=0.08,
+                packets_in=3240,
+                packets_out=3250,
+            ),
+        ],
+    )
+
+
+def busy(call_id: str = "c2") -> CallRecord:
+    return replace(
+        started(call_id, at=T0 + 100),
+        ringing_at=T0 + 101,
+        ended_at=T0 + 103,
+        hangup_cause="busy",
+        sip_status=486,
+        hung_up_by="callee",
+    )
+
+
+@pytest.fixture
+def calls(tmp_path: Path) -> SqliteCallLog:
+    return SqliteCallLog(tmp_path / "calls.db")
+
+
+def test_finished_call_round_trips_with_every_field_after_reopen(tmp_path: Path) -> None:
+    log = SqliteCallLog(tmp_path / "calls.db")
+    log.upsert(finished())
+    log.close()
+    reopened = SqliteCallLog(str(tmp_path / "calls.db"))
+    assert reopened.get("c1") == finished()
+    assert reopened.list() == [finished()]
+
+
+def test_updates_at_answer_and_end_replace_the_call_and_its_legs(calls: SqliteCallLog) -> None:
+    calls.upsert(replace(started(), legs=[rep_leg(), carrier_leg(leg_id="pstn-edge1")]))
+    answered = replace(started(), answered_at=T0 + 4, legs=[rep_leg(), carrier_leg()])
+    calls.upsert(answered)
+    assert calls.get("c1") == answered
+    calls.upsert(finished())
+    stored = calls.get("c1")
+    assert stored == finished()
+    assert stored is not None and [leg.leg_id for leg in stored.legs] == ["rep", "pstn"]
+
+
+def test_rewrite_from_the_call_model_keeps_the_reps_disposition(calls: SqliteCallLog) -> None:
+    calls.upsert(finished())
+    calls.set_disposition("c1", "callback", "call back Tuesday")
+    calls.upsert(finished())
+    stored = calls.get("c1")
+    assert stored is not None
+    assert (stored.disposition, stored.notes) == ("callback", "call back Tuesday")
+    calls.upsert(replace(finished(), disposition="connected"))
+    stored = calls.get("c1")
+    assert stored is not None
+    assert (stored.disposition, stored.notes) == ("connected", "call back Tuesday")
+
+
+def test_list_is_newest_first_and_limited(calls: SqliteCallLog) -> None:
+    calls.upsert_many(started(f"c{i}", at=T0 + i) for i in (3, 1, 4, 0, 2))
+    assert [c.call_id for c in calls.list()] == ["c4", "c3", "c2", "c1", "c0"]
+    assert [c.call_id for c in calls.list(limit=2)] == ["c4", "c3"]
+    assert calls.list(limit=0) == []
+    with pytest.raises(ValueError, match="limit"):
+        calls.list(limit=-1)
+
+
+def test_list_filters_by_user_and_start_time(calls: SqliteCallLog) -> None:
+    calls.upsert_many(
+        [
+            started("a-old", at=T0, user="alice"),
+            started("b", at=T0 + 10, user="bob"),
+            started("a-new", at=T0 + 20, user="alice"),
+            started("anon", at=T0 + 30, user=None),
+        ]
+    )
+    assert [c.call_id for c in calls.list(user="alice")] == ["a-new", "a-old"]
+    assert [c.call_id for c in calls.list(since=T0 + 10)] == ["anon", "a-new", "b"]
+    assert [c.call_id for c in calls.list(user="alice", since=T0 + 10)] == ["a-new"]
+
+
+def test_list_keeps_each_calls_own_legs(calls: SqliteCallLog) -> None:
+    calls.upsert_many([finished("talked"), busy("busy"), replace(started("bare"), legs=[])])
+    by_id = {c.call_id: c for c in calls.list()}
+    assert by_id["talked"].legs == finished().legs
+    assert by_id["busy"].legs == [rep_leg(started_at=T0 + 100)]
+    assert by_id["bare"].legs == []
+
+
+def test_repeated_call_in_one_batch_keeps_its_last_version(calls: SqliteCallLog) -> None:
+    calls.upsert_many([started(), finished(), busy("c1")])
+    assert calls.list() == [busy("c1")]
+
+
+def test_unknown_call_is_none_and_its_disposition_a_key_error(calls: SqliteCallLog) -> None:
+    assert calls.get("nope") is None
+    with pytest.raises(KeyError, match="nope"):
+        calls.set_disposition("nope", "busy", None)
+
+
+def test_disposition_outside_the_set_is_refused_with_the_choices(calls: SqliteCallLog) -> None:
+    calls.upsert(finished())
+    with pytest.raises(DispositionError, match="'sold'.*callback, connected"):
+        calls.set_disposition("c1", "sold", "")
+    with pytest.raises(ValueError):
+        calls.upsert(replace(finished(), disposition="sold"))
+    calls.set_disposition("c1", "voicemail", "left a message")
+    calls.set_disposition("c1", None, None)
+    stored = calls.get("c1")
+    assert stored is not None and (stored.disposition, stored.notes) == (None, None)
+
+
+def test_configured_dispositions_replace_the_default_set(tmp_path: Path) -> None:
+    log = SqliteCallLog(tmp_path / "calls.db", dispositions={"sale", "no_sale"})
+    log.upsert(finished())
+    log.set_disposition("c1", "sale", "2 seats")
+    with pytest.raises(DispositionError, match="no_sale, sale"):
+        log.set_disposition("c1", "busy")
+    assert "busy" in DEFAULT_DISPOSITIONS
+
+
+def test_unanswered_call_is_logged_with_zero_duration(calls: SqliteCallLog) -> None:
+    calls.upsert(busy())
+    stored = calls.get("c2")
+    assert stored is not None and stored == busy()
+    assert stored.answered_at is None
+    assert stored.duration == 0.0
+    assert stored.ring_time == 2.0
+
+
+def test_duration_runs_from_answer_to_end_and_ring_time_from_ringing(
+    calls: SqliteCallLog,
+) -> None:
+    call = finished()
+    assert (call.duration, call.ring_time) == (65.0, 3.0)
+    assert call.legs[1].duration == 65.0
+    up = replace(call, ended_at=None)
+    assert (up.duration, up.ring_time) == (0.0, 3.0)
+    assert started().ring_time == 0.0
+
+
+def test_invalid_direction_role_and_hung_up_by_are_refused() -> None:
+    with pytest.raises(ValueError, match="direction must be one of internal"):
+        replace(started(), direction="sideways")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hung_up_by"):
+        replace(started(), hung_up_by="nobody")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="leg role"):
+        rep_leg(role="observer")
+
+
+def test_leg_takes_quality_from_the_media_engine_summary() -> None:
+    summary = {
+        "codec": "PCMU",
+        "packets_in": 1000,
+        "packets_out": 990,
+        "lost": 20,
+        "expected": 1000,
+        "jitter": 0.004,
+        "rtt": 0.12,
+        "mos": {"min": 3.9, "avg": 4.2, "max": 4.4},
+    }
+    leg = carrier_leg().with_media(summary)
+    assert (leg.mos_avg, leg.mos_min, leg.jitter, leg.rtt) == (4.2, 3.9, 0.004, 0.12)
+    assert (leg.loss, leg.packets_in, leg.packets_out) == (0.02, 1000, 990)
+    assert leg.leg_id == "pstn" and leg.billable
+    early = carrier_leg().with_media({**summary, "mos": None, "lost": -3, "rtt": None})
+    assert (early.mos_avg, early.loss, early.rtt) == (None, 0.0, None)
+    assert carrier_leg().with_media({**summary, "expected": 0}).loss is None
+    with pytest.raises(ValueError, match="'jitter' must be a number"):
+        carrier_leg().with_media({**summary, "jitter": "high"})
+
+
+def test_json_has_every_field_nested_legs_and_utc_iso_times() -> None:
+    [data] = to_json([finished()])
+    json.dumps(data)
+    assert set(data) == {f.name for f in fields(CallRecord)} | {"duration", "ring_time"}
+    assert data["started_at"] == "2023-11-14T22:13:20.000Z"
+    assert data["answered_at"] == "2023-11-14T22:13:24.000Z"
+    assert (data["duration"], data["ring_time"], data["user"]) == (65.0, 3.0, "alice")
+    legs = data["legs"]
+    assert isinstance(legs, list) and len(legs) == 2
+    assert set(legs[1]) == {f.name for f in fields(LegRecord)} | {"duration"}
+    assert legs[1]["started_at"] == "2023-11-14T22:13:20.500Z"
+    assert (legs[1]["edge"], legs[1]["billable"], legs[1]["mos_avg"]) == ("ashburn", True, 4.1)
+    [unanswered] = to_json([busy()])
+    assert (unanswered["answered_at"], unanswered["duration"]) == (None, 0.0)
+
+
+def test_table_shows_one_aligned_line_per_call() -> None:
+    long_call = replace(finished("c3"), ended_at=T0 + 4 + 3725, callee_e164=None)
+    up = replace(finished("c4"), ended_at=None, hangup_cause=None, sip_status=None, legs=[])
+    table = format_table([busy(), finished(), long_call, up], tz=UTC)
+    assert table.splitlines() == [
+        "started                    direction  from   to              status        duration   mos",
+        "2023-11-14T22:15:00+00:00  outbound   alice  +14045551234    busy (486)        0:00     -",
+        "2023-11-14T22:13:20+00:00  outbound   alice  +14045551234    normal (200)      1:05  4.10",
+        "2023-11-14T22:13:20+00:00  outbound   alice  (404) 555-1234  normal (200)   1:02:05  4.10",
+        "2023-11-14T22:13:20+00:00  outbound   alice  +14045551234    up                0:00     -",
+    ]
+    assert format_table([], tz=UTC) == "started  direction  from  to  status  duration  mos"
+
+
+def test_table_start_time_is_local_with_its_offset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "EST5")
+    time.tzset()
+    try:
+        table = format_table([finished()])
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert table.splitlines()[1].startswith("2023-11-14T17:13:20-05:00  outbound")
+
+
+def test_schema_is_idempotent_and_refuses_a_newer_version(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "calls.db", isolation_level=None)
+    CallLogSchema.create(db)
+    CallLogSchema.create(db)
+    assert db.execute("SELECT * FROM schema_versions").fetchall() == [("calls", 1)]
+    db.execute("UPDATE schema_versions SET version = 2")
+    with pytest.raises(SchemaError, match="version 2"):
+        SqliteCallLog(tmp_path / "calls.db")
+
+
+def test_legs_belong_to_their_call(calls: SqliteCallLog, tmp_path: Path) -> None:
+    calls.upsert(finished())
+    db = sqlite3.connect(tmp_path / "calls.db", isolation_level=None)
+    db.execute("PRAGMA foreign_keys=ON")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        db.execute(
+            "INSERT INTO call_legs (call_id, position, leg_id, role, peer, transport,"
+            " billable, started_at, packets_in, packets_out)"
+            " VALUES ('ghost', 0, 'x', 'caller', 'p', 'udp', 0, 0, 0, 0)"
+        )
+    db.execute("DELETE FROM calls")
+    assert db.execute("SELECT COUNT(*) FROM call_legs").fetchone() == (0,)
+
+
+def test_shares_the_user_stores_file_and_a_callers_connection(tmp_path: Path) -> None:
+    path = str(tmp_path / "voipcore.db")
+    store = SqliteStore(path)
+    connection = sqlite3.connect(path)  # default (legacy) transaction handling
+    log = SqliteCallLog(connection)
+    log.upsert(finished())
+    log.set_disposition("c1", "connected", "")
+    log.close()
+    assert connection.execute("SELECT disposition FROM calls").fetchone() == ("connected",)
+    assert not connection.in_transaction
+    assert SqliteCallLog(path).get("c1") == replace(finished(), disposition="connected", notes="")
+    assert store.list_users() == []
+
+
+def test_async_upserts_share_commits(calls: SqliteCallLog) -> None:
+    writer = AsyncCallLog(calls)
+
+    async def main() -> None:
+        await asyncio.gather(*(writer.upsert(started(f"c{i}", at=T0 + i)) for i in range(50)))
+        await writer.close()
+
+    asyncio.run(main())
+    assert len(calls.list(limit=100)) == 50
+    assert 1 <= writer.batches < 50
+
+
+def test_async_updates_of_one_call_collapse_into_its_latest(calls: SqliteCallLog) -> None:
+    writer = AsyncCallLog(calls)
+    reports: list[BaseException | None] = []
+
+    async def main() -> CallRecord | None:
+        writer.submit(started(), reports.append)
+        writer.submit(replace(started(), answered_at=T0 + 4), reports.append)
+        writer.submit(finished(), reports.append)
+        await writer.flush()
+        found = await writer.get("c1")
+        await writer.close()
+        return found
+
+    assert asyncio.run(main()) == finished()
+    assert reports == [None, None, None]
+    assert writer.batches == 1
+
+
+def test_async_writes_a_snapshot_of_the_legs(calls: SqliteCallLog) -> None:
+    writer = AsyncCallLog(calls)
+    call = started()
+
+    async def main() -> None:
+        writer.submit(call)
+        call.legs.append(carrier_leg())
+        await writer.close()
+
+    asyncio.run(main())
+    stored = calls.get("c1")
+    assert stored is not None and [leg.leg_id for leg in stored.legs] == ["rep"]
+
+
+def test_async_write_queued_during_a_commit_goes_in_the_next_batch(
+    calls: SqliteCallLog,
+) -> None:
+    shared = ThreadPoolExecutor(max_workers=1)
+    gate = threading.Event()
+    shared.submit(gate.wait)  # holds the first batch on the thread
+    writer = AsyncCallLog(calls, executor=shared, window=0.0)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(writer.upsert(started("c1")))
+        while writer._committing is None:
+            await asyncio.sleep(0)
+        second = asyncio.ensure_future(writer.upsert(started("c2")))
+        await asyncio.sleep(0)
+        assert writer.batches == 0 and not first.done() and not second.done()
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+        await writer.close()
+
+    asyncio.run(main())
+    shared.shutdown()
+    assert writer.batches == 2
+    assert sorted(c.call_id for c in calls.list()) == ["c1", "c2"]
+
+
+def test_async_disposition_waits_for_the_queued_call(calls: SqliteCallLog) -> None:
+    writer = AsyncCallLog(calls)
+
+    async def main() -> list[CallRecord]:
+        writer.submit(finished())
+        await writer.set_disposition("c1", "callback", "Tuesday")
+        with pytest.raises(DispositionError):
+            await writer.set_disposition("c1", "sold")
+        with pytest.raises(KeyError):
+            await writer.set_disposition("nope", "busy")
+        listed = await writer.list(limit=1)
+        await writer.close()
+        return listed
+
+    assert asyncio.run(main()) == [replace(finished(), disposition="callback", notes="Tuesday")]
+
+
+def test_async_reports_a_failed_commit_to_every_waiter(calls: SqliteCallLog) -> None:
+    writer = AsyncCallLog(calls)
+    calls.close()
+    reports: list[BaseException | None] = []
+
+    async def main() -> list[object]:
+        writer.submit(started("c0"), reports.append)
+        results = await asyncio.gather(
+            writer.upsert(started("c1")), writer.upsert(started("c2")), return_exceptions=True
+        )
+        await writer.close()
+        return list(results)
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, sqlite3.ProgrammingError) for r in [*results, *reports])
+    assert writer.batches == 0
+
+
+def test_async_uses_a_shared_executor_and_leaves_it_running(calls: SqliteCallLog) -> None:
+    shared = ThreadPoolExecutor(max_workers=1)
+    writer = AsyncCallLog(calls, executor=shared)
+
+    async def main() -> None:
+        await writer.upsert(finished())
+        await writer.close()
+
+    asyncio.run(main())
+    assert shared.submit(calls.get, "c1").result() == finished()
+    shared.shutdown()
+
+
+_CRASHING_WRITER = """
+import asyncio, os, signal, sys
+from voipcore.store.calls import AsyncCallLog, CallRecord, LegRecord, SqliteCallLog
+
+log = SqliteCallLog(sys.argv[1])
+call = CallRecord(call_id="sync", direction="inbound", caller="+14045551234",
+                  callee_dialled="201", user="alice", started_at=1.0)
+log.upsert(call)
+
+async def main():
+    writer = AsyncCallLog(log)
+    leg = LegRecord(leg_id="rep", role="callee", peer="alice", transport="tcp", started_at=2.0)
+    await writer.upsert(CallRecord(call_id="async", direction="internal", caller="bob",
+                                   callee_dialled="201", started_at=2.0, legs=[leg]))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+def test_committed_calls_survive_the_process_being_killed(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    child = subprocess.run(
+        [sys.executable, "-c", _CRASHING_WRITER, str(path)], capture_output=True, timeout=60
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    assert os.path.getsize(f"{path}-wal") > 0  # never checkpointed: recovered from the WAL
+    log = SqliteCallLog(path)
+    assert [c.call_id for c in log.list()] == ["async", "sync"]
+    stored = log.get("async")
+    assert stored is not None and [leg.peer for leg in stored.legs] == ["alice"]
