@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _LISTEN = re.compile(r"sip listening on (udp|tcp):([\d.:\[\]a-f]+):(\d+)")
+_HTTP = re.compile(r"http listening on [\d.:\[\]a-f]+:(\d+)")
 
 
 @dataclass
@@ -62,6 +63,10 @@ class ServerProcess:
     def tcp_port(self) -> int:
         return self.ports["tcp"]
 
+    @property
+    def http_port(self) -> int:
+        return self.ports["http"]
+
     def write_config(self) -> None:
         users = "".join(
             f'[[users]]\nusername = "{u.username}"\npassword = "{u.password}"\n'
@@ -95,9 +100,11 @@ url = "sqlite:///{self.workdir / "voipcore.db"}"
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = {m[0]: int(m[2]) for m in _LISTEN.findall(self.log_text())}
-            if {"udp", "tcp"} <= found.keys():
-                self.ports = found
+            text = self.log_text()
+            found = {m[0]: int(m[2]) for m in _LISTEN.findall(text)}
+            http = _HTTP.search(text)
+            if {"udp", "tcp"} <= found.keys() and http:
+                self.ports = {**found, "http": int(http.group(1))}
                 return self
             if self._proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_text()}")

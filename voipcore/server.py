@@ -10,9 +10,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from aiohttp import web
+
 from media.engine import MediaEngine
 from media.workers import WorkerPool
-from voipcore.config import Config
+from voipcore.config import Config, parse_host_port
+from voipcore.http.app import start_http
 from voipcore.logs import TRACE_LOGGER
 from voipcore.registrar import Registrar
 from voipcore.service import SipService, StoreBindings
@@ -59,6 +62,7 @@ class Server:
         )
         self.service = SipService(registrar)
         self.media: MediaEngine | WorkerPool | None = None
+        self._http: web.AppRunner | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -84,6 +88,9 @@ class Server:
             self.transports.add(transport)
             log.info("sip listening on %s", transport.bound, extra={"listen": str(transport.bound)})
         self.media = await self._start_media()
+        host, port = parse_host_port(self.config.http.listen)
+        self._http, bound = await start_http(self, host, port)
+        log.info("http listening on %s:%d", host, bound, extra={"http": f"{host}:{bound}"})
         self._spawn(self._refresh_users_forever())
         self._rearm()
         # What is alive now (modules, config, loaded bindings) lives as long as the
@@ -120,6 +127,8 @@ class Server:
             self._timer.cancel()
         for task in list(self._tasks):
             task.cancel()
+        if self._http is not None:
+            await self._http.cleanup()
         if self.media is not None:
             await self.media.stop()
         await self.writer.close()
