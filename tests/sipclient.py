@@ -11,7 +11,7 @@ import socket
 import uuid
 
 from voipcore.sip.digest import Challenge, answer_challenge
-from voipcore.sip.message import Response, StreamFramer, parse_message
+from voipcore.sip.message import Request, Response, StreamFramer, make_response, parse_message
 
 _counter = itertools.count(1)
 
@@ -46,6 +46,12 @@ class SipClient:
 
     def recv(self) -> Response:
         """The next response (skips keep-alive pongs on TCP)."""
+        message = self.recv_message()
+        assert isinstance(message, Response), message
+        return message
+
+    def recv_message(self) -> Request | Response:
+        """The next request or response (skips keep-alive pongs on TCP)."""
         if self.transport == "UDP":
             data = self.sock.recv(65536)
         else:
@@ -55,9 +61,7 @@ class SipClient:
                     raise ConnectionError("server closed the connection")
                 self._pending += self._framer.feed(chunk)
             data = self._pending.pop(0)
-        message = parse_message(data)
-        assert isinstance(message, Response), message
-        return message
+        return parse_message(data)
 
     def request(
         self,
@@ -67,14 +71,17 @@ class SipClient:
         *,
         headers: tuple[str, ...] = (),
         authorization: str | None = None,
+        uri: str | None = None,
+        to: str | None = None,
+        body: bytes = b"",
     ) -> bytes:
         self.cseq += 1
         lines = [
-            f"{method} sip:{domain} SIP/2.0",
+            f"{method} {uri or f'sip:{domain}'} SIP/2.0",
             f"Via: SIP/2.0/{self.transport} 127.0.0.1:{self.port};branch=z9hG4bK{next(_counter)}"
             f"x{uuid.uuid4().hex[:8]};rport",
             f"From: <sip:{user}@{domain}>;tag={self.call_id[:8]}",
-            f"To: <sip:{user}@{domain}>",
+            f"To: {to or f'<sip:{user}@{domain}>'}",
             f"Call-ID: {self.call_id}",
             f"CSeq: {self.cseq} {method}",
             "Max-Forwards: 70",
@@ -82,7 +89,7 @@ class SipClient:
         ]
         if authorization:
             lines.append(f"Authorization: {authorization}")
-        return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+        return ("\r\n".join(lines) + f"\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
     def register(
         self,
@@ -121,3 +128,121 @@ class SipClient:
             self.request("REGISTER", user, domain, headers=headers, authorization=str(creds))
         )
         return self.recv()
+
+    # -- a minimal user agent for call tests ------------------------------------
+
+    def invite(self, user: str, password: str, domain: str, target: str, sdp: bytes) -> Request:
+        """INVITE ``target``; answer the 407 (ACK it, resend with credentials).
+
+        Returns the INVITE that went through; read its responses with :meth:`recv`.
+        """
+        headers = (f"Contact: <sip:{user}@127.0.0.1:{self.port}>", "Content-Type: application/sdp")
+        first = self._invite_bytes(user, domain, target, headers, sdp)
+        self.send_raw(first)
+        challenge_response = self.recv()
+        while challenge_response.status == 100:
+            challenge_response = self.recv()
+        assert challenge_response.status == 407, challenge_response
+        self.send_raw(self._ack_bytes(parse_message(first), challenge_response))
+        challenge = next(
+            c
+            for c in map(Challenge.parse, challenge_response.headers.get_all("Proxy-Authenticate"))
+            if c.algorithm == "MD5"
+        )
+        creds = answer_challenge(
+            challenge,
+            method="INVITE",
+            uri=f"sip:{target}@{domain}",
+            username=user,
+            password=password,
+            cnonce=uuid.uuid4().hex[:12],
+        )
+        second = self._invite_bytes(
+            user, domain, target, (*headers, f"Proxy-Authorization: {creds}"), sdp
+        )
+        self.send_raw(second)
+        request = parse_message(second)
+        assert isinstance(request, Request)
+        return request
+
+    def _invite_bytes(
+        self, user: str, domain: str, target: str, headers: tuple[str, ...], sdp: bytes
+    ) -> bytes:
+        data = self.request("INVITE", user, domain, headers=headers)
+        head, _, _ = data.partition(b"\r\n\r\n")
+        head = head.replace(
+            f"INVITE sip:{domain} ".encode(), f"INVITE sip:{target}@{domain} ".encode()
+        )
+        head = head.replace(
+            f"To: <sip:{user}@{domain}>".encode(), f"To: <sip:{target}@{domain}>".encode()
+        )
+        head = head.replace(b"Content-Length: 0", f"Content-Length: {len(sdp)}".encode())
+        return head + b"\r\n\r\n" + sdp
+
+    @staticmethod
+    def _ack_bytes(invite: Request | Response, response: Response) -> bytes:
+        """ACK for a non-2xx final response: same branch and CSeq number (§17.1.1.3)."""
+        assert isinstance(invite, Request)
+        lines = [
+            f"ACK {invite.uri_text} SIP/2.0",
+            f"Via: {invite.headers.get('Via')}",
+            f"From: {invite.headers.get('From')}",
+            f"To: {response.headers.get('To')}",
+            f"Call-ID: {invite.call_id}",
+            f"CSeq: {invite.cseq.seq} ACK",
+            "Max-Forwards: 70",
+        ]
+        return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+
+    def in_dialog(self, method: str, invite: Request, ok: Response, cseq: int) -> bytes:
+        """ACK (for a 2xx) or BYE within the dialog ``ok`` set up, sent by the caller."""
+        contact = ok.contacts[0]
+        assert not isinstance(contact, str)
+        lines = [
+            f"{method} {contact.uri} SIP/2.0",
+            f"Via: SIP/2.0/{self.transport} 127.0.0.1:{self.port};branch=z9hG4bK{uuid.uuid4().hex}",
+            f"From: {invite.headers.get('From')}",
+            f"To: {ok.headers.get('To')}",
+            f"Call-ID: {invite.call_id}",
+            f"CSeq: {cseq} {method}",
+            "Max-Forwards: 70",
+        ]
+        return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+
+    def answer(self, request: Request, status: int, body: bytes = b"") -> None:
+        """Respond to a request the server sent us, as a phone would."""
+        response = make_response(request, status, to_tag=self.call_id[:10])
+        response.headers.add("Contact", f"<sip:phone@127.0.0.1:{self.port}>")
+        if body:
+            response.headers.add("Content-Type", "application/sdp")
+            response.body = body
+        self.send_raw(bytes(response))
+
+    @staticmethod
+    def cancel_bytes(invite: Request) -> bytes:
+        """CANCEL for our pending INVITE (§9.1): same Via branch, Call-ID, From, To, CSeq."""
+        lines = [
+            f"CANCEL {invite.uri_text} SIP/2.0",
+            f"Via: {invite.headers.get('Via')}",
+            f"From: {invite.headers.get('From')}",
+            f"To: {invite.headers.get('To')}",
+            f"Call-ID: {invite.call_id}",
+            f"CSeq: {invite.cseq.seq} CANCEL",
+            "Max-Forwards: 70",
+        ]
+        return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+
+    def callee_bye(self, incoming: Request) -> bytes:
+        """BYE from the callee side of the dialog ``incoming`` created (§15.1.1)."""
+        contact = incoming.contacts[0]
+        assert not isinstance(contact, str)
+        lines = [
+            f"BYE {contact.uri} SIP/2.0",
+            f"Via: SIP/2.0/{self.transport} 127.0.0.1:{self.port};branch=z9hG4bK{uuid.uuid4().hex}",
+            f"From: {incoming.headers.get('To')};tag={self.call_id[:10]}",
+            f"To: {incoming.headers.get('From')}",
+            f"Call-ID: {incoming.call_id}",
+            "CSeq: 1 BYE",
+            "Max-Forwards: 70",
+        ]
+        return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()

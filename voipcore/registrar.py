@@ -125,14 +125,29 @@ class Registrar:
 
     def _authenticate(self, request: Request, username: str, now: float) -> Response | None:
         """§10.3 steps 3-4 with digest (§22, RFC 7616): None when authorised."""
+        result = self.authorize(request, now)
+        if isinstance(result, Response):
+            return result
+        if result != username:
+            return make_response(request, 403, "Forbidden (user may not register this address)")
+        return None
+
+    def authorize(self, request: Request, now: float, *, proxy: bool = False) -> Response | str:
+        """Check ``request``'s digest credentials (§22, RFC 7616).
+
+        Returns the authenticated username, or the response to send: a 401
+        (407 with ``proxy``, for INVITE and other requests we route, §22.3)
+        challenge, 403 for bad credentials, 400 for a mismatched digest-uri.
+        """
+        header = "Proxy-Authorization" if proxy else "Authorization"
         creds = None
-        for value in request.headers.get_all("Authorization"):
+        for value in request.headers.get_all(header):
             candidate = Credentials.parse(value)
             if candidate.realm == self.auth.realm:
                 creds = candidate
                 break
         if creds is None:
-            return self._challenge(request, now, stale=False)
+            return self._challenge(request, now, stale=False, proxy=proxy)
         user = self.users(creds.username)
         ha1 = (
             user.ha1(creds.algorithm)
@@ -145,19 +160,18 @@ class Registrar:
             )
         result = self.auth.verify(creds, request.method, ha1, now)
         if result is AuthResult.STALE:
-            return self._challenge(request, now, stale=True)
+            return self._challenge(request, now, stale=True, proxy=proxy)
         if result in (AuthResult.REPLAY, AuthResult.MISMATCH):
-            return self._challenge(request, now, stale=False)
+            return self._challenge(request, now, stale=False, proxy=proxy)
         if result is not AuthResult.OK:
             return make_response(request, 403, "Forbidden (bad credentials)")
-        if creds.username != username:
-            return make_response(request, 403, "Forbidden (user may not register this address)")
-        return None
+        return creds.username
 
-    def _challenge(self, request: Request, now: float, *, stale: bool) -> Response:
-        response = make_response(request, 401)
+    def _challenge(self, request: Request, now: float, *, stale: bool, proxy: bool) -> Response:
+        response = make_response(request, 407 if proxy else 401)
+        header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         for challenge in self.auth.challenges(now, stale=stale):
-            response.headers.add("WWW-Authenticate", str(challenge))
+            response.headers.add(header, str(challenge))
         return response
 
     def _update(

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import functools
 import gc
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from media.engine import MediaEngine
 from media.workers import WorkerPool
+from voipcore.b2bua import B2BUA
 from voipcore.config import Config, parse_host_port
 from voipcore.http.app import start_http
 from voipcore.logs import TRACE_LOGGER
@@ -88,6 +90,17 @@ class Server:
             self.transports.add(transport)
             log.info("sip listening on %s", transport.bound, extra={"listen": str(transport.bound)})
         self.media = await self._start_media()
+        self.b2bua = B2BUA(
+            self.service,
+            self.media,
+            self.service.registrar,
+            lambda: self._users,
+            via=self._via,
+            contact=self._contact,
+            wall_offset=lambda: self.service.wall_offset,
+            flush=self._pump,
+        )
+        self.service.calls = self.b2bua
         host, port = parse_host_port(self.config.http.listen)
         self._http, bound = await start_http(self, host, port)
         log.info("http listening on %s:%d", host, bound, extra={"http": f"{host}:{bound}"})
@@ -96,6 +109,23 @@ class Server:
         # What is alive now (modules, config, loaded bindings) lives as long as the
         # process: keep the cyclic collector from walking it on every full collection.
         gc.freeze()
+
+    def _local(self, transport: str) -> tuple[str, int]:
+        """Our address on ``transport`` as phones should reach it (for Via and Contact)."""
+        spec = self.transports.bound(transport)
+        host = spec.host
+        if ipaddress.ip_address(host).is_unspecified:
+            host = self.config.media.advertised
+        return (f"[{host}]" if ":" in host else host), spec.port
+
+    def _via(self, transport: str) -> str:
+        host, port = self._local(transport)
+        return f"SIP/2.0/{transport} {host}:{port}"
+
+    def _contact(self, transport: str) -> str:
+        host, port = self._local(transport)
+        suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
+        return f"sip:voipcore@{host}:{port}{suffix}"
 
     async def _start_media(self) -> MediaEngine | WorkerPool:
         """In-process engine by default; ``media.workers = N`` starts N processes."""

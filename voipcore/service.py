@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from voipcore.registrar import Registrar
 from voipcore.sip.errors import SipParseError
@@ -35,6 +35,7 @@ from voipcore.sip.transaction import (
     ResponseReceived,
     StrayResponse,
     Timers,
+    TransactionKey,
     TransactionLayer,
     TransactionStateError,
     TransactionTimeout,
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: Methods this server implements today (RFC 3261 §20.5 Allow).
 ALLOWED = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
+#: Added to Allow when call control is on.
+CALL_METHODS = ("INVITE", "BYE")
 #: Methods we know but do not accept here: 405; anything else is 501 (§21.5.2).
 KNOWN_METHODS = frozenset(
     {
@@ -72,6 +75,22 @@ class Outgoing(NamedTuple):
     data: bytes
     addr: Address
     message: Request | Response | None
+
+
+class CallHandler(Protocol):
+    """Call control the service hands dialog traffic to (the B2BUA)."""
+
+    def on_request(self, request: Request, addr: Address, now: float) -> None:
+        """A new INVITE, BYE or CANCEL (its server transaction exists)."""
+
+    def on_ack(self, ack: Request) -> None:
+        """An ACK that matched no transaction: the ACK for a 2xx (§13.3.1.4)."""
+
+    def on_response(self, response: Response, key: TransactionKey, now: float) -> None:
+        """A response to a request the handler sent."""
+
+    def on_timeout(self, key: TransactionKey, now: float) -> None:
+        """One of the handler's client transactions timed out."""
 
 
 class ServiceEvent:
@@ -113,6 +132,8 @@ class SipService:
         wall_offset: float = 0.0,
     ) -> None:
         self.registrar = registrar
+        #: Call control (INVITE, BYE, CANCEL, ACK, responses to our requests), if any.
+        self.calls: CallHandler | None = None
         self.layer = TransactionLayer(timers or Timers())
         self.wall_offset = wall_offset
         self.counters = Counters()
@@ -148,6 +169,12 @@ class SipService:
         except TransactionStateError as exc:
             log.warning("response %r not sent: %s", response, exc)
         self._collect_outgoing()
+
+    def send_request(self, request: Request, addr: Address, now: float) -> TransactionKey:
+        """Send a request of ours through a client transaction (ACK: statelessly)."""
+        key = self.layer.send_request(request, addr, now)
+        self._collect_outgoing()
+        return key
 
     def store_failed(self, event: StoreBindings, now: float) -> None:
         """Answer 500 when persisting ``event`` failed: every request gets a reply."""
@@ -202,10 +229,17 @@ class SipService:
             if isinstance(event, RequestReceived):
                 if event.key is not None:
                     self._dispatch(event.request, event.addr, now)
-            elif isinstance(event, ResponseReceived | StrayResponse):
-                log.debug("ignoring response %r", getattr(event, "response", None))
+                elif event.request.method == "ACK" and self.calls is not None:
+                    self.calls.on_ack(event.request)
+            elif isinstance(event, ResponseReceived):
+                if self.calls is not None:
+                    self.calls.on_response(event.response, event.key, now)
+            elif isinstance(event, StrayResponse):
+                log.debug("ignoring stray response %r", event.response)
             elif isinstance(event, TransactionTimeout):
                 self.counters.transaction_timeouts += 1
+                if self.calls is not None:
+                    self.calls.on_timeout(event.key, now)
             elif isinstance(event, TransportFailure):
                 self.counters.transport_failures += 1
         self._collect_outgoing()
@@ -213,8 +247,11 @@ class SipService:
     def _dispatch(self, request: Request, addr: Address, now: float) -> None:
         method = request.method
         if method == "CANCEL":
-            # No INVITE is accepted yet, so nothing can be cancelled (§9.2).
-            self._reply(make_response(request, 481), now)
+            if self.calls is not None:
+                self.calls.on_request(request, addr, now)
+            else:
+                # No INVITE is accepted, so nothing can be cancelled (§9.2).
+                self._reply(make_response(request, 481), now)
             return
         unsupported = _unsupported_extensions(request)
         if unsupported:
@@ -229,6 +266,8 @@ class SipService:
                 self._events.append(StoreBindings(result.changes, result.response))
             else:
                 self.respond(result.response, now)
+        elif method in ("INVITE", "BYE") and self.calls is not None:
+            self.calls.on_request(request, addr, now)
         elif method == "OPTIONS":
             response = make_response(request, 200)
             response.headers.add("Accept", "application/sdp")
@@ -242,10 +281,10 @@ class SipService:
         self._decorate(response)
         self.respond(response, now)
 
-    @staticmethod
-    def _decorate(response: Response) -> None:
+    def _decorate(self, response: Response) -> None:
         if response.status in (200, 405, 501):
-            response.headers.add("Allow", ", ".join(ALLOWED))
+            allowed = ALLOWED + (CALL_METHODS if self.calls is not None else ())
+            response.headers.add("Allow", ", ".join(allowed))
         response.headers.add("Server", SERVER_NAME)
 
     def _collect_outgoing(self) -> None:

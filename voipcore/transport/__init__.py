@@ -51,6 +51,11 @@ class TransportSet:
         """Register a started transport."""
         self._by_name.setdefault(transport.name, []).append(transport)
 
+    def bound(self, name: str) -> ListenSpec:
+        """Where the first transport called ``name`` ("UDP", "TCP") listens."""
+        transports = self._by_name.get(name) or next(iter(self._by_name.values()))
+        return transports[0].bound
+
     def send(self, data: bytes, addr: Address) -> bool:
         """Send through the first transport of the right kind and address family."""
         candidates = self._by_name.get(addr[0], [])

@@ -1,0 +1,177 @@
+"""Calls between registered users through the B2BUA, media anchored, audio verified."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+
+from media.tones import dominant_frequency
+from tests.harness import ServerProcess
+from tests.rtpphone import RtpPhone
+from tests.sipclient import SipClient
+from voipcore.sdp import PCMU, TELEPHONE_EVENT, SessionDescription, build_offer
+from voipcore.sip.message import Request, Response
+
+pytestmark = pytest.mark.integration
+DOMAIN = "test.local"
+T = TypeVar("T")
+
+
+async def blocking(func: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+
+def sdp_for(phone: RtpPhone) -> bytes:
+    host, port = phone.address
+    return build_offer(
+        address=host, port=port, formats=[PCMU, TELEPHONE_EVENT], session_id=1, version=1
+    ).to_bytes()
+
+
+def media_target(message: Request | Response) -> tuple[str, int]:
+    audio = SessionDescription.parse(message.body).audio
+    assert audio is not None and audio.connection_address is not None
+    return audio.connection_address, audio.port
+
+
+async def next_final(client: SipClient) -> Response:
+    """Skip provisional responses; return the first final one."""
+    while True:
+        response = await blocking(client.recv)
+        if response.status >= 200:
+            return response
+
+
+async def call(caller: SipClient, target: str, phone: RtpPhone) -> Request:
+    return await blocking(caller.invite, "alice", "alice-secret", DOMAIN, target, sdp_for(phone))
+
+
+async def registered(server: ServerProcess, user: str) -> SipClient:
+    client = SipClient("127.0.0.1", server.udp_port)
+    assert (await blocking(client.register, user, f"{user}-secret", DOMAIN)).status == 200
+    return client
+
+
+def test_extension_call_carries_audio_both_ways_and_hangs_up(server: ServerProcess) -> None:
+    async def main() -> None:
+        alice, bob = await registered(server, "alice"), await registered(server, "bob")
+        phone_a, phone_b = RtpPhone.open(), RtpPhone.open()
+        invite = await blocking(
+            alice.invite, "alice", "alice-secret", DOMAIN, "202", sdp_for(phone_a)
+        )
+
+        # Bob's phone rings: the server's own INVITE, with the server's media address.
+        incoming = await blocking(bob.recv_message)
+        assert isinstance(incoming, Request) and incoming.method == "INVITE"
+        assert incoming.from_.uri.user == "alice"  # type: ignore[union-attr]
+        to_server_b = media_target(incoming)
+        await blocking(bob.answer, incoming, 180)
+        await blocking(bob.answer, incoming, 200, sdp_for(phone_b))
+
+        ringing = await blocking(alice.recv)
+        while ringing.status == 100:
+            ringing = await blocking(alice.recv)
+        assert ringing.status == 180
+        ok = await next_final(alice)
+        assert ok.status == 200 and ok.to.tag is not None
+        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+        ack = await blocking(bob.recv_message)
+        assert isinstance(ack, Request) and ack.method == "ACK"
+
+        # Anchored: each phone talks to the server's address, never to the other phone.
+        to_server_a = media_target(ok)
+        assert to_server_a != phone_b.address and to_server_b != phone_a.address
+        await asyncio.gather(
+            phone_a.send_tone(to_server_a, 1000, 1.0), phone_b.send_tone(to_server_b, 440, 1.0)
+        )
+        await asyncio.sleep(0.3)
+        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=5)
+        assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
+
+        # Alice hangs up: 200 to her BYE, and the server's BYE reaches Bob.
+        await blocking(alice.send_raw, alice.in_dialog("BYE", invite, ok, invite.cseq.seq + 1))
+        assert (await blocking(alice.recv)).status == 200
+        bye = await blocking(bob.recv_message)
+        assert isinstance(bye, Request) and bye.method == "BYE"
+        await blocking(bob.answer, bye, 200)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("target", "register_bob", "status"), [("999", True, 404), ("bob", False, 480)]
+)
+def test_unknown_or_unregistered_callee(
+    server: ServerProcess, target: str, register_bob: bool, status: int
+) -> None:
+    async def main() -> None:
+        alice = await registered(server, "alice")
+        if register_bob:
+            await registered(server, "bob")
+        await call(alice, target, RtpPhone.open())
+        assert (await next_final(alice)).status == status
+
+    asyncio.run(main())
+
+
+def test_busy_callee_gives_486(server: ServerProcess) -> None:
+    async def main() -> None:
+        alice, bob = await registered(server, "alice"), await registered(server, "bob")
+        await call(alice, "bob", RtpPhone.open())
+        incoming = await blocking(bob.recv_message)
+        assert isinstance(incoming, Request)
+        await blocking(bob.answer, incoming, 486)
+        assert (await next_final(alice)).status == 486
+
+    asyncio.run(main())
+
+
+def test_wrong_password_is_forbidden(server: ServerProcess) -> None:
+    async def main() -> None:
+        alice = await registered(server, "alice")
+        sdp = sdp_for(RtpPhone.open())
+        await blocking(alice.invite, "alice", "wrong-password", DOMAIN, "bob", sdp)
+        assert (await next_final(alice)).status == 403
+
+    asyncio.run(main())
+
+
+def test_caller_cancels_while_ringing(server: ServerProcess) -> None:
+    async def main() -> None:
+        alice, bob = await registered(server, "alice"), await registered(server, "bob")
+        invite = await call(alice, "bob", RtpPhone.open())
+        incoming = await blocking(bob.recv_message)
+        assert isinstance(incoming, Request)
+        await blocking(bob.answer, incoming, 180)
+        await blocking(alice.send_raw, alice.cancel_bytes(invite))
+        statuses: set[int] = set()
+        while not {200, 487} <= statuses:
+            statuses.add((await blocking(alice.recv)).status)
+        # The server cancels its own INVITE to Bob's phone (§9.1).
+        cancel = await blocking(bob.recv_message)
+        assert isinstance(cancel, Request) and cancel.method == "CANCEL"
+        await blocking(bob.answer, cancel, 200)
+        await blocking(bob.answer, incoming, 487)
+
+    asyncio.run(main())
+
+
+def test_callee_hangs_up(server: ServerProcess) -> None:
+    async def main() -> None:
+        alice, bob = await registered(server, "alice"), await registered(server, "bob")
+        invite = await call(alice, "bob", RtpPhone.open())
+        incoming = await blocking(bob.recv_message)
+        assert isinstance(incoming, Request)
+        await blocking(bob.answer, incoming, 200, sdp_for(RtpPhone.open()))
+        ok = await next_final(alice)
+        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+        await blocking(bob.recv_message)  # the server's ACK
+        await blocking(bob.send_raw, bob.callee_bye(incoming))
+        assert (await blocking(bob.recv)).status == 200
+        bye = await blocking(alice.recv_message)
+        assert isinstance(bye, Request) and bye.method == "BYE" and bye.call_id == invite.call_id
+
+    asyncio.run(main())

@@ -1,0 +1,473 @@
+"""Back-to-back user agent: calls between registered users, media anchored.
+
+Each call is two dialogs (RFC 3261 §12-§15): the caller's INVITE is answered
+by us (leg A), and we send our own INVITE to every registered contact of the
+callee at once (leg B, forking §16.7-style: the first 2xx wins, the other
+branches are cancelled).  Media always flows through the engine: the caller
+gets our address for leg A, the callee ours for leg B, so QoS marking,
+statistics and recording apply to every call.
+
+The protocol state lives in the sans-I/O pieces (transactions, dialogs, SDP);
+this module orchestrates them, awaiting the media engine in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from media.control import ControlError, MediaControl
+from voipcore.registrar import Registrar
+from voipcore.sdp import (
+    PCMA,
+    PCMU,
+    TELEPHONE_EVENT,
+    Format,
+    SdpError,
+    SessionDescription,
+    build_answer,
+    build_offer,
+    negotiate,
+    to_engine_codecs,
+)
+from voipcore.sip.dialog import Dialog, create_cancel, dialog_response
+from voipcore.sip.headers import Headers
+from voipcore.sip.message import MAGIC_COOKIE, Request, Response, make_response
+from voipcore.sip.transaction import Address, TransactionKey
+from voipcore.sip.uri import SipUri
+from voipcore.store import User
+
+log = logging.getLogger(__name__)
+
+#: What the engine's audio path can take (RFC 3551 static types, RFC 4733 events).
+SUPPORTED = [PCMU, PCMA, TELEPHONE_EVENT]
+SDP = "application/sdp"
+#: How long the callee's phones may ring before the caller gets 480 (no answer).
+RING_TIMEOUT = 60.0
+
+
+class ServiceApi(Protocol):
+    """What the B2BUA needs from :class:`voipcore.service.SipService` (its transport)."""
+
+    def respond(self, response: Response, now: float) -> None:
+        """Send a response through its server transaction."""
+
+    def send_request(self, request: Request, addr: Address, now: float) -> TransactionKey:
+        """Send a request through a new client transaction (ACK: statelessly)."""
+
+
+@dataclass
+class Fork:
+    """Our INVITE to one contact of the callee."""
+
+    invite: Request
+    addr: Address
+    final: int = 0
+
+
+@dataclass
+class Call:
+    """One call: the caller's leg A and our leg B towards the callee."""
+
+    call_id: str
+    invite: Request
+    addr: Address
+    caller: str
+    callee: str
+    offer: SessionDescription
+    formats: list[Format]
+    a_tag: str = field(default_factory=lambda: secrets.token_hex(6))
+    b_call_id: str = field(default_factory=lambda: f"b-{secrets.token_hex(10)}")
+    local_a: tuple[str, int] = ("", 0)
+    local_b: tuple[str, int] = ("", 0)
+    forks: dict[TransactionKey, Fork] = field(default_factory=dict)
+    a_dialog: Dialog | None = None
+    b_dialog: Dialog | None = None
+    b_fork: Fork | None = None
+    answer_sdp: bytes = b""
+    offer_sdp: bytes = b""
+    ringing: bool = False
+    answered: bool = False
+    acked: bool = False
+    ended: bool = False
+
+
+class B2BUA:
+    """Places calls between registered users by extension or username."""
+
+    def __init__(
+        self,
+        service: ServiceApi,
+        media: MediaControl,
+        registrar: Registrar,
+        users: Callable[[], dict[str, User]],
+        *,
+        via: Callable[[str], str],
+        contact: Callable[[str], str],
+        wall_offset: Callable[[], float],
+        flush: Callable[[], None],
+    ) -> None:
+        self.service = service
+        self.media = media
+        self.registrar = registrar
+        self.users = users
+        self.via = via
+        self.contact = contact
+        self.wall_offset = wall_offset
+        self.flush = flush
+        self.calls: dict[str, Call] = {}
+        self._by_b: dict[str, Call] = {}
+        self._forks: dict[TransactionKey, Call] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- from the service ---------------------------------------------------
+
+    def on_request(self, request: Request, addr: Address, now: float) -> None:
+        """INVITE, BYE or CANCEL from a phone (§13, §15, §9)."""
+        method = request.method
+        if method == "INVITE" and request.to.tag is None:
+            self._new_invite(request, addr, now)
+        elif method == "INVITE":
+            self._reinvite(request, now)
+        elif method == "BYE":
+            self._bye(request, now)
+        elif method == "CANCEL":
+            self._cancel(request, now)
+
+    def on_ack(self, ack: Request) -> None:
+        """The caller's ACK for our 2xx (§13.3.1.4): stop retransmitting it."""
+        call = self.calls.get(ack.call_id)
+        if call is not None:
+            call.acked = True
+
+    def on_response(self, response: Response, key: TransactionKey, now: float) -> None:
+        """A response to one of our INVITEs towards the callee."""
+        call = self._forks.get(key)
+        if call is None or call.ended:
+            return
+        fork = call.forks[key]
+        status = response.status
+        if status < 200:
+            if status > 100 and not call.ringing and not call.answered:
+                call.ringing = True
+                self._reply(call, status if status in (180, 183) else 180, now)
+        elif status < 300:
+            self._spawn(self._answered(call, fork, response))
+        else:
+            fork.final = status
+            self._branch_failed(call, now)
+
+    def on_timeout(self, key: TransactionKey, now: float) -> None:
+        """Timer B on a branch: treat as 408 from it."""
+        call = self._forks.get(key)
+        if call is not None and not call.ended:
+            call.forks[key].final = 408
+            self._branch_failed(call, now)
+
+    # -- new calls ------------------------------------------------------------
+
+    def _new_invite(self, request: Request, addr: Address, now: float) -> None:
+        if request.call_id in self.calls:
+            return  # a retransmission the transaction layer already absorbed
+        if request.max_forwards == 0:
+            self.service.respond(make_response(request, 483), now)  # §16.3 loop guard
+            return
+        caller = self.registrar.authorize(request, now + self.wall_offset(), proxy=True)
+        if isinstance(caller, Response):
+            self.service.respond(caller, now)
+            return
+        uri = request.uri
+        target = uri.user_unescaped if isinstance(uri, SipUri) else None
+        callee = self._find_user(target or "")
+        if callee is None:
+            self.service.respond(make_response(request, 404, f"Not Found ({target})"), now)
+            return
+        try:
+            offer = SessionDescription.parse(request.body)
+            audio = offer.audio
+            if audio is None:
+                raise SdpError("no audio stream offered")
+        except SdpError as exc:
+            reason = f"Not Acceptable Here ({exc})"[:100]
+            self.service.respond(make_response(request, 488, reason), now)
+            return
+        formats = negotiate(audio, SUPPORTED)
+        if not formats:
+            self.service.respond(make_response(request, 488, "Not Acceptable Here (codecs)"), now)
+            return
+        contacts = self.registrar.lookup(callee.username, now + self.wall_offset())
+        if not contacts:
+            self.service.respond(make_response(request, 480), now)
+            return
+        call = Call(request.call_id, request, addr, caller, callee.username, offer, formats)
+        self.calls[call.call_id] = call
+        self._by_b[call.b_call_id] = call
+        self.service.respond(make_response(request, 100), now)
+        self._spawn(self._place(call, [(b.contact, _address(b.source)) for b in contacts]))
+
+    def _find_user(self, target: str) -> User | None:
+        users = self.users()
+        if target in users:
+            return users[target]
+        return next((u for u in users.values() if u.extension == target), None)
+
+    async def _place(self, call: Call, targets: list[tuple[str, Address]]) -> None:
+        """Anchor the media, then INVITE every contact of the callee."""
+        audio = call.offer.audio
+        assert audio is not None
+        try:
+            reply_a = await self.media.request(
+                "offer",
+                {
+                    "call_id": call.call_id,
+                    "leg": "a",
+                    "codecs": to_engine_codecs(call.formats),
+                    "remote": {"host": audio.connection_address, "port": audio.port},
+                },
+            )
+            reply_b = await self.media.request(
+                "offer",
+                {"call_id": call.call_id, "leg": "b", "codecs": to_engine_codecs(call.formats)},
+            )
+        except ControlError as exc:
+            log.error("media for call %s failed: %s", call.call_id, exc)
+            self._finish_a(call, 503, "Service Unavailable (media)")
+            return
+        call.local_a = (reply_a["local"]["host"], reply_a["local"]["port"])
+        call.local_b = (reply_b["local"]["host"], reply_b["local"]["port"])
+        body = build_offer(
+            address=call.local_b[0],
+            port=call.local_b[1],
+            formats=call.formats,
+            session_id=secrets.randbelow(2**31),
+            version=1,
+        ).to_bytes()
+        call.offer_sdp = body
+        now = asyncio.get_running_loop().time()
+        for contact, addr in targets:
+            invite = self._b_invite(call, contact, addr, body)
+            key = self.service.send_request(invite, addr, now)
+            call.forks[key] = Fork(invite, addr)
+            self._forks[key] = call
+        self.flush()
+        self._spawn(self._ring_timeout(call))
+
+    def _b_invite(self, call: Call, contact: str, addr: Address, body: bytes) -> Request:
+        domain = self.registrar.domain
+        headers = Headers()
+        branch = MAGIC_COOKIE + secrets.token_hex(8)
+        headers.add("Via", f"{self.via(addr[0])};branch={branch};rport")
+        headers.add(
+            "Max-Forwards", str(max(0, int(call.invite.headers.get("Max-Forwards") or 70) - 1))
+        )
+        headers.add("From", f"<sip:{call.caller}@{domain}>;tag={secrets.token_hex(6)}")
+        headers.add("To", f"<sip:{call.callee}@{domain}>")
+        headers.add("Call-ID", call.b_call_id)
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", f"<{self.contact(addr[0])}>")
+        headers.add("Content-Type", SDP)
+        return Request("INVITE", contact, headers, body)
+
+    async def _ring_timeout(self, call: Call) -> None:
+        await asyncio.sleep(RING_TIMEOUT)
+        if not call.answered and not call.ended:
+            now = asyncio.get_running_loop().time()
+            self._cancel_forks(call, now)
+            self._finish_a(call, 480, "Temporarily Unavailable (no answer)")
+
+    # -- answers and failures --------------------------------------------------
+
+    async def _answered(self, call: Call, fork: Fork, response: Response) -> None:
+        """A branch answered: ACK it, connect media, answer the caller (§13.2.2.4)."""
+        loop = asyncio.get_running_loop()
+        dialog = Dialog.from_uac(fork.invite, response)
+        ack = dialog.create_ack(fork.invite.cseq.seq, via=self.via(fork.addr[0]))
+        self.service.send_request(ack, fork.addr, loop.time())
+        if call.answered or call.ended:
+            # Another branch won (or the caller gave up): this one hangs up.
+            self.service.send_request(
+                dialog.create_request("BYE", via=self.via(fork.addr[0])), fork.addr, loop.time()
+            )
+            self.flush()
+            return
+        call.answered = True
+        call.b_dialog, call.b_fork = dialog, fork
+        self._cancel_forks(call, loop.time(), keep=fork)
+        try:
+            answer = SessionDescription.parse(response.body)
+            audio = answer.audio
+            if audio is None:
+                raise SdpError("no audio stream in the answer")
+            await self.media.request(
+                "answer",
+                {
+                    "call_id": call.call_id,
+                    "leg": "b",
+                    "codecs": to_engine_codecs(audio.codecs),
+                    "remote": {"host": audio.connection_address, "port": audio.port},
+                },
+            )
+        except (SdpError, ControlError) as exc:
+            log.warning("call %s: callee's answer unusable: %s", call.call_id, exc)
+            self.service.send_request(
+                dialog.create_request("BYE", via=self.via(fork.addr[0])), fork.addr, loop.time()
+            )
+            self._finish_a(call, 488, "Not Acceptable Here (callee's answer)")
+            return
+        call.answer_sdp = build_answer(
+            call.offer,
+            address=call.local_a[0],
+            port=call.local_a[1],
+            formats=call.formats,
+            session_id=secrets.randbelow(2**31),
+            version=1,
+        ).to_bytes()
+        ok = self._a_response(call, 200)
+        ok.body = call.answer_sdp
+        ok.headers.add("Content-Type", SDP)
+        call.a_dialog = Dialog.from_uas(call.invite, ok)
+        self.service.respond(ok, loop.time())
+        self.flush()
+        await self._retransmit_ok(call, ok)
+
+    async def _retransmit_ok(self, call: Call, ok: Response) -> None:
+        """The UAS core resends its 2xx until the ACK comes (§13.3.1.4)."""
+        interval, waited = 0.5, 0.0
+        while not call.acked and not call.ended and waited < 32.0:
+            await asyncio.sleep(interval)
+            waited += interval
+            if not call.acked and not call.ended:
+                self.service.respond(ok, asyncio.get_running_loop().time())
+                self.flush()
+            interval = min(interval * 2, 4.0)
+        if not call.acked and not call.ended:
+            log.warning("call %s: no ACK for our 200 in 32 s, hanging up", call.call_id)
+            await self._hangup(call, from_caller=False)
+
+    def _branch_failed(self, call: Call, now: float) -> None:
+        if call.answered or any(fork.final == 0 for fork in call.forks.values()):
+            return
+        finals = [fork.final for fork in call.forks.values()]
+        # §16.7: 6xx beat everything; then prefer a busy over a vague failure.
+        status = next((s for s in finals if s >= 600), None)
+        status = status or (486 if 486 in finals else 480 if 408 in finals else min(finals))
+        self._finish_a(call, status, None)
+
+    def _a_response(self, call: Call, status: int, reason: str | None = None) -> Response:
+        return dialog_response(
+            call.invite,
+            status,
+            contact=self.contact(call.addr[0]),
+            to_tag=call.a_tag,
+            reason=reason,
+        )
+
+    def _reply(self, call: Call, status: int, now: float) -> None:
+        self.service.respond(self._a_response(call, status), now)
+
+    def _finish_a(self, call: Call, status: int, reason: str | None) -> None:
+        """A final non-2xx to the caller, and the call is over."""
+        now = asyncio.get_running_loop().time()
+        self.service.respond(make_response(call.invite, status, reason, to_tag=call.a_tag), now)
+        self._end(call)
+        self.flush()
+
+    def _cancel_forks(self, call: Call, now: float, keep: Fork | None = None) -> None:
+        for fork in call.forks.values():
+            if fork is not keep and fork.final == 0:
+                fork.final = 487
+                cancel = create_cancel(fork.invite)
+                self.service.send_request(cancel, fork.addr, now)
+
+    # -- in-dialog requests ------------------------------------------------------
+
+    def _reinvite(self, request: Request, now: float) -> None:
+        """Session refresh: answer with the session we already agreed (§14.2).
+
+        Hold and codec changes are not relayed yet; the media keeps flowing.
+        """
+        call = self.calls.get(request.call_id) or self._by_b.get(request.call_id)
+        if call is None or not call.answered:
+            self.service.respond(make_response(request, 481), now)
+            return
+        ok = make_response(request, 200)
+        ok.headers.add("Contact", f"<{self.contact('UDP')}>")
+        ok.body = call.answer_sdp if request.call_id == call.call_id else call.offer_sdp
+        ok.headers.add("Content-Type", SDP)
+        self.service.respond(ok, now)
+
+    def _bye(self, request: Request, now: float) -> None:
+        call = self.calls.get(request.call_id) or self._by_b.get(request.call_id)
+        if call is None or call.ended:
+            self.service.respond(make_response(request, 481), now)
+            return
+        self.service.respond(make_response(request, 200), now)
+        self._spawn(self._hangup(call, from_caller=request.call_id == call.call_id))
+
+    async def _hangup(self, call: Call, *, from_caller: bool) -> None:
+        """Send BYE on the other leg (§15.1.1), release the media."""
+        now = asyncio.get_running_loop().time()
+        if from_caller and call.b_dialog is not None and call.b_fork is not None:
+            addr = call.b_fork.addr
+            bye = call.b_dialog.create_request("BYE", via=self.via(addr[0]))
+            self.service.send_request(bye, addr, now)
+        elif not from_caller and call.a_dialog is not None:
+            bye = call.a_dialog.create_request("BYE", via=self.via(call.addr[0]))
+            self.service.send_request(bye, call.addr, now)
+        self._end(call)
+        self.flush()
+
+    def _cancel(self, request: Request, now: float) -> None:
+        """CANCEL from the caller (§9.2): 200 to it, 487 to the INVITE, CANCEL the branches."""
+        call = self.calls.get(request.call_id)
+        if call is None or call.ended:
+            self.service.respond(make_response(request, 481), now)
+            return
+        self.service.respond(make_response(request, 200), now)
+        if call.answered:
+            return  # too late: the 200 is on its way; the caller will BYE
+        self._cancel_forks(call, now)
+        self.service.respond(make_response(call.invite, 487, to_tag=call.a_tag), now)
+        self._end(call)
+
+    # -- bookkeeping -----------------------------------------------------------
+
+    def _end(self, call: Call) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        self.calls.pop(call.call_id, None)
+        self._by_b.pop(call.b_call_id, None)
+        for key in call.forks:
+            self._forks.pop(key, None)
+        if call.local_a[1]:
+            self._spawn(self._release(call))
+
+    async def _release(self, call: Call) -> None:
+        try:
+            summary = await self.media.request("delete", {"call_id": call.call_id})
+        except ControlError as exc:
+            log.warning("call %s: media delete failed: %s", call.call_id, exc)
+            return
+        log.info("call %s ended", call.call_id, extra={"media": summary.get("legs")})
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call task failed", exc_info=task.exception())
+
+
+def _address(source: str) -> Address:
+    """``udp:host:port`` as stored in a binding → a transport address."""
+    transport, rest = source.split(":", 1)
+    host, _, port = rest.rpartition(":")
+    return (transport.upper(), host.strip("[]"), int(port))
