@@ -14,6 +14,7 @@ this module orchestrates them, awaiting the media engine in between.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
@@ -35,11 +36,12 @@ from voipcore.sdp import (
     to_engine_codecs,
 )
 from voipcore.sip.dialog import Dialog, create_cancel, dialog_response
+from voipcore.sip.errors import SipParseError
 from voipcore.sip.headers import Headers
 from voipcore.sip.message import MAGIC_COOKIE, Request, Response, make_response
 from voipcore.sip.transaction import Address, TransactionKey
-from voipcore.sip.uri import SipUri
-from voipcore.store import User
+from voipcore.sip.uri import SipUri, parse_uri
+from voipcore.store import Binding, User
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +209,7 @@ class B2BUA:
         self.calls[call.call_id] = call
         self._by_b[call.b_call_id] = call
         self.service.respond(make_response(request, 100), now)
-        self._spawn(self._place(call, [(b.contact, _address(b.source)) for b in contacts]))
+        self._spawn(self._place(call, [(b.contact, contact_address(b)) for b in contacts]))
 
     def _find_user(self, target: str) -> User | None:
         users = self.users()
@@ -471,3 +473,26 @@ def _address(source: str) -> Address:
     transport, rest = source.split(":", 1)
     host, _, port = rest.rpartition(":")
     return (transport.upper(), host.strip("[]"), int(port))
+
+
+def contact_address(binding: Binding) -> Address:
+    """Where to send requests for a registered contact.
+
+    The Contact URI, unless the phone is behind NAT: a private Contact address
+    other than the address the REGISTER came from (or a host name, which we do
+    not resolve) means the contact is unreachable as written, so requests go to
+    the registration's source, which the NAT keeps open (RFC 3581, RFC 5626 §5).
+    """
+    source = _address(binding.source)
+    try:
+        uri = parse_uri(binding.contact)
+        if not isinstance(uri, SipUri):
+            return source
+        host = uri.host.strip("[]")
+        ip = ipaddress.ip_address(host)
+    except (SipParseError, ValueError):
+        return source
+    if host != source[1] and (ip.is_private and not ip.is_loopback):
+        return source
+    transport = uri.params.get("transport") or source[0]
+    return (transport.upper(), host, uri.port or 5060)
