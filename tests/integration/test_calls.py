@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from media.tones import dominant_frequency
 from tests.harness import ServerProcess
+from tests.integration.test_pyvoip import free_udp_port
 from tests.rtpphone import RtpPhone
 from tests.sipclient import SipClient
+from tests.sipp import run_sipp, scenario, write_users_csv
 from voipcore.sdp import PCMU, TELEPHONE_EVENT, SessionDescription, build_offer
 from voipcore.sip.message import Request, Response
 
@@ -175,3 +179,56 @@ def test_callee_hangs_up(server: ServerProcess) -> None:
         assert isinstance(bye, Request) and bye.method == "BYE" and bye.call_id == invite.call_id
 
     asyncio.run(main())
+
+
+def test_sipp_caller_and_sipp_callee(server: ServerProcess, tmp_path: Path) -> None:
+    """Two independent SIP stacks: SIPp answers our 407 and places the call; a second
+    SIPp, registered as bob, rings, answers, and takes the relayed BYE."""
+    uas_port, uas_media, uac_media = free_udp_port(), free_udp_port(), free_udp_port()
+    uas_dir = tmp_path / "uas"
+    uas_dir.mkdir()
+    uas = subprocess.Popen(
+        [
+            "sipp",
+            "-sf",
+            str(scenario("uas_call.xml")),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(uas_port),
+            "-mp",
+            str(uas_media),
+            "-m",
+            "1",
+            "-timeout",
+            "20s",
+            "-nostdin",
+            "-trace_err",
+            "-error_file",
+            str(uas_dir / "errors.log"),
+        ],
+        cwd=uas_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        bob = SipClient("127.0.0.1", server.udp_port)
+        contact = f"<sip:bob@127.0.0.1:{uas_port}>"
+        assert bob.register("bob", "bob-secret", DOMAIN, contacts=(contact,)).status == 200
+        users = write_users_csv(tmp_path / "users.csv", [("alice", "alice-secret")])
+        result = run_sipp(
+            scenario("uac_call.xml"),
+            "127.0.0.1",
+            server.udp_port,
+            workdir=tmp_path,
+            users_csv=users,
+            keys={"domain": DOMAIN, "callee": "202"},
+            auth_uri=f"202@{DOMAIN}",
+            timeout=20,
+            extra_args=["-mp", str(uac_media)],
+        )
+        assert result.ok, result.describe()
+        assert uas.wait(timeout=20) == 0  # the callee saw INVITE, ACK and BYE
+    finally:
+        if uas.poll() is None:
+            uas.kill()
