@@ -42,6 +42,7 @@ from voipcore.sip.message import MAGIC_COOKIE, Request, Response, make_response
 from voipcore.sip.transaction import Address, TransactionKey
 from voipcore.sip.uri import SipUri, parse_uri
 from voipcore.store import Binding, User
+from voipcore.store.calls import CallRecord, HungUpBy, LegRecord, LegRole
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,19 @@ SUPPORTED = [PCMU, PCMA, TELEPHONE_EVENT]
 SDP = "application/sdp"
 #: How long the callee's phones may ring before the caller gets 480 (no answer).
 RING_TIMEOUT = 60.0
+#: Final statuses to the caller, as call-log hangup causes.
+_CAUSES = {
+    486: "busy",
+    600: "busy",
+    480: "no_answer",
+    408: "no_answer",
+    487: "cancelled",
+    603: "rejected",
+    403: "rejected",
+    404: "failed",
+    488: "failed",
+    503: "failed",
+}
 
 
 class ServiceApi(Protocol):
@@ -80,6 +94,7 @@ class Call:
     addr: Address
     caller: str
     callee: str
+    dialled: str
     offer: SessionDescription
     formats: list[Format]
     a_tag: str = field(default_factory=lambda: secrets.token_hex(6))
@@ -96,6 +111,13 @@ class Call:
     answered: bool = False
     acked: bool = False
     ended: bool = False
+    # For the call log (wall-clock seconds):
+    started_at: float = 0.0
+    ringing_at: float | None = None
+    answered_at: float | None = None
+    status: int | None = None
+    cause: str | None = None
+    hung_up_by: HungUpBy | None = None
 
 
 class B2BUA:
@@ -112,6 +134,7 @@ class B2BUA:
         contact: Callable[[str], str],
         wall_offset: Callable[[], float],
         flush: Callable[[], None],
+        record: Callable[[CallRecord], None] = lambda call: None,
     ) -> None:
         self.service = service
         self.media = media
@@ -121,6 +144,7 @@ class B2BUA:
         self.contact = contact
         self.wall_offset = wall_offset
         self.flush = flush
+        self.record = record
         self.calls: dict[str, Call] = {}
         self._by_b: dict[str, Call] = {}
         self._forks: dict[TransactionKey, Call] = {}
@@ -156,6 +180,7 @@ class B2BUA:
         if status < 200:
             if status > 100 and not call.ringing and not call.answered:
                 call.ringing = True
+                call.ringing_at = self._wall()
                 self._reply(call, status if status in (180, 183) else 180, now)
         elif status < 300:
             self._spawn(self._answered(call, fork, response))
@@ -186,7 +211,7 @@ class B2BUA:
         target = uri.user_unescaped if isinstance(uri, SipUri) else None
         callee = self._find_user(target or "")
         if callee is None:
-            self.service.respond(make_response(request, 404, f"Not Found ({target})"), now)
+            self._refuse(request, caller, target or "", 404, f"Not Found ({target})", now)
             return
         try:
             offer = SessionDescription.parse(request.body)
@@ -195,21 +220,52 @@ class B2BUA:
                 raise SdpError("no audio stream offered")
         except SdpError as exc:
             reason = f"Not Acceptable Here ({exc})"[:100]
-            self.service.respond(make_response(request, 488, reason), now)
+            self._refuse(request, caller, target or "", 488, reason, now)
             return
         formats = negotiate(audio, SUPPORTED)
         if not formats:
-            self.service.respond(make_response(request, 488, "Not Acceptable Here (codecs)"), now)
+            self._refuse(request, caller, target or "", 488, "Not Acceptable Here (codecs)", now)
             return
         contacts = self.registrar.lookup(callee.username, now + self.wall_offset())
         if not contacts:
-            self.service.respond(make_response(request, 480), now)
+            self._refuse(request, caller, target or "", 480, None, now, "unavailable")
             return
-        call = Call(request.call_id, request, addr, caller, callee.username, offer, formats)
+        call = Call(
+            request.call_id, request, addr, caller, callee.username, target or "", offer, formats
+        )
+        call.started_at = self._wall()
         self.calls[call.call_id] = call
         self._by_b[call.b_call_id] = call
         self.service.respond(make_response(request, 100), now)
         self._spawn(self._place(call, [(b.contact, contact_address(b)) for b in contacts]))
+
+    def _refuse(
+        self,
+        request: Request,
+        caller: str,
+        dialled: str,
+        status: int,
+        reason: str | None,
+        now: float,
+        cause: str | None = None,
+    ) -> None:
+        """Turn an authenticated INVITE away, and log the attempt."""
+        self.service.respond(make_response(request, status, reason), now)
+        wall = now + self.wall_offset()
+        self.record(
+            CallRecord(
+                call_id=request.call_id,
+                direction="internal",
+                caller=caller,
+                callee_dialled=dialled,
+                user=caller,
+                started_at=wall,
+                ended_at=wall,
+                hangup_cause=cause or _CAUSES.get(status, "failed"),
+                sip_status=status,
+                hung_up_by="system",
+            )
+        )
 
     def _find_user(self, target: str) -> User | None:
         users = self.users()
@@ -297,6 +353,8 @@ class B2BUA:
             self.flush()
             return
         call.answered = True
+        call.answered_at = self._wall()
+        call.status, call.cause = 200, "normal"
         call.b_dialog, call.b_fork = dialog, fork
         self._cancel_forks(call, loop.time(), keep=fork)
         try:
@@ -348,6 +406,7 @@ class B2BUA:
             interval = min(interval * 2, 4.0)
         if not call.acked and not call.ended:
             log.warning("call %s: no ACK for our 200 in 32 s, hanging up", call.call_id)
+            call.hung_up_by, call.cause = "system", "failed"
             await self._hangup(call, from_caller=False)
 
     def _branch_failed(self, call: Call, now: float) -> None:
@@ -374,6 +433,9 @@ class B2BUA:
     def _finish_a(self, call: Call, status: int, reason: str | None) -> None:
         """A final non-2xx to the caller, and the call is over."""
         now = asyncio.get_running_loop().time()
+        call.status = status
+        call.cause = _CAUSES.get(status, "failed")
+        call.hung_up_by = "system"
         self.service.respond(make_response(call.invite, status, reason, to_tag=call.a_tag), now)
         self._end(call)
         self.flush()
@@ -413,6 +475,7 @@ class B2BUA:
     async def _hangup(self, call: Call, *, from_caller: bool) -> None:
         """Send BYE on the other leg (§15.1.1), release the media."""
         now = asyncio.get_running_loop().time()
+        call.hung_up_by = call.hung_up_by or ("caller" if from_caller else "callee")
         if from_caller and call.b_dialog is not None and call.b_fork is not None:
             addr = call.b_fork.addr
             bye = call.b_dialog.create_request("BYE", via=self.via(addr[0]))
@@ -434,6 +497,7 @@ class B2BUA:
             return  # too late: the 200 is on its way; the caller will BYE
         self._cancel_forks(call, now)
         self.service.respond(make_response(call.invite, 487, to_tag=call.a_tag), now)
+        call.status, call.cause, call.hung_up_by = 487, "cancelled", "caller"
         self._end(call)
 
     # -- bookkeeping -----------------------------------------------------------
@@ -446,16 +510,58 @@ class B2BUA:
         self._by_b.pop(call.b_call_id, None)
         for key in call.forks:
             self._forks.pop(key, None)
-        if call.local_a[1]:
-            self._spawn(self._release(call))
+        self._spawn(self._release(call, self._wall()))
 
-    async def _release(self, call: Call) -> None:
-        try:
-            summary = await self.media.request("delete", {"call_id": call.call_id})
-        except ControlError as exc:
-            log.warning("call %s: media delete failed: %s", call.call_id, exc)
-            return
-        log.info("call %s ended", call.call_id, extra={"media": summary.get("legs")})
+    async def _release(self, call: Call, ended_at: float) -> None:
+        """Free the media, then log the call with each leg's quality."""
+        legs: dict[str, Any] = {}
+        if call.local_a[1]:
+            try:
+                summary = await self.media.request("delete", {"call_id": call.call_id})
+                legs = summary.get("legs") or {}
+            except ControlError as exc:
+                log.warning("call %s: media delete failed: %s", call.call_id, exc)
+        self.record(self._call_record(call, ended_at, legs))
+
+    def _call_record(self, call: Call, ended_at: float, media: dict[str, Any]) -> CallRecord:
+        peers: dict[str, tuple[str, LegRole, str]] = {
+            "a": (call.caller, "caller", call.addr[0]),
+            "b": (call.callee, "callee", ""),
+        }
+        legs = []
+        for leg, (peer, role, transport) in peers.items():
+            if leg == "b" and call.b_fork is not None:
+                transport = call.b_fork.addr[0]
+            record = LegRecord(
+                leg_id=leg,
+                role=role,
+                peer=peer,
+                transport=transport.lower(),
+                started_at=call.started_at,
+                answered_at=call.answered_at,
+                ended_at=ended_at,
+                sip_status=call.status,
+            )
+            legs.append(record.with_media(media[leg]) if leg in media else record)
+        return CallRecord(
+            call_id=call.call_id,
+            direction="internal",
+            caller=call.caller,
+            callee_dialled=call.dialled,
+            user=call.caller,
+            started_at=call.started_at,
+            ringing_at=call.ringing_at,
+            answered_at=call.answered_at,
+            ended_at=ended_at,
+            hangup_cause=call.cause or "normal",
+            sip_status=call.status,
+            hung_up_by=call.hung_up_by,
+            codec=call.formats[0].name if call.formats else None,
+            legs=legs,
+        )
+
+    def _wall(self) -> float:
+        return asyncio.get_running_loop().time() + self.wall_offset()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

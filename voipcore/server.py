@@ -24,6 +24,7 @@ from voipcore.service import SipService, StoreBindings
 from voipcore.sip.digest import DigestAuthenticator
 from voipcore.sip.transaction import Address
 from voipcore.store import User
+from voipcore.store.calls import AsyncCallLog, SqliteCallLog
 from voipcore.store.sqlite import SqliteStore
 from voipcore.store.writer import BatchWriter
 from voipcore.transport import TransportSet
@@ -65,6 +66,7 @@ class Server:
         self.service = SipService(registrar)
         self.media: MediaEngine | WorkerPool | None = None
         self._http: web.AppRunner | None = None
+        self.call_log: AsyncCallLog | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -90,6 +92,9 @@ class Server:
             self.transports.add(transport)
             log.info("sip listening on %s", transport.bound, extra={"listen": str(transport.bound)})
         self.media = await self._start_media()
+        self.call_log = AsyncCallLog(
+            SqliteCallLog(self.config.store.sqlite_path), executor=self.writer.executor
+        )
         self.b2bua = B2BUA(
             self.service,
             self.media,
@@ -99,6 +104,7 @@ class Server:
             contact=self._contact,
             wall_offset=lambda: self.service.wall_offset,
             flush=self._pump,
+            record=self.call_log.submit,
         )
         self.service.calls = self.b2bua
         host, port = parse_host_port(self.config.http.listen)
@@ -161,6 +167,8 @@ class Server:
             await self._http.cleanup()
         if self.media is not None:
             await self.media.stop()
+        if self.call_log is not None:
+            await self.call_log.close()
         await self.writer.close()
         self.store.close()
         log.info("stopped", extra=dataclasses.asdict(self.service.counters))

@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -18,6 +18,7 @@ from tests.sipclient import SipClient
 from tests.sipp import run_sipp, scenario, write_users_csv
 from voipcore.sdp import PCMU, TELEPHONE_EVENT, SessionDescription, build_offer
 from voipcore.sip.message import Request, Response
+from voipcore.store.calls import SqliteCallLog, to_json
 
 pytestmark = pytest.mark.integration
 DOMAIN = "test.local"
@@ -51,6 +52,21 @@ async def next_final(client: SipClient) -> Response:
 
 async def call(caller: SipClient, target: str, phone: RtpPhone) -> Request:
     return await blocking(caller.invite, "alice", "alice-secret", DOMAIN, target, sdp_for(phone))
+
+
+async def logged(server: ServerProcess, call_id: str) -> dict[str, Any]:
+    """The call's row in the server's call log, once its end is committed."""
+    log = SqliteCallLog(str(server.workdir / "voipcore.db"))
+    try:
+        for _ in range(50):
+            record = log.get(call_id)
+            if record is not None and record.ended_at is not None:
+                [row] = to_json([record])
+                return row
+            await asyncio.sleep(0.1)
+    finally:
+        log.close()
+    raise AssertionError(f"call {call_id} not in the call log")
 
 
 async def registered(server: ServerProcess, user: str) -> SipClient:
@@ -102,6 +118,23 @@ def test_extension_call_carries_audio_both_ways_and_hangs_up(server: ServerProce
         assert isinstance(bye, Request) and bye.method == "BYE"
         await blocking(bob.answer, bye, 200)
 
+        row = await logged(server, invite.call_id)
+        assert (row["direction"], row["caller"], row["callee_dialled"]) == (
+            "internal",
+            "alice",
+            "202",
+        )
+        assert (row["hangup_cause"], row["hung_up_by"], row["sip_status"]) == (
+            "normal",
+            "caller",
+            200,
+        )
+        assert row["answered_at"] and row["duration"] > 0.9 and row["codec"] == "PCMU"
+        legs = {leg["leg_id"]: leg for leg in row["legs"]}
+        assert legs["a"]["peer"] == "alice" and legs["b"]["peer"] == "bob"
+        assert legs["a"]["packets_in"] >= 45 and legs["b"]["packets_in"] >= 45
+        assert legs["a"]["mos_avg"] is not None
+
     asyncio.run(main())
 
 
@@ -115,8 +148,11 @@ def test_unknown_or_unregistered_callee(
         alice = await registered(server, "alice")
         if register_bob:
             await registered(server, "bob")
-        await call(alice, target, RtpPhone.open())
+        invite = await call(alice, target, RtpPhone.open())
         assert (await next_final(alice)).status == status
+        row = await logged(server, invite.call_id)
+        assert row["sip_status"] == status and row["answered_at"] is None
+        assert row["hangup_cause"] == ("failed" if status == 404 else "unavailable")
 
     asyncio.run(main())
 
@@ -124,11 +160,13 @@ def test_unknown_or_unregistered_callee(
 def test_busy_callee_gives_486(server: ServerProcess) -> None:
     async def main() -> None:
         alice, bob = await registered(server, "alice"), await registered(server, "bob")
-        await call(alice, "bob", RtpPhone.open())
+        invite = await call(alice, "bob", RtpPhone.open())
         incoming = await blocking(bob.recv_message)
         assert isinstance(incoming, Request)
         await blocking(bob.answer, incoming, 486)
         assert (await next_final(alice)).status == 486
+        row = await logged(server, invite.call_id)
+        assert (row["hangup_cause"], row["sip_status"]) == ("busy", 486)
 
     asyncio.run(main())
 
@@ -159,6 +197,9 @@ def test_caller_cancels_while_ringing(server: ServerProcess) -> None:
         assert isinstance(cancel, Request) and cancel.method == "CANCEL"
         await blocking(bob.answer, cancel, 200)
         await blocking(bob.answer, incoming, 487)
+        row = await logged(server, invite.call_id)
+        assert (row["hangup_cause"], row["hung_up_by"]) == ("cancelled", "caller")
+        assert row["ringing_at"] is not None and row["answered_at"] is None
 
     asyncio.run(main())
 
@@ -177,6 +218,8 @@ def test_callee_hangs_up(server: ServerProcess) -> None:
         assert (await blocking(bob.recv)).status == 200
         bye = await blocking(alice.recv_message)
         assert isinstance(bye, Request) and bye.method == "BYE" and bye.call_id == invite.call_id
+        row = await logged(server, invite.call_id)
+        assert (row["hangup_cause"], row["hung_up_by"]) == ("normal", "callee")
 
     asyncio.run(main())
 
