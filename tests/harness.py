@@ -41,6 +41,7 @@ class ServerProcess:
     domain: str = "test.local"
     users: list[TestUser] = field(default_factory=lambda: list(DEFAULT_USERS))
     extra_sip: str = ""
+    extra_config: str = ""
     sip_trace: bool = False
     event_loop: str = "uvloop"
     host: str = "127.0.0.1"
@@ -83,6 +84,7 @@ domain = "{self.domain}"
 listen = "127.0.0.1:0"
 [store]
 url = "sqlite:///{self.workdir / "voipcore.db"}"
+{self.extra_config}
 {users}"""
         )
 

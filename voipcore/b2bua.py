@@ -22,6 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from media.control import ControlError, MediaControl
+from voipcore.dialer.numbers import (
+    CountryPolicy,
+    ForbiddenDestination,
+    InvalidNumber,
+    is_extension_like,
+    normalize,
+)
 from voipcore.registrar import Registrar
 from voipcore.sdp import (
     PCMA,
@@ -42,7 +49,8 @@ from voipcore.sip.message import MAGIC_COOKIE, Request, Response, make_response
 from voipcore.sip.transaction import Address, TransactionKey
 from voipcore.sip.uri import SipUri, parse_uri
 from voipcore.store import Binding, User
-from voipcore.store.calls import CallRecord, HungUpBy, LegRecord, LegRole
+from voipcore.store.calls import CallRecord, Direction, HungUpBy, LegRecord, LegRole
+from voipcore.trunks.twilio import TwilioTrunk
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +86,14 @@ class ServiceApi(Protocol):
 
 @dataclass
 class Fork:
-    """Our INVITE to one contact of the callee."""
+    """Our INVITE to one contact of the callee, or to one trunk edge."""
 
     invite: Request
     addr: Address
     final: int = 0
+    edge: str | None = None
+    alive: bool = False
+    authenticated: bool = False
 
 
 @dataclass
@@ -99,6 +110,9 @@ class Call:
     formats: list[Format]
     a_tag: str = field(default_factory=lambda: secrets.token_hex(6))
     b_call_id: str = field(default_factory=lambda: f"b-{secrets.token_hex(10)}")
+    b_tag: str = field(default_factory=lambda: secrets.token_hex(6))
+    e164: str | None = None
+    edges: list[str] = field(default_factory=list)
     local_a: tuple[str, int] = ("", 0)
     local_b: tuple[str, int] = ("", 0)
     forks: dict[TransactionKey, Fork] = field(default_factory=dict)
@@ -135,6 +149,9 @@ class B2BUA:
         wall_offset: Callable[[], float],
         flush: Callable[[], None],
         record: Callable[[CallRecord], None] = lambda call: None,
+        trunk: TwilioTrunk | None = None,
+        default_region: str = "US",
+        policy: CountryPolicy | None = None,
     ) -> None:
         self.service = service
         self.media = media
@@ -145,6 +162,9 @@ class B2BUA:
         self.wall_offset = wall_offset
         self.flush = flush
         self.record = record
+        self.trunk = trunk
+        self.default_region = default_region
+        self.policy = policy or CountryPolicy(frozenset({default_region}))
         self.calls: dict[str, Call] = {}
         self._by_b: dict[str, Call] = {}
         self._forks: dict[TransactionKey, Call] = {}
@@ -176,6 +196,7 @@ class B2BUA:
         if call is None or call.ended:
             return
         fork = call.forks[key]
+        fork.alive = True
         status = response.status
         if status < 200:
             if status > 100 and not call.ringing and not call.answered:
@@ -184,6 +205,12 @@ class B2BUA:
                 self._reply(call, status if status in (180, 183) else 180, now)
         elif status < 300:
             self._spawn(self._answered(call, fork, response))
+        elif status in (401, 407) and fork.edge is not None and not fork.authenticated:
+            fork.final = status
+            self._trunk_authenticate(call, fork, response, now)
+        elif fork.edge is not None and (status >= 500 or status == 408) and call.edges:
+            fork.final = status  # this edge is in trouble: try the next one
+            self._spawn(self._trunk_attempt(call))
         else:
             fork.final = status
             self._branch_failed(call, now)
@@ -192,8 +219,12 @@ class B2BUA:
         """Timer B on a branch: treat as 408 from it."""
         call = self._forks.get(key)
         if call is not None and not call.ended:
-            call.forks[key].final = 408
-            self._branch_failed(call, now)
+            fork = call.forks[key]
+            fork.final = 408
+            if fork.edge is not None and call.edges:
+                self._spawn(self._trunk_attempt(call))
+            else:
+                self._branch_failed(call, now)
 
     # -- new calls ------------------------------------------------------------
 
@@ -208,11 +239,7 @@ class B2BUA:
             self.service.respond(caller, now)
             return
         uri = request.uri
-        target = uri.user_unescaped if isinstance(uri, SipUri) else None
-        callee = self._find_user(target or "")
-        if callee is None:
-            self._refuse(request, caller, target or "", 404, f"Not Found ({target})", now)
-            return
+        dialled = (uri.user_unescaped if isinstance(uri, SipUri) else None) or ""
         try:
             offer = SessionDescription.parse(request.body)
             audio = offer.audio
@@ -220,24 +247,66 @@ class B2BUA:
                 raise SdpError("no audio stream offered")
         except SdpError as exc:
             reason = f"Not Acceptable Here ({exc})"[:100]
-            self._refuse(request, caller, target or "", 488, reason, now)
+            self._refuse(request, caller, dialled, 488, reason, now)
             return
         formats = negotiate(audio, SUPPORTED)
         if not formats:
-            self._refuse(request, caller, target or "", 488, "Not Acceptable Here (codecs)", now)
+            self._refuse(request, caller, dialled, 488, "Not Acceptable Here (codecs)", now)
             return
-        contacts = self.registrar.lookup(callee.username, now + self.wall_offset())
-        if not contacts:
-            self._refuse(request, caller, target or "", 480, None, now, "unavailable")
+        callee = self._find_user(dialled)
+        if callee is not None:
+            contacts = self.registrar.lookup(callee.username, now + self.wall_offset())
+            if not contacts:
+                self._refuse(request, caller, dialled, 480, None, now, "unavailable")
+                return
+            call = self._start(request, addr, caller, callee.username, dialled, offer, formats)
+            targets = [(b.contact, contact_address(b)) for b in contacts]
+            self._spawn(self._place(call, targets))
             return
-        call = Call(
-            request.call_id, request, addr, caller, callee.username, target or "", offer, formats
-        )
+        if self.trunk is None or is_extension_like(dialled):
+            self._refuse(request, caller, dialled, 404, f"Not Found ({dialled})", now)
+            return
+        try:
+            number = normalize(dialled, self.default_region)
+            self.policy.check(number)
+        except InvalidNumber as exc:
+            self._refuse(
+                request,
+                caller,
+                dialled,
+                exc.sip_status,
+                _short(str(exc)),
+                now,
+                "invalid_number",
+                "outbound",
+            )
+            return
+        except ForbiddenDestination as exc:
+            self._refuse(
+                request, caller, dialled, 403, _short(str(exc)), now, "rejected", "outbound"
+            )
+            return
+        call = self._start(request, addr, caller, number.e164, dialled, offer, formats)
+        call.e164 = number.e164
+        call.edges = list(self.trunk.config.edges)
+        self._spawn(self._place_outbound(call))
+
+    def _start(
+        self,
+        request: Request,
+        addr: Address,
+        caller: str,
+        callee: str,
+        dialled: str,
+        offer: SessionDescription,
+        formats: list[Format],
+    ) -> Call:
+        call = Call(request.call_id, request, addr, caller, callee, dialled, offer, formats)
         call.started_at = self._wall()
         self.calls[call.call_id] = call
         self._by_b[call.b_call_id] = call
-        self.service.respond(make_response(request, 100), now)
-        self._spawn(self._place(call, [(b.contact, contact_address(b)) for b in contacts]))
+        self.service.respond(make_response(request, 100), asyncio.get_running_loop().time())
+        return call
 
     def _refuse(
         self,
@@ -248,6 +317,7 @@ class B2BUA:
         reason: str | None,
         now: float,
         cause: str | None = None,
+        direction: Direction = "internal",
     ) -> None:
         """Turn an authenticated INVITE away, and log the attempt."""
         self.service.respond(make_response(request, status, reason), now)
@@ -255,7 +325,7 @@ class B2BUA:
         self.record(
             CallRecord(
                 call_id=request.call_id,
-                direction="internal",
+                direction=direction,
                 caller=caller,
                 callee_dialled=dialled,
                 user=caller,
@@ -273,8 +343,8 @@ class B2BUA:
             return users[target]
         return next((u for u in users.values() if u.extension == target), None)
 
-    async def _place(self, call: Call, targets: list[tuple[str, Address]]) -> None:
-        """Anchor the media, then INVITE every contact of the callee."""
+    async def _anchor(self, call: Call) -> bool:
+        """Open the call's two media legs; False (and the caller told) if that fails."""
         audio = call.offer.audio
         assert audio is not None
         try:
@@ -294,41 +364,130 @@ class B2BUA:
         except ControlError as exc:
             log.error("media for call %s failed: %s", call.call_id, exc)
             self._finish_a(call, 503, "Service Unavailable (media)")
-            return
+            return False
         call.local_a = (reply_a["local"]["host"], reply_a["local"]["port"])
         call.local_b = (reply_b["local"]["host"], reply_b["local"]["port"])
-        body = build_offer(
+        call.offer_sdp = build_offer(
             address=call.local_b[0],
             port=call.local_b[1],
             formats=call.formats,
             session_id=secrets.randbelow(2**31),
             version=1,
         ).to_bytes()
-        call.offer_sdp = body
-        now = asyncio.get_running_loop().time()
+        return True
+
+    async def _place(self, call: Call, targets: list[tuple[str, Address]]) -> None:
+        """Anchor the media, then INVITE every contact of the callee at once."""
+        if not await self._anchor(call):
+            return
+        domain = self.registrar.domain
         for contact, addr in targets:
-            invite = self._b_invite(call, contact, addr, body)
-            key = self.service.send_request(invite, addr, now)
-            call.forks[key] = Fork(invite, addr)
-            self._forks[key] = call
-        self.flush()
+            invite = self._b_invite(
+                call, contact, addr, f"sip:{call.caller}@{domain}", f"sip:{call.callee}@{domain}"
+            )
+            self._send_fork(call, invite, addr)
         self._spawn(self._ring_timeout(call))
 
-    def _b_invite(self, call: Call, contact: str, addr: Address, body: bytes) -> Request:
-        domain = self.registrar.domain
+    async def _place_outbound(self, call: Call) -> None:
+        """Anchor the media, then try the trunk's edges in order."""
+        if not await self._anchor(call):
+            return
+        self._spawn(self._ring_timeout(call))
+        await self._trunk_attempt(call)
+
+    async def _trunk_attempt(self, call: Call) -> None:
+        """INVITE the next edge; move on if it stays silent (edge down) or fails."""
+        trunk = self.trunk
+        assert trunk is not None and call.e164 is not None
+        while call.edges and not call.ended and not call.answered:
+            edge = call.edges.pop(0)
+            try:
+                addr = await trunk.address(edge)
+            except OSError as exc:
+                log.warning("trunk edge %s cannot be resolved: %s", edge, exc)
+                continue
+            await trunk.pace()
+            if call.ended or call.answered:
+                return
+            fork = self._send_fork(call, self._trunk_invite(call, edge, addr), addr, edge)
+            await asyncio.sleep(trunk.config.failover_timeout)
+            if fork.alive or call.ended or call.answered:
+                return
+            log.warning(
+                "trunk edge %s silent for %.1f s: failing over", edge, trunk.config.failover_timeout
+            )
+            fork.final = 408
+        if not call.ended and not call.answered and all(f.final for f in call.forks.values()):
+            self._finish_a(call, 503, "Service Unavailable (no trunk edge answered)")
+
+    def _trunk_invite(
+        self,
+        call: Call,
+        edge: str,
+        addr: Address,
+        cseq: int = 1,
+        extra: tuple[str, str] | None = None,
+    ) -> Request:
+        trunk = self.trunk
+        assert trunk is not None and call.e164 is not None
+        caller_id = trunk.config.caller_id or call.caller
+        return self._b_invite(
+            call,
+            trunk.request_uri(call.e164, edge),
+            addr,
+            f"sip:{caller_id}@{trunk.domain}",
+            f"sip:{call.e164}@{trunk.domain}",
+            tag=call.b_tag,
+            cseq=cseq,
+            extra=extra,
+        )
+
+    def _trunk_authenticate(self, call: Call, fork: Fork, challenge: Response, now: float) -> None:
+        """Meet the trunk's digest challenge from the credential list (§22.3)."""
+        assert self.trunk is not None and fork.edge is not None
+        header = self.trunk.authorization(fork.invite, challenge)
+        if header is None:
+            self._branch_failed(call, now)
+            return
+        invite = self._trunk_invite(call, fork.edge, fork.addr, fork.invite.cseq.seq + 1, header)
+        retry = self._send_fork(call, invite, fork.addr, fork.edge)
+        retry.alive = retry.authenticated = True
+
+    def _send_fork(
+        self, call: Call, invite: Request, addr: Address, edge: str | None = None
+    ) -> Fork:
+        key = self.service.send_request(invite, addr, asyncio.get_running_loop().time())
+        fork = call.forks[key] = Fork(invite, addr, edge=edge)
+        self._forks[key] = call
+        self.flush()
+        return fork
+
+    def _b_invite(
+        self,
+        call: Call,
+        uri: str,
+        addr: Address,
+        from_uri: str,
+        to_uri: str,
+        *,
+        tag: str | None = None,
+        cseq: int = 1,
+        extra: tuple[str, str] | None = None,
+    ) -> Request:
         headers = Headers()
         branch = MAGIC_COOKIE + secrets.token_hex(8)
         headers.add("Via", f"{self.via(addr[0])};branch={branch};rport")
-        headers.add(
-            "Max-Forwards", str(max(0, int(call.invite.headers.get("Max-Forwards") or 70) - 1))
-        )
-        headers.add("From", f"<sip:{call.caller}@{domain}>;tag={secrets.token_hex(6)}")
-        headers.add("To", f"<sip:{call.callee}@{domain}>")
+        hops = call.invite.max_forwards
+        headers.add("Max-Forwards", str(69 if hops is None else hops - 1))
+        headers.add("From", f"<{from_uri}>;tag={tag or secrets.token_hex(6)}")
+        headers.add("To", f"<{to_uri}>")
         headers.add("Call-ID", call.b_call_id)
-        headers.add("CSeq", "1 INVITE")
+        headers.add("CSeq", f"{cseq} INVITE")
         headers.add("Contact", f"<{self.contact(addr[0])}>")
+        if extra is not None:
+            headers.add(*extra)
         headers.add("Content-Type", SDP)
-        return Request("INVITE", contact, headers, body)
+        return Request("INVITE", uri, headers, call.offer_sdp)
 
     async def _ring_timeout(self, call: Call) -> None:
         await asyncio.sleep(RING_TIMEOUT)
@@ -530,13 +689,16 @@ class B2BUA:
         }
         legs = []
         for leg, (peer, role, transport) in peers.items():
+            edge = None
             if leg == "b" and call.b_fork is not None:
-                transport = call.b_fork.addr[0]
+                transport, edge = call.b_fork.addr[0], call.b_fork.edge
             record = LegRecord(
                 leg_id=leg,
                 role=role,
                 peer=peer,
                 transport=transport.lower(),
+                edge=edge,
+                billable=leg == "b" and call.e164 is not None,
                 started_at=call.started_at,
                 answered_at=call.answered_at,
                 ended_at=ended_at,
@@ -545,9 +707,10 @@ class B2BUA:
             legs.append(record.with_media(media[leg]) if leg in media else record)
         return CallRecord(
             call_id=call.call_id,
-            direction="internal",
+            direction="outbound" if call.e164 is not None else "internal",
             caller=call.caller,
             callee_dialled=call.dialled,
+            callee_e164=call.e164,
             user=call.caller,
             started_at=call.started_at,
             ringing_at=call.ringing_at,
@@ -572,6 +735,11 @@ class B2BUA:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("call task failed", exc_info=task.exception())
+
+
+def _short(text: str) -> str:
+    """A reason phrase of sensible length."""
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def _address(source: str) -> Address:

@@ -225,6 +225,9 @@ class TwilioTrunkConfig(_Section):
     friendly_name: str = "voipcore"
     origination_uri: str | None = Field(None, pattern=r"^sips?:")
     dids: dict[str, str] = {}
+    outbound_proxy: str | None = None
+    edge_addresses: dict[str, str] = {}
+    failover_timeout: float = Field(2.0, gt=0)
     account_sid: str | None = Field(None, pattern=r"^AC[0-9a-f]{32}$")
     auth_token: str | None = None
     api_key_sid: str | None = Field(None, pattern=r"^SK[0-9a-f]{32}$")
@@ -246,6 +249,22 @@ class TwilioTrunkConfig(_Section):
             raise ValueError("Twilio needs a digit, an upper- and a lower-case letter in it")
         return value
 
+    @field_validator("outbound_proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value)
+        return value
+
+    @field_validator("edge_addresses")
+    @classmethod
+    def _edge_addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        for edge, address in value.items():
+            if edge not in TWILIO_EDGES:
+                raise ValueError(f"unknown edge {edge!r}")
+            parse_host_port(address)
+        return value
+
     @field_validator("caller_id")
     @classmethod
     def _caller_id(cls, value: str | None) -> str | None:
@@ -257,6 +276,33 @@ class TwilioTrunkConfig(_Section):
         for did in value:
             _e164(did)
         return value
+
+
+class DialingConfig(_Section):
+    """``[dialing]``: how dialled numbers become E.164, and where calls may go."""
+
+    default_region: str = "US"
+    allowed_countries: list[str] | None = None
+    allow_premium: bool = False
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        from voipcore.dialer.numbers import validate_region
+
+        return validate_region(value)
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _countries(cls, value: list[str] | None) -> list[str] | None:
+        from voipcore.dialer.numbers import validate_region
+
+        return None if value is None else [validate_region(code) for code in value]
+
+    @property
+    def countries(self) -> frozenset[str]:
+        """Allowed destination countries; by default the default region's only."""
+        return frozenset(self.allowed_countries or [self.default_region])
 
 
 class TrunksConfig(_Section):
@@ -274,6 +320,7 @@ class Config(_Section):
     qos: QosConfig = Field(default_factory=QosConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     trunks: TrunksConfig = Field(default_factory=TrunksConfig)
+    dialing: DialingConfig = Field(default_factory=DialingConfig)
     users: list[UserConfig] = []
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from media.engine import MediaEngine
 from media.workers import WorkerPool
 from voipcore.b2bua import B2BUA
 from voipcore.config import Config, parse_host_port
+from voipcore.dialer.numbers import CountryPolicy
 from voipcore.http.app import start_http
 from voipcore.logs import TRACE_LOGGER
 from voipcore.registrar import Registrar
@@ -30,6 +31,7 @@ from voipcore.store.writer import BatchWriter
 from voipcore.transport import TransportSet
 from voipcore.transport.tcp import TcpTransport
 from voipcore.transport.udp import UdpTransport
+from voipcore.trunks.twilio import TwilioTrunk
 
 log = logging.getLogger(__name__)
 trace = logging.getLogger(TRACE_LOGGER)
@@ -105,6 +107,11 @@ class Server:
             wall_offset=lambda: self.service.wall_offset,
             flush=self._pump,
             record=self.call_log.submit,
+            trunk=TwilioTrunk(self.config.trunks.twilio) if self.config.trunks.twilio else None,
+            default_region=self.config.dialing.default_region,
+            policy=CountryPolicy(
+                self.config.dialing.countries, allow_premium=self.config.dialing.allow_premium
+            ),
         )
         self.service.calls = self.b2bua
         host, port = parse_host_port(self.config.http.listen)

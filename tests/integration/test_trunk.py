@@ -1,0 +1,158 @@
+"""Calls to the phone network through the Twilio trunk (the carrier is the stand-in)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from media.tones import dominant_frequency
+from tests.carrier import Party, TwilioCarrier
+from tests.harness import ServerProcess
+from tests.integration.test_calls import blocking, logged, next_final, registered, sdp_for
+from tests.rtpphone import RtpPhone
+
+pytestmark = pytest.mark.integration
+DOMAIN = "test.local"
+TRUNK_USER, TRUNK_PASSWORD = "voipcore", "Sup3rSecretPassw0rd"
+CALLER_ID = "+14045550100"
+
+
+@asynccontextmanager
+async def trunk_setup(
+    tmp_path: Path, edges: tuple[str, ...] = ("ashburn", "umatilla")
+) -> AsyncIterator[tuple[TwilioCarrier, ServerProcess]]:
+    carrier = TwilioCarrier(
+        trunk="acme",
+        edges=edges,
+        credentials={TRUNK_USER: TRUNK_PASSWORD},
+        caller_ids=(CALLER_ID,),
+        cps=1,
+        default=Party(media="tone", tone_hz=1000),
+    )
+    await carrier.start()
+    addresses = ", ".join(f'{edge} = "127.0.0.1:{carrier.address(edge)[1]}"' for edge in edges)
+    edge_list = ", ".join(f'"{edge}"' for edge in edges)
+    server = ServerProcess(
+        tmp_path,
+        extra_config=f"""[dialing]
+default_region = "US"
+[trunks.twilio]
+domain = "acme.pstn.twilio.com"
+edges = [{edge_list}]
+username = "{TRUNK_USER}"
+password = "{TRUNK_PASSWORD}"
+caller_id = "{CALLER_ID}"
+cps = 1
+failover_timeout = 1.0
+edge_addresses = {{ {addresses} }}
+""",
+    )
+    await blocking(server.start)
+    try:
+        yield carrier, server
+    finally:
+        server.stop()
+        await carrier.stop()
+
+
+async def dial(server: ServerProcess, user: str, number: str, phone: RtpPhone) -> str:
+    client = await registered(server, user)
+    sdp = sdp_for(phone)
+    invite = await blocking(client.invite, user, f"{user}-secret", DOMAIN, number, sdp)
+    ok = await next_final(client)
+    assert ok.status == 200, ok
+    await blocking(client.send_raw, client.in_dialog("ACK", invite, ok, invite.cseq.seq))
+    return invite.call_id
+
+
+def test_outbound_call_uses_e164_digest_caller_id_and_carries_audio(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path) as (carrier, server):
+            phone = RtpPhone.open()
+            call_id = await dial(server, "alice", "4045551234", phone)
+            call = await carrier.wait_for_call("+14045551234")
+            # Twilio's termination rules: E.164 Request-URI on the edge's trunk domain,
+            # digest answered (407 first), an owned caller ID.
+            assert call.request_uri == "sip:+14045551234@acme.pstn.ashburn.twilio.com"
+            assert call.from_number == CALLER_ID
+            assert call.statuses[:1] == [407] and 200 in call.statuses
+            await asyncio.sleep(1.0)
+            # The carrier plays 1000 Hz; it reaches alice through the anchored media.
+            assert dominant_frequency(phone.audio(0)) == pytest.approx(1000, abs=5)
+            await carrier.hangup(call)
+            row = await logged(server, call_id)
+            assert (row["direction"], row["callee_e164"], row["callee_dialled"]) == (
+                "outbound",
+                "+14045551234",
+                "4045551234",
+            )
+            legs = {leg["leg_id"]: leg for leg in row["legs"]}
+            assert legs["b"]["edge"] == "ashburn" and legs["b"]["billable"] is True
+            assert legs["a"]["billable"] is False
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("number", "status", "reason"),
+    [
+        ("40455512", 484, "too short"),  # 8 digits: not a US number yet
+        ("+442071838750", 403, "GB"),  # a real London number, but only US is allowed
+    ],
+)
+def test_bad_or_forbidden_numbers_never_reach_the_trunk(
+    tmp_path: Path, number: str, status: int, reason: str
+) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path) as (carrier, server):
+            alice = await registered(server, "alice")
+            sdp = sdp_for(RtpPhone.open())
+            invite = await blocking(alice.invite, "alice", "alice-secret", DOMAIN, number, sdp)
+            final = await next_final(alice)
+            assert final.status == status and reason in final.reason
+            assert carrier.calls == []
+            row = await logged(server, invite.call_id)
+            assert row["direction"] == "outbound" and row["sip_status"] == status
+
+    asyncio.run(main())
+
+
+def test_failover_to_the_next_edge_when_one_is_down(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path) as (carrier, server):
+            carrier.set_edge_down("ashburn")
+            call_id = await dial(server, "alice", "4045551234", RtpPhone.open())
+            call = await carrier.wait_for_call("+14045551234")
+            assert call.edge == "umatilla"
+            assert call.request_uri == "sip:+14045551234@acme.pstn.umatilla.twilio.com"
+            assert [d.edge for d in carrier.dropped][:1] == ["ashburn"]
+            await carrier.hangup(call)
+            legs = {leg["leg_id"]: leg for leg in (await logged(server, call_id))["legs"]}
+            assert legs["b"]["edge"] == "umatilla"
+
+    asyncio.run(main())
+
+
+def test_call_starts_are_paced_to_the_trunk_cps(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path) as (carrier, server):
+            await asyncio.gather(
+                dial(server, "alice", "4045551234", RtpPhone.open()),
+                dial(server, "bob", "4045551235", RtpPhone.open()),
+            )
+            calls = [
+                await carrier.wait_for_call("+14045551234"),
+                await carrier.wait_for_call("+14045551235"),
+            ]
+            # Twilio would answer 503 past 1 CPS; we waited for the next slot instead.
+            assert all(503 not in c.statuses for c in calls)
+            starts = sorted(c.attempts[0].at for c in calls)
+            assert starts[1] - starts[0] >= 0.95
+            for c in calls:
+                await carrier.hangup(c)
+
+    asyncio.run(main())

@@ -1,0 +1,84 @@
+"""Termination through a Twilio Elastic SIP trunk: edges, digest, caller ID, CPS.
+
+Calls leave as ``INVITE sip:+E164@{name}.pstn.{edge}.twilio.com`` to the
+preferred edge first; the trunk answers with a digest challenge, which we
+meet from the configured credential-list entry (RFC 3261 §22.3).  Call
+starts are paced to the trunk's calls-per-second limit, so the trunk never
+has to refuse us with "503 Trunk CPS limit exceeded".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+
+from voipcore.config import TwilioTrunkConfig, parse_host_port
+from voipcore.sip.digest import Challenge, answer_challenge
+from voipcore.sip.errors import SipParseError
+from voipcore.sip.message import Request, Response
+from voipcore.sip.transaction import Address
+
+
+class TwilioTrunk:
+    """One ``[trunks.twilio]`` trunk."""
+
+    def __init__(self, config: TwilioTrunkConfig) -> None:
+        self.config = config
+        self.domain = config.domain
+        self.name = config.domain.removesuffix(".pstn.twilio.com")
+        self._next_start = 0.0
+
+    def edge_domain(self, edge: str) -> str:
+        """``{name}.pstn.{edge}.twilio.com``: the termination URI for one edge."""
+        return f"{self.name}.pstn.{edge}.twilio.com"
+
+    def request_uri(self, e164: str, edge: str) -> str:
+        """Twilio wants the E.164 number, ``+`` included, on the trunk's domain."""
+        return f"sip:{e164}@{self.edge_domain(edge)}"
+
+    async def address(self, edge: str) -> Address:
+        """Where to send for ``edge``: its configured address, the outbound proxy, or DNS."""
+        configured = self.config.edge_addresses.get(edge) or self.config.outbound_proxy
+        if configured is not None:
+            host, port = parse_host_port(configured)
+            return ("UDP", host, port)
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            self.edge_domain(edge), 5060, type=socket.SOCK_DGRAM
+        )
+        return ("UDP", str(infos[0][4][0]), 5060)
+
+    async def pace(self) -> None:
+        """Wait for the next call-start slot under the trunk's CPS limit."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(now, self._next_start)
+        self._next_start = slot + 1.0 / self.config.cps
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    def authorization(self, invite: Request, challenge: Response) -> tuple[str, str] | None:
+        """The Proxy-Authorization (or Authorization) header answering ``challenge``.
+
+        None when the trunk asks for an algorithm we cannot answer.
+        """
+        header, reply = (
+            ("Proxy-Authenticate", "Proxy-Authorization")
+            if challenge.status == 407
+            else ("WWW-Authenticate", "Authorization")
+        )
+        for value in challenge.headers.get_all(header):
+            try:
+                parsed = Challenge.parse(value)
+                creds = answer_challenge(
+                    parsed,
+                    method="INVITE",
+                    uri=invite.uri_text,
+                    username=self.config.username,
+                    password=self.config.password,
+                    cnonce=secrets.token_hex(8),
+                )
+            except (SipParseError, ValueError):
+                continue
+            return reply, str(creds)
+        return None
