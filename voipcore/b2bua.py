@@ -113,6 +113,7 @@ class Call:
     b_tag: str = field(default_factory=lambda: secrets.token_hex(6))
     e164: str | None = None
     edges: list[str] = field(default_factory=list)
+    inbound: bool = False
     local_a: tuple[str, int] = ("", 0)
     local_b: tuple[str, int] = ("", 0)
     forks: dict[TransactionKey, Fork] = field(default_factory=dict)
@@ -166,6 +167,8 @@ class B2BUA:
         self.default_region = default_region
         self.policy = policy or CountryPolicy(frozenset({default_region}))
         self.calls: dict[str, Call] = {}
+        #: INVITEs claiming to come from the trunk that did not (403).
+        self.origination_refused = 0
         self._by_b: dict[str, Call] = {}
         self._forks: dict[TransactionKey, Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -234,6 +237,11 @@ class B2BUA:
         if request.max_forwards == 0:
             self.service.respond(make_response(request, 483), now)  # §16.3 loop guard
             return
+        if self.trunk is not None and (
+            self.trunk.from_twilio(addr[1]) or "X-Twilio-AccountSid" in request.headers
+        ):
+            self._origination(request, addr, now)
+            return
         caller = self.registrar.authorize(request, now + self.wall_offset(), proxy=True)
         if isinstance(caller, Response):
             self.service.respond(caller, now)
@@ -290,6 +298,42 @@ class B2BUA:
         call.e164 = number.e164
         call.edges = list(self.trunk.config.edges)
         self._spawn(self._place_outbound(call))
+
+    def _origination(self, request: Request, addr: Address, now: float) -> None:
+        """An inbound call from the trunk: ring the user its DID belongs to."""
+        assert self.trunk is not None
+        refusal = self.trunk.origination_refusal(request, addr[1])
+        if refusal is not None:
+            self.origination_refused += 1
+            log.warning("refused inbound INVITE from %s: %s", addr[1], refusal)
+            self.service.respond(make_response(request, 403, f"Forbidden ({refusal})"[:100]), now)
+            return
+        uri, sender = request.uri, request.from_.uri
+        did = (uri.user_unescaped if isinstance(uri, SipUri) else None) or ""
+        caller = (sender.user_unescaped if isinstance(sender, SipUri) else None) or "anonymous"
+        username = self.trunk.config.dids.get(did)
+        callee = self.users().get(username) if username is not None else None
+        try:
+            offer = SessionDescription.parse(request.body)
+            audio = offer.audio
+            formats = negotiate(audio, SUPPORTED) if audio is not None else []
+        except SdpError:
+            formats = []
+        if callee is None or not formats:
+            status, reason = (
+                (404, f"Not Found (no user for {did})")
+                if callee is None
+                else (488, "Not Acceptable Here (codecs)")
+            )
+            self._refuse(request, caller, did, status, reason, now, direction="inbound")
+            return
+        contacts = self.registrar.lookup(callee.username, now + self.wall_offset())
+        if not contacts:
+            self._refuse(request, caller, did, 480, None, now, "unavailable", "inbound")
+            return
+        call = self._start(request, addr, caller, callee.username, did, offer, formats)
+        call.inbound = True
+        self._spawn(self._place(call, [(b.contact, contact_address(b)) for b in contacts]))
 
     def _start(
         self,
@@ -698,7 +742,7 @@ class B2BUA:
                 peer=peer,
                 transport=transport.lower(),
                 edge=edge,
-                billable=leg == "b" and call.e164 is not None,
+                billable=call.inbound if leg == "a" else call.e164 is not None,
                 started_at=call.started_at,
                 answered_at=call.answered_at,
                 ended_at=ended_at,
@@ -707,11 +751,11 @@ class B2BUA:
             legs.append(record.with_media(media[leg]) if leg in media else record)
         return CallRecord(
             call_id=call.call_id,
-            direction="outbound" if call.e164 is not None else "internal",
+            direction="inbound" if call.inbound else "outbound" if call.e164 else "internal",
             caller=call.caller,
             callee_dialled=call.dialled,
             callee_e164=call.e164,
-            user=call.caller,
+            user=call.callee if call.inbound else call.caller,
             started_at=call.started_at,
             ringing_at=call.ringing_at,
             answered_at=call.answered_at,

@@ -212,6 +212,20 @@ def _e164(value: str) -> str:
     return value
 
 
+#: Twilio's SIP signalling addresses, one /30 per region (Twilio's "IP addresses" page for
+#: Elastic SIP Trunking): inbound calls are accepted from these only, unless overridden.
+TWILIO_SIGNALLING = [
+    "54.172.60.0/30",
+    "54.244.51.0/30",
+    "54.171.127.192/30",
+    "35.156.191.128/30",
+    "54.65.63.192/30",
+    "54.169.127.128/30",
+    "54.252.254.64/30",
+    "177.71.206.192/30",
+]
+
+
 class TwilioTrunkConfig(_Section):
     """``[trunks.twilio]``: a Twilio Elastic SIP trunk (termination and origination)."""
 
@@ -228,6 +242,7 @@ class TwilioTrunkConfig(_Section):
     outbound_proxy: str | None = None
     edge_addresses: dict[str, str] = {}
     failover_timeout: float = Field(2.0, gt=0)
+    origination_acl: list[str] = TWILIO_SIGNALLING
     account_sid: str | None = Field(None, pattern=r"^AC[0-9a-f]{32}$")
     auth_token: str | None = None
     api_key_sid: str | None = Field(None, pattern=r"^SK[0-9a-f]{32}$")
@@ -254,6 +269,18 @@ class TwilioTrunkConfig(_Section):
     def _proxy(cls, value: str | None) -> str | None:
         if value is not None:
             parse_host_port(value)
+        return value
+
+    @field_validator("origination_acl")
+    @classmethod
+    def _acl(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError:
+                raise ValueError(
+                    f"{network!r} is not an address range like 54.172.60.0/30"
+                ) from None
         return value
 
     @field_validator("edge_addresses")

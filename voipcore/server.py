@@ -69,6 +69,7 @@ class Server:
         self.media: MediaEngine | WorkerPool | None = None
         self._http: web.AppRunner | None = None
         self.call_log: AsyncCallLog | None = None
+        self.b2bua: B2BUA | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,27 +15,34 @@ from tests.carrier import Party, TwilioCarrier
 from tests.harness import ServerProcess
 from tests.integration.test_calls import blocking, logged, next_final, registered, sdp_for
 from tests.rtpphone import RtpPhone
+from voipcore.sip.message import Request
 
 pytestmark = pytest.mark.integration
 DOMAIN = "test.local"
 TRUNK_USER, TRUNK_PASSWORD = "voipcore", "Sup3rSecretPassw0rd"
 CALLER_ID = "+14045550100"
+ACCOUNT_SID = "AC" + "0" * 32
 
 
 @asynccontextmanager
 async def trunk_setup(
-    tmp_path: Path, edges: tuple[str, ...] = ("ashburn", "umatilla")
+    tmp_path: Path,
+    edges: tuple[str, ...] = ("ashburn", "umatilla"),
+    acl: str = "127.0.0.2/32",
 ) -> AsyncIterator[tuple[TwilioCarrier, ServerProcess]]:
+    # The carrier has its own loopback address: phones (127.0.0.1) must not look like Twilio.
     carrier = TwilioCarrier(
         trunk="acme",
+        host="127.0.0.2",
         edges=edges,
         credentials={TRUNK_USER: TRUNK_PASSWORD},
+        account_sid=ACCOUNT_SID,
         caller_ids=(CALLER_ID,),
         cps=1,
         default=Party(media="tone", tone_hz=1000),
     )
     await carrier.start()
-    addresses = ", ".join(f'{edge} = "127.0.0.1:{carrier.address(edge)[1]}"' for edge in edges)
+    addresses = ", ".join(f'{edge} = "127.0.0.2:{carrier.address(edge)[1]}"' for edge in edges)
     edge_list = ", ".join(f'"{edge}"' for edge in edges)
     server = ServerProcess(
         tmp_path,
@@ -49,6 +57,9 @@ caller_id = "{CALLER_ID}"
 cps = 1
 failover_timeout = 1.0
 edge_addresses = {{ {addresses} }}
+origination_acl = ["{acl}"]
+account_sid = "{ACCOUNT_SID}"
+dids = {{ "+14045550100" = "alice" }}
 """,
     )
     await blocking(server.start)
@@ -154,5 +165,53 @@ def test_call_starts_are_paced_to_the_trunk_cps(tmp_path: Path) -> None:
             assert starts[1] - starts[0] >= 0.95
             for c in calls:
                 await carrier.hangup(c)
+
+    asyncio.run(main())
+
+
+def test_inbound_call_from_the_trunk_rings_the_did_owner(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path) as (carrier, server):
+            alice = await registered(server, "alice")
+            inbound = await carrier.call(
+                "+12025550123",
+                "+14045550100",
+                ("127.0.0.1", server.udp_port),
+                headers={"X-Twilio-AccountSid": ACCOUNT_SID},
+            )
+            ringing = await blocking(alice.recv_message)
+            assert isinstance(ringing, Request) and ringing.method == "INVITE"
+            assert ringing.from_.uri.user == "+12025550123"  # type: ignore[union-attr]
+            await blocking(alice.answer, ringing, 200, sdp_for(RtpPhone.open()))
+            assert await inbound.final() == 200
+            await carrier.hangup(inbound)
+            row = await logged(server, inbound.call_id)
+            assert (row["direction"], row["caller"], row["callee_dialled"], row["user"]) == (
+                "inbound",
+                "+12025550123",
+                "+14045550100",
+                "alice",
+            )
+
+    asyncio.run(main())
+
+
+def test_inbound_call_from_outside_the_acl_is_refused(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path, acl="192.0.2.0/24") as (carrier, server):
+            await registered(server, "alice")
+            inbound = await carrier.call(
+                "+12025550123",
+                "+14045550100",
+                ("127.0.0.1", server.udp_port),
+                headers={"X-Twilio-AccountSid": ACCOUNT_SID},
+            )
+            assert await inbound.final() == 403
+            metrics = (
+                urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5)
+                .read()
+                .decode()
+            )
+            assert "voipcore_trunk_origination_refused_total 1.0" in metrics
 
     asyncio.run(main())

@@ -66,6 +66,14 @@ class ServerCollector:
         yield GaugeMetricFamily(
             "voipcore_sip_transactions", "Live SIP transactions", len(self.server.service.layer)
         )
+        b2bua = self.server.b2bua
+        if b2bua is not None:
+            yield GaugeMetricFamily("voipcore_calls", "Calls in progress", len(b2bua.calls))
+            yield CounterMetricFamily(
+                "voipcore_trunk_origination_refused",
+                "INVITEs claiming to come from the trunk that did not (403)",
+                b2bua.origination_refused,
+            )
         for key, help_text in _MEDIA_GAUGES.items():
             yield GaugeMetricFamily(f"voipcore_media_{key}", help_text, self._media_total(key))
         for key, help_text in _MEDIA_COUNTERS.items():

@@ -10,6 +10,7 @@ has to refuse us with "503 Trunk CPS limit exceeded".
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import secrets
 import socket
 
@@ -28,6 +29,28 @@ class TwilioTrunk:
         self.domain = config.domain
         self.name = config.domain.removesuffix(".pstn.twilio.com")
         self._next_start = 0.0
+        self._acl = [ipaddress.ip_network(network) for network in config.origination_acl]
+
+    def from_twilio(self, host: str) -> bool:
+        """Whether ``host`` is one of the trunk's signalling addresses (origination ACL)."""
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._acl)
+
+    def origination_refusal(self, request: Request, host: str) -> str | None:
+        """Why an inbound INVITE is not from our trunk, or None if it is.
+
+        Twilio does not authenticate to us: its INVITEs are recognised by the
+        source address and, when configured, the ``X-Twilio-AccountSid`` header.
+        """
+        if not self.from_twilio(host):
+            return f"{host} is not a Twilio signalling address"
+        expected = self.config.account_sid
+        if expected is not None and request.headers.get("X-Twilio-AccountSid") != expected:
+            return "X-Twilio-AccountSid does not match this trunk's account"
+        return None
 
     def edge_domain(self, edge: str) -> str:
         """``{name}.pstn.{edge}.twilio.com``: the termination URI for one edge."""
