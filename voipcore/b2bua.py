@@ -202,10 +202,12 @@ class B2BUA:
         fork.alive = True
         status = response.status
         if status < 200:
-            if status > 100 and not call.ringing and not call.answered:
+            if status > 100 and response.body and not call.answered:
+                self._spawn(self._early_media(call, response))
+            elif status > 100 and not call.ringing and not call.answered:
                 call.ringing = True
                 call.ringing_at = self._wall()
-                self._reply(call, status if status in (180, 183) else 180, now)
+                self._reply(call, 180, now)
         elif status < 300:
             self._spawn(self._answered(call, fork, response))
         elif status in (401, 407) and fork.edge is not None and not fork.authenticated:
@@ -542,6 +544,51 @@ class B2BUA:
 
     # -- answers and failures --------------------------------------------------
 
+    async def _connect_b(self, call: Call, response: Response) -> None:
+        """Point leg B's media at the callee's answer (from a 183 or the 2xx)."""
+        answer = SessionDescription.parse(response.body)
+        audio = answer.audio
+        if audio is None:
+            raise SdpError("no audio stream in the answer")
+        await self.media.request(
+            "answer",
+            {
+                "call_id": call.call_id,
+                "leg": "b",
+                "codecs": to_engine_codecs(audio.codecs),
+                "remote": {"host": audio.connection_address, "port": audio.port},
+            },
+        )
+        if not call.answer_sdp:
+            call.answer_sdp = build_answer(
+                call.offer,
+                address=call.local_a[0],
+                port=call.local_a[1],
+                formats=call.formats,
+                session_id=secrets.randbelow(2**31),
+                version=1,
+            ).to_bytes()
+
+    async def _early_media(self, call: Call, response: Response) -> None:
+        """183 with SDP: the callee (or the network) plays ringback or announcements.
+
+        The caller gets a 183 with our answer; the 2xx repeats the same answer
+        (RFC 3261 §13.3.1.4 with RFC 3264: one offer, one answer).
+        """
+        try:
+            await self._connect_b(call, response)
+        except (SdpError, ControlError) as exc:
+            log.info("call %s: early media unusable: %s", call.call_id, exc)
+            return
+        if call.answered or call.ended:
+            return
+        call.ringing, call.ringing_at = True, call.ringing_at or self._wall()
+        progress = self._a_response(call, 183)
+        progress.body = call.answer_sdp
+        progress.headers.add("Content-Type", SDP)
+        self.service.respond(progress, asyncio.get_running_loop().time())
+        self.flush()
+
     async def _answered(self, call: Call, fork: Fork, response: Response) -> None:
         """A branch answered: ACK it, connect media, answer the caller (§13.2.2.4)."""
         loop = asyncio.get_running_loop()
@@ -561,19 +608,7 @@ class B2BUA:
         call.b_dialog, call.b_fork = dialog, fork
         self._cancel_forks(call, loop.time(), keep=fork)
         try:
-            answer = SessionDescription.parse(response.body)
-            audio = answer.audio
-            if audio is None:
-                raise SdpError("no audio stream in the answer")
-            await self.media.request(
-                "answer",
-                {
-                    "call_id": call.call_id,
-                    "leg": "b",
-                    "codecs": to_engine_codecs(audio.codecs),
-                    "remote": {"host": audio.connection_address, "port": audio.port},
-                },
-            )
+            await self._connect_b(call, response)
         except (SdpError, ControlError) as exc:
             log.warning("call %s: callee's answer unusable: %s", call.call_id, exc)
             self.service.send_request(
@@ -581,14 +616,6 @@ class B2BUA:
             )
             self._finish_a(call, 488, "Not Acceptable Here (callee's answer)")
             return
-        call.answer_sdp = build_answer(
-            call.offer,
-            address=call.local_a[0],
-            port=call.local_a[1],
-            formats=call.formats,
-            session_id=secrets.randbelow(2**31),
-            version=1,
-        ).to_bytes()
         ok = self._a_response(call, 200)
         ok.body = call.answer_sdp
         ok.headers.add("Content-Type", SDP)

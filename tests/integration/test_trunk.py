@@ -215,3 +215,26 @@ def test_inbound_call_from_outside_the_acl_is_refused(tmp_path: Path) -> None:
             assert "voipcore_trunk_origination_refused_total 1.0" in metrics
 
     asyncio.run(main())
+
+
+def test_early_media_ringback_reaches_the_caller_before_the_answer(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path) as (carrier, server):
+            carrier.set_party("+14045551234", Party(ring=1.0, early_media=True))
+            alice = await registered(server, "alice")
+            phone = RtpPhone.open()
+            invite = await blocking(
+                alice.invite, "alice", "alice-secret", DOMAIN, "4045551234", sdp_for(phone)
+            )
+            progress = await blocking(alice.recv)
+            while progress.status == 100:
+                progress = await blocking(alice.recv)
+            assert progress.status == 183 and progress.body  # our SDP, for early media
+            ok = await next_final(alice)
+            assert ok.status == 200 and ok.body == progress.body  # one offer, one answer
+            heard_before_answer = len(phone.received)
+            assert heard_before_answer >= 20  # ringback played while it rang
+            await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+            await carrier.hangup(await carrier.wait_for_call("+14045551234"))
+
+    asyncio.run(main())
