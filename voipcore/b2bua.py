@@ -57,8 +57,6 @@ log = logging.getLogger(__name__)
 #: What the engine's audio path can take (RFC 3551 static types, RFC 4733 events).
 SUPPORTED = [PCMU, PCMA, TELEPHONE_EVENT]
 SDP = "application/sdp"
-#: How long the callee's phones may ring before the caller gets 480 (no answer).
-RING_TIMEOUT = 60.0
 #: Final statuses to the caller, as call-log hangup causes.
 _CAUSES = {
     486: "busy",
@@ -153,6 +151,7 @@ class B2BUA:
         trunk: TwilioTrunk | None = None,
         default_region: str = "US",
         policy: CountryPolicy | None = None,
+        ring_timeout: float = 60.0,
     ) -> None:
         self.service = service
         self.media = media
@@ -164,6 +163,8 @@ class B2BUA:
         self.flush = flush
         self.record = record
         self.trunk = trunk
+        #: How long the callee's phones may ring before the caller gets 480 (no answer).
+        self.ring_timeout = ring_timeout
         self.default_region = default_region
         self.policy = policy or CountryPolicy(frozenset({default_region}))
         self.calls: dict[str, Call] = {}
@@ -536,7 +537,7 @@ class B2BUA:
         return Request("INVITE", uri, headers, call.offer_sdp)
 
     async def _ring_timeout(self, call: Call) -> None:
-        await asyncio.sleep(RING_TIMEOUT)
+        await asyncio.sleep(self.ring_timeout)
         if not call.answered and not call.ended:
             now = asyncio.get_running_loop().time()
             self._cancel_forks(call, now)

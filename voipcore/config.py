@@ -82,6 +82,7 @@ class SipConfig(_Section):
     nonce_ttl: float = Field(300.0, gt=0)
     digest_algorithms: list[str] = ["MD5", "SHA-256"]
     tcp_idle_timeout: float = Field(600.0, gt=0)
+    ring_timeout: float = Field(60.0, gt=0)
 
     @field_validator("listen", mode="before")
     @classmethod

@@ -110,6 +110,7 @@ class Server:
             record=self.call_log.submit,
             trunk=TwilioTrunk(self.config.trunks.twilio) if self.config.trunks.twilio else None,
             default_region=self.config.dialing.default_region,
+            ring_timeout=self.config.sip.ring_timeout,
             policy=CountryPolicy(
                 self.config.dialing.countries, allow_premium=self.config.dialing.allow_premium
             ),

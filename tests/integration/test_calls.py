@@ -275,3 +275,24 @@ def test_sipp_caller_and_sipp_callee(server: ServerProcess, tmp_path: Path) -> N
     finally:
         if uas.poll() is None:
             uas.kill()
+
+
+def test_unanswered_call_gives_480_and_cancels_the_ringing_phone(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, extra_sip="ring_timeout = 1.0").start()
+
+    async def main() -> None:
+        alice, bob = await registered(server, "alice"), await registered(server, "bob")
+        invite = await call(alice, "bob", RtpPhone.open())
+        incoming = await blocking(bob.recv_message)
+        assert isinstance(incoming, Request)
+        await blocking(bob.answer, incoming, 180)
+        assert (await next_final(alice)).status == 480
+        cancel = await blocking(bob.recv_message)
+        assert isinstance(cancel, Request) and cancel.method == "CANCEL"
+        row = await logged(server, invite.call_id)
+        assert (row["hangup_cause"], row["sip_status"]) == ("no_answer", 480)
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
