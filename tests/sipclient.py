@@ -194,8 +194,10 @@ class SipClient:
         ]
         return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
 
-    def in_dialog(self, method: str, invite: Request, ok: Response, cseq: int) -> bytes:
-        """ACK (for a 2xx) or BYE within the dialog ``ok`` set up, sent by the caller."""
+    def in_dialog(
+        self, method: str, invite: Request, ok: Response, cseq: int, sdp: bytes = b""
+    ) -> bytes:
+        """ACK (for a 2xx), BYE or re-INVITE within the dialog ``ok`` set up, as the caller."""
         contact = ok.contacts[0]
         assert not isinstance(contact, str)
         lines = [
@@ -207,7 +209,13 @@ class SipClient:
             f"CSeq: {cseq} {method}",
             "Max-Forwards: 70",
         ]
-        return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+        if sdp:
+            lines += [
+                f"Contact: <sip:caller@127.0.0.1:{self.port}>",
+                "Content-Type: application/sdp",
+            ]
+        head = "\r\n".join(lines) + f"\r\nContent-Length: {len(sdp)}\r\n\r\n"
+        return head.encode() + sdp
 
     def answer(self, request: Request, status: int, body: bytes = b"") -> None:
         """Respond to a request the server sent us, as a phone would."""

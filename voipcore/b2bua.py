@@ -112,6 +112,11 @@ class Call:
     e164: str | None = None
     edges: list[str] = field(default_factory=list)
     inbound: bool = False
+    # Our SDP towards each side (RFC 3264 §8: same session id, version + 1 per change).
+    a_session: int = field(default_factory=lambda: secrets.randbelow(2**31))
+    b_session: int = field(default_factory=lambda: secrets.randbelow(2**31))
+    a_version: int = 1
+    b_version: int = 1
     local_a: tuple[str, int] = ("", 0)
     local_b: tuple[str, int] = ("", 0)
     forks: dict[TransactionKey, Fork] = field(default_factory=dict)
@@ -172,6 +177,8 @@ class B2BUA:
         self.origination_refused = 0
         self._by_b: dict[str, Call] = {}
         self._forks: dict[TransactionKey, Call] = {}
+        #: Our re-INVITEs in flight: call, dialog, destination, CSeq number.
+        self._reinvites: dict[TransactionKey, tuple[Call, Dialog, Address, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- from the service ---------------------------------------------------
@@ -196,6 +203,10 @@ class B2BUA:
 
     def on_response(self, response: Response, key: TransactionKey, now: float) -> None:
         """A response to one of our INVITEs towards the callee."""
+        if key in self._reinvites:
+            if response.status >= 200:
+                self._reinvite_answered(key, response)
+            return
         call = self._forks.get(key)
         if call is None or call.ended:
             return
@@ -418,8 +429,8 @@ class B2BUA:
             address=call.local_b[0],
             port=call.local_b[1],
             formats=call.formats,
-            session_id=secrets.randbelow(2**31),
-            version=1,
+            session_id=call.b_session,
+            version=call.b_version,
         ).to_bytes()
         return True
 
@@ -566,8 +577,8 @@ class B2BUA:
                 address=call.local_a[0],
                 port=call.local_a[1],
                 formats=call.formats,
-                session_id=secrets.randbelow(2**31),
-                version=1,
+                session_id=call.a_session,
+                version=call.a_version,
             ).to_bytes()
 
     async def _early_media(self, call: Call, response: Response) -> None:
@@ -681,19 +692,116 @@ class B2BUA:
     # -- in-dialog requests ------------------------------------------------------
 
     def _reinvite(self, request: Request, now: float) -> None:
-        """Session refresh: answer with the session we already agreed (§14.2).
+        """A re-INVITE from either phone (§14.2): hold, resume, or a session refresh.
 
-        Hold and codec changes are not relayed yet; the media keeps flowing.
+        The direction the phone offers goes to its media leg and, relayed in our
+        own re-INVITE, to the other phone, so both show the call as held.
         """
         call = self.calls.get(request.call_id) or self._by_b.get(request.call_id)
-        if call is None or not call.answered:
+        if call is None or not call.answered or call.ended:
             self.service.respond(make_response(request, 481), now)
             return
+        from_a = request.call_id == call.call_id
+        try:
+            offer = SessionDescription.parse(request.body) if request.body else None
+        except SdpError as exc:
+            self.service.respond(
+                make_response(request, 488, _short(f"Not Acceptable ({exc})")), now
+            )
+            return
+        audio = offer.audio if offer is not None else None
+        if offer is None or audio is None:
+            # No offer: a refresh; answer with the session we have (§14.2).
+            self._answer_reinvite(call, request, from_a, None, now)
+            return
+        self._spawn(self._hold(call, request, from_a, offer, now))
+
+    async def _hold(
+        self, call: Call, request: Request, from_a: bool, offer: SessionDescription, now: float
+    ) -> None:
+        audio = offer.audio
+        assert audio is not None
+        direction = audio.direction
+        try:
+            await self.media.request(
+                "offer",
+                {
+                    "call_id": call.call_id,
+                    "leg": "a" if from_a else "b",
+                    "codecs": to_engine_codecs(call.formats),
+                    "remote": {"host": audio.connection_address, "port": audio.port},
+                    "direction": direction,
+                },
+            )
+        except ControlError as exc:
+            log.warning("call %s: re-INVITE media update failed: %s", call.call_id, exc)
+            self.service.respond(make_response(request, 500), asyncio.get_running_loop().time())
+            self.flush()
+            return
+        self._answer_reinvite(call, request, from_a, offer, asyncio.get_running_loop().time())
+        self._relay_direction(call, to_a=not from_a, direction=direction)
+        self.flush()
+
+    def _answer_reinvite(
+        self,
+        call: Call,
+        request: Request,
+        from_a: bool,
+        offer: SessionDescription | None,
+        now: float,
+    ) -> None:
+        """200 to a re-INVITE with our SDP for that side (direction mirrored)."""
+        if offer is None:
+            body = call.answer_sdp if from_a else call.offer_sdp
+        else:
+            local = call.local_a if from_a else call.local_b
+            if from_a:
+                call.a_version += 1
+            else:
+                call.b_version += 1
+            body = build_answer(
+                offer,
+                address=local[0],
+                port=local[1],
+                formats=call.formats,
+                session_id=call.a_session if from_a else call.b_session,
+                version=call.a_version if from_a else call.b_version,
+            ).to_bytes()
         ok = make_response(request, 200)
-        ok.headers.add("Contact", f"<{self.contact('UDP')}>")
-        ok.body = call.answer_sdp if request.call_id == call.call_id else call.offer_sdp
+        ok.headers.add("Contact", f"<{self.contact(request.via.transport)}>")
+        ok.body = body
         ok.headers.add("Content-Type", SDP)
         self.service.respond(ok, now)
+
+    def _relay_direction(self, call: Call, *, to_a: bool, direction: str) -> None:
+        """Our own re-INVITE to the other phone, carrying the new direction."""
+        dialog = call.a_dialog if to_a else call.b_dialog
+        addr = call.addr if to_a else (call.b_fork.addr if call.b_fork else None)
+        if dialog is None or addr is None:
+            return
+        local = call.local_a if to_a else call.local_b
+        if to_a:
+            call.a_version += 1
+        else:
+            call.b_version += 1
+        body = build_offer(
+            address=local[0],
+            port=local[1],
+            formats=call.formats,
+            session_id=call.a_session if to_a else call.b_session,
+            version=call.a_version if to_a else call.b_version,
+            direction=direction,
+        ).to_bytes()
+        invite = dialog.create_request("INVITE", via=self.via(addr[0]), body=body, content_type=SDP)
+        key = self.service.send_request(invite, addr, asyncio.get_running_loop().time())
+        self._reinvites[key] = (call, dialog, addr, invite.cseq.seq)
+
+    def _reinvite_answered(self, key: TransactionKey, response: Response) -> None:
+        """ACK the 2xx to our re-INVITE (§13.2.2.4)."""
+        call, dialog, addr, cseq = self._reinvites.pop(key)
+        if 200 <= response.status < 300 and not call.ended:
+            ack = dialog.create_ack(cseq, via=self.via(addr[0]))
+            self.service.send_request(ack, addr, asyncio.get_running_loop().time())
 
     def _bye(self, request: Request, now: float) -> None:
         call = self.calls.get(request.call_id) or self._by_b.get(request.call_id)

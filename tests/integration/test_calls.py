@@ -296,3 +296,55 @@ def test_unanswered_call_gives_480_and_cancels_the_ringing_phone(tmp_path: Path)
         asyncio.run(main())
     finally:
         server.stop()
+
+
+def test_hold_and_resume_are_relayed_and_stop_the_audio(server: ServerProcess) -> None:
+    async def main() -> None:
+        alice, bob = await registered(server, "alice"), await registered(server, "bob")
+        phone_a, phone_b = RtpPhone.open(), RtpPhone.open()
+        invite = await call(alice, "bob", phone_a)
+        incoming = await blocking(bob.recv_message)
+        assert isinstance(incoming, Request)
+        await blocking(bob.answer, incoming, 200, sdp_for(phone_b))
+        ok = await next_final(alice)
+        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+        await blocking(bob.recv_message)  # the server's ACK
+        to_server_b = media_target(incoming)
+
+        async def reinvite(direction: str, cseq: int) -> None:
+            host, port = phone_a.address
+            sdp = build_offer(
+                address=host,
+                port=port,
+                formats=[PCMU],
+                session_id=1,
+                version=cseq,
+                direction=direction,
+            ).to_bytes()
+            await blocking(alice.send_raw, alice.in_dialog("INVITE", invite, ok, cseq, sdp))
+            answered = await next_final(alice)
+            assert answered.status == 200
+            audio = SessionDescription.parse(answered.body).audio
+            assert audio is not None
+            assert audio.direction == ("recvonly" if direction == "sendonly" else "sendrecv")
+            await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, cseq))
+            # Bob's phone is told too, with our own re-INVITE.
+            relayed = await blocking(bob.recv_message)
+            assert isinstance(relayed, Request) and relayed.method == "INVITE"
+            relayed_audio = SessionDescription.parse(relayed.body).audio
+            assert relayed_audio is not None and relayed_audio.direction == direction
+            await blocking(bob.answer, relayed, 200, sdp_for(phone_b))
+            ack = await blocking(bob.recv_message)
+            assert isinstance(ack, Request) and ack.method == "ACK"
+
+        await reinvite("sendonly", invite.cseq.seq + 1)
+        phone_a.received.clear()
+        await phone_b.send_tone(to_server_b, 440, 0.5)
+        await asyncio.sleep(0.2)
+        assert phone_a.received == []  # on hold: nothing goes to the holder
+        await reinvite("sendrecv", invite.cseq.seq + 2)
+        await phone_b.send_tone(to_server_b, 440, 0.5)
+        await asyncio.sleep(0.2)
+        assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
+
+    asyncio.run(main())
