@@ -157,6 +157,7 @@ class B2BUA:
         default_region: str = "US",
         policy: CountryPolicy | None = None,
         ring_timeout: float = 60.0,
+        max_calls_per_user: int = 4,
     ) -> None:
         self.service = service
         self.media = media
@@ -170,6 +171,8 @@ class B2BUA:
         self.trunk = trunk
         #: How long the callee's phones may ring before the caller gets 480 (no answer).
         self.ring_timeout = ring_timeout
+        #: Calls one user may have up at once: a stolen password cannot fan out.
+        self.max_calls_per_user = max_calls_per_user
         self.default_region = default_region
         self.policy = policy or CountryPolicy(frozenset({default_region}))
         self.calls: dict[str, Call] = {}
@@ -262,6 +265,11 @@ class B2BUA:
             return
         uri = request.uri
         dialled = (uri.user_unescaped if isinstance(uri, SipUri) else None) or ""
+        active = sum(1 for c in self.calls.values() if c.caller == caller)
+        if active >= self.max_calls_per_user:
+            reason = f"Busy Here (limit of {self.max_calls_per_user} calls per user)"
+            self._refuse(request, caller, dialled, 486, reason, now, "busy")
+            return
         try:
             offer = SessionDescription.parse(request.body)
             audio = offer.audio
@@ -678,7 +686,10 @@ class B2BUA:
         call.status = status
         call.cause = _CAUSES.get(status, "failed")
         call.hung_up_by = "system"
-        self.service.respond(make_response(call.invite, status, reason, to_tag=call.a_tag), now)
+        response = make_response(call.invite, status, reason, to_tag=call.a_tag)
+        if status == 503:
+            response.headers.add("Retry-After", "5")  # our trouble is passing (§21.5.4)
+        self.service.respond(response, now)
         self._end(call)
         self.flush()
 

@@ -83,6 +83,7 @@ class SipConfig(_Section):
     digest_algorithms: list[str] = ["MD5", "SHA-256"]
     tcp_idle_timeout: float = Field(600.0, gt=0)
     ring_timeout: float = Field(60.0, gt=0)
+    max_calls_per_user: int = Field(4, ge=1)
 
     @field_validator("listen", mode="before")
     @classmethod

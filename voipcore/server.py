@@ -111,6 +111,7 @@ class Server:
             trunk=TwilioTrunk(self.config.trunks.twilio) if self.config.trunks.twilio else None,
             default_region=self.config.dialing.default_region,
             ring_timeout=self.config.sip.ring_timeout,
+            max_calls_per_user=self.config.sip.max_calls_per_user,
             policy=CountryPolicy(
                 self.config.dialing.countries, allow_premium=self.config.dialing.allow_premium
             ),

@@ -348,3 +348,25 @@ def test_hold_and_resume_are_relayed_and_stop_the_audio(server: ServerProcess) -
         assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
 
     asyncio.run(main())
+
+
+def test_per_user_call_limit(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, extra_sip="max_calls_per_user = 1").start()
+
+    async def main() -> None:
+        alice, bob = await registered(server, "alice"), await registered(server, "bob")
+        await call(alice, "bob", RtpPhone.open())
+        incoming = await blocking(bob.recv_message)
+        assert isinstance(incoming, Request)
+        await blocking(bob.answer, incoming, 180)
+        second = SipClient("127.0.0.1", server.udp_port)
+        await blocking(
+            second.invite, "alice", "alice-secret", DOMAIN, "bob", sdp_for(RtpPhone.open())
+        )
+        refused = await next_final(second)
+        assert refused.status == 486 and "limit of 1" in refused.reason
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
