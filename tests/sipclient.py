@@ -136,7 +136,9 @@ class SipClient:
 
         Returns the INVITE that went through; read its responses with :meth:`recv`.
         """
-        headers = (f"Contact: <sip:{user}@127.0.0.1:{self.port}>", "Content-Type: application/sdp")
+        headers: tuple[str, ...] = (f"Contact: <sip:{user}@127.0.0.1:{self.port}>",)
+        if sdp:
+            headers += ("Content-Type: application/sdp",)
         first = self._invite_bytes(user, domain, target, headers, sdp)
         self.send_raw(first)
         challenge_response = self.recv()

@@ -104,7 +104,8 @@ class Call:
     caller: str
     callee: str
     dialled: str
-    offer: SessionDescription
+    offer: SessionDescription | None
+    """The caller's offer; None for a delayed offer (INVITE without SDP, §13.2.1)."""
     formats: list[Format]
     a_tag: str = field(default_factory=lambda: secrets.token_hex(6))
     b_call_id: str = field(default_factory=lambda: f"b-{secrets.token_hex(10)}")
@@ -201,8 +202,11 @@ class B2BUA:
     def on_ack(self, ack: Request) -> None:
         """The caller's ACK for our 2xx (§13.3.1.4): stop retransmitting it."""
         call = self.calls.get(ack.call_id)
-        if call is not None:
-            call.acked = True
+        if call is None:
+            return
+        if call.offer is None and ack.body and not call.acked:
+            self._spawn(self._ack_answer(call, ack))
+        call.acked = True
 
     def on_response(self, response: Response, key: TransactionKey, now: float) -> None:
         """A response to one of our INVITEs towards the callee."""
@@ -217,7 +221,7 @@ class B2BUA:
         fork.alive = True
         status = response.status
         if status < 200:
-            if status > 100 and response.body and not call.answered:
+            if status > 100 and response.body and call.offer is not None and not call.answered:
                 self._spawn(self._early_media(call, response))
             elif status > 100 and not call.ringing and not call.answered:
                 call.ringing = True
@@ -270,16 +274,19 @@ class B2BUA:
             reason = f"Busy Here (limit of {self.max_calls_per_user} calls per user)"
             self._refuse(request, caller, dialled, 486, reason, now, "busy")
             return
-        try:
-            offer = SessionDescription.parse(request.body)
-            audio = offer.audio
-            if audio is None:
-                raise SdpError("no audio stream offered")
-        except SdpError as exc:
-            reason = f"Not Acceptable Here ({exc})"[:100]
-            self._refuse(request, caller, dialled, 488, reason, now)
-            return
-        formats = negotiate(audio, SUPPORTED)
+        offer: SessionDescription | None = None
+        formats = list(SUPPORTED)  # a delayed offer: we offer all we have, twice
+        if request.body:
+            try:
+                offer = SessionDescription.parse(request.body)
+                audio = offer.audio
+                if audio is None:
+                    raise SdpError("no audio stream offered")
+            except SdpError as exc:
+                reason = f"Not Acceptable Here ({exc})"[:100]
+                self._refuse(request, caller, dialled, 488, reason, now)
+                return
+            formats = negotiate(audio, SUPPORTED)
         if not formats:
             self._refuse(request, caller, dialled, 488, "Not Acceptable Here (codecs)", now)
             return
@@ -364,7 +371,7 @@ class B2BUA:
         caller: str,
         callee: str,
         dialled: str,
-        offer: SessionDescription,
+        offer: SessionDescription | None,
         formats: list[Format],
     ) -> Call:
         call = Call(request.call_id, request, addr, caller, callee, dialled, offer, formats)
@@ -411,18 +418,16 @@ class B2BUA:
 
     async def _anchor(self, call: Call) -> bool:
         """Open the call's two media legs; False (and the caller told) if that fails."""
-        audio = call.offer.audio
-        assert audio is not None
+        audio = call.offer.audio if call.offer is not None else None
+        leg_a: dict[str, Any] = {
+            "call_id": call.call_id,
+            "leg": "a",
+            "codecs": to_engine_codecs(call.formats),
+        }
+        if audio is not None:
+            leg_a["remote"] = {"host": audio.connection_address, "port": audio.port}
         try:
-            reply_a = await self.media.request(
-                "offer",
-                {
-                    "call_id": call.call_id,
-                    "leg": "a",
-                    "codecs": to_engine_codecs(call.formats),
-                    "remote": {"host": audio.connection_address, "port": audio.port},
-                },
-            )
+            reply_a = await self.media.request("offer", leg_a)
             reply_b = await self.media.request(
                 "offer",
                 {"call_id": call.call_id, "leg": "b", "codecs": to_engine_codecs(call.formats)},
@@ -579,15 +584,28 @@ class B2BUA:
                 "remote": {"host": audio.connection_address, "port": audio.port},
             },
         )
-        if not call.answer_sdp:
-            call.answer_sdp = build_answer(
-                call.offer,
+        if call.answer_sdp:
+            return
+        if call.offer is None:
+            # Delayed offer: the caller gets an offer of what the callee chose;
+            # its answer comes in the ACK (§13.2.1).
+            call.formats = [f for f in audio.codecs if f.name.lower() != "cn"]
+            call.answer_sdp = build_offer(
                 address=call.local_a[0],
                 port=call.local_a[1],
                 formats=call.formats,
                 session_id=call.a_session,
                 version=call.a_version,
             ).to_bytes()
+            return
+        call.answer_sdp = build_answer(
+            call.offer,
+            address=call.local_a[0],
+            port=call.local_a[1],
+            formats=call.formats,
+            session_id=call.a_session,
+            version=call.a_version,
+        ).to_bytes()
 
     async def _early_media(self, call: Call, response: Response) -> None:
         """183 with SDP: the callee (or the network) plays ringback or announcements.
@@ -643,6 +661,27 @@ class B2BUA:
         self.service.respond(ok, loop.time())
         self.flush()
         await self._retransmit_ok(call, ok)
+
+    async def _ack_answer(self, call: Call, ack: Request) -> None:
+        """The caller's answer to our offer, in its ACK: now its media can flow."""
+        try:
+            answer = SessionDescription.parse(ack.body)
+            audio = answer.audio
+            if audio is None:
+                raise SdpError("no audio stream in the ACK's answer")
+            await self.media.request(
+                "answer",
+                {
+                    "call_id": call.call_id,
+                    "leg": "a",
+                    "codecs": to_engine_codecs(audio.codecs),
+                    "remote": {"host": audio.connection_address, "port": audio.port},
+                },
+            )
+        except (SdpError, ControlError) as exc:
+            log.warning("call %s: answer in ACK unusable: %s; hanging up", call.call_id, exc)
+            call.hung_up_by, call.cause = "system", "failed"
+            await self._hangup(call, from_caller=True)
 
     async def _retransmit_ok(self, call: Call, ok: Response) -> None:
         """The UAS core resends its 2xx until the ACK comes (§13.3.1.4)."""

@@ -370,3 +370,31 @@ def test_per_user_call_limit(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         server.stop()
+
+
+def test_delayed_offer_offer_in_200_answer_in_ack(server: ServerProcess) -> None:
+    async def main() -> None:
+        alice, bob = await registered(server, "alice"), await registered(server, "bob")
+        phone_a, phone_b = RtpPhone.open(), RtpPhone.open()
+        invite = await blocking(alice.invite, "alice", "alice-secret", DOMAIN, "bob", b"")
+        assert not invite.body
+        incoming = await blocking(bob.recv_message)
+        assert isinstance(incoming, Request) and incoming.body  # we offered to bob
+        await blocking(bob.answer, incoming, 200, sdp_for(phone_b))
+        ok = await next_final(alice)
+        assert ok.status == 200 and ok.body  # our offer to alice ...
+        to_server_a = media_target(ok)
+        # ... answered in her ACK (RFC 3261 §13.2.1).
+        await blocking(
+            alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq, sdp_for(phone_a))
+        )
+        await asyncio.sleep(0.2)
+        await asyncio.gather(
+            phone_a.send_tone(to_server_a, 1000, 0.8),
+            phone_b.send_tone(media_target(incoming), 440, 0.8),
+        )
+        await asyncio.sleep(0.3)
+        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=5)
+        assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
+
+    asyncio.run(main())
