@@ -521,6 +521,13 @@ class B2BUA:
             self._branch_failed(call, now)
             return
         invite = self._trunk_invite(call, fork.edge, fork.addr, fork.invite.cseq.seq + 1, header)
+        self._spawn(self._send_authenticated(call, invite, fork))
+
+    async def _send_authenticated(self, call: Call, invite: Request, fork: Fork) -> None:
+        assert self.trunk is not None
+        await self.trunk.pace("authenticated")
+        if call.ended or call.answered:
+            return
         retry = self._send_fork(call, invite, fork.addr, fork.edge)
         retry.alive = retry.authenticated = True
 

@@ -28,7 +28,7 @@ class TwilioTrunk:
         self.config = config
         self.domain = config.domain
         self.name = config.domain.removesuffix(".pstn.twilio.com")
-        self._next_start = 0.0
+        self._next_slot: dict[str, float] = {}
         self._acl = [ipaddress.ip_network(network) for network in config.origination_acl]
 
     def from_twilio(self, host: str) -> bool:
@@ -71,12 +71,17 @@ class TwilioTrunk:
         )
         return ("UDP", str(infos[0][4][0]), 5060)
 
-    async def pace(self) -> None:
-        """Wait for the next call-start slot under the trunk's CPS limit."""
+    async def pace(self, kind: str = "start") -> None:
+        """Wait for the next slot under the trunk's CPS limit.
+
+        First INVITEs and their authenticated retries are each kept 1/CPS
+        apart: whichever the carrier counts, round-trip jitter on the digest
+        exchange cannot squeeze two into one second.
+        """
         loop = asyncio.get_running_loop()
         now = loop.time()
-        slot = max(now, self._next_start)
-        self._next_start = slot + 1.0 / self.config.cps
+        slot = max(now, self._next_slot.get(kind, 0.0))
+        self._next_slot[kind] = slot + 1.0 / self.config.cps
         if slot > now:
             await asyncio.sleep(slot - now)
 
