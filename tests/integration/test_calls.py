@@ -268,7 +268,7 @@ def test_sipp_caller_and_sipp_callee(server: ServerProcess, tmp_path: Path) -> N
             keys={"domain": DOMAIN, "callee": "202"},
             auth_uri=f"202@{DOMAIN}",
             timeout=20,
-            extra_args=["-mp", str(uac_media)],
+            extra_args=["-mp", str(uac_media), "-d", "300"],
         )
         assert result.ok, result.describe()
         assert uas.wait(timeout=20) == 0  # the callee saw INVITE, ACK and BYE

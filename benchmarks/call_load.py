@@ -1,0 +1,152 @@
+"""Calls per second one signalling process sustains (issue 4).
+
+    python -m benchmarks.call_load [--duration 60] [--hold 10] [--rates 5,10,20,40]
+                                   [--loops uvloop,asyncio]
+
+SIPp places calls (INVITE, 407 digest, 200, ACK, RTP both ways for --hold
+seconds, BYE) through voipcore to a second SIPp registered as the callee;
+media is anchored in voipcore's in-process engine, so every call also costs
+two RTP streams of 50 packets/s each way.  A rate passes when every call of a
+--duration run succeeds.  Concurrent calls = rate x hold.  The same search
+runs on the stdlib asyncio loop as the baseline.  Server CPU is read from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from media import g711
+from media.tones import sine
+from tests.harness import ServerProcess, TestUser
+from tests.sipclient import SipClient
+from tests.sipp import SippError, run_sipp, scenario, write_users_csv
+
+DOMAIN = "test.local"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_rtp(name: str, after: str, workdir: Path, audio: Path) -> Path:
+    """A copy of a shipped scenario that streams ``audio`` once the call is up."""
+    text = scenario(name).read_text()
+    stream = f'<nop><action><exec rtp_stream="{audio},-1,0"/></action></nop>'
+    path = workdir / name
+    path.write_text(text.replace(after, after + "\n  " + stream, 1))
+    return path
+
+
+def probe(loop: str, rate: int, duration: int, hold: int, workdir: Path) -> str:
+    workdir.mkdir(parents=True, exist_ok=True)
+    audio = workdir / "tone.ulaw"
+    audio.write_bytes(g711.ulaw_encode(sine(1000, 1.0, 0.3).astype(np.int16)).tobytes())
+    uac = with_rtp(
+        "uac_call.xml", "CSeq: 2 ACK\n      Content-Length: 0\n\n    ]]>\n  </send>", workdir, audio
+    )
+    uas = with_rtp("uas_call.xml", '<recv request="ACK" crlf="true" />', workdir, audio)
+    calls = rate * duration
+    server = ServerProcess(
+        workdir / "server",
+        users=[TestUser("alice", "alice-secret", "201"), TestUser("bob", "bob-secret", "202")],
+        extra_sip=f"max_calls_per_user = {calls + 10}",
+        event_loop=loop,
+    ).start()
+    uas_port = free_port()
+    uas_proc = subprocess.Popen(
+        [
+            "sipp",
+            "-sf",
+            str(uas),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(uas_port),
+            "-mp",
+            str(free_port()),
+            "-m",
+            str(calls),
+            "-nostdin",
+            "-timeout",
+            f"{duration + hold + 60}s",
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        bob = SipClient("127.0.0.1", server.udp_port)
+        contact = f"<sip:bob@127.0.0.1:{uas_port}>"
+        assert bob.register("bob", "bob-secret", DOMAIN, contacts=(contact,)).status == 200
+        users = write_users_csv(workdir / "users.csv", [("alice", "alice-secret")])
+        before = cpu_seconds(server.pid)
+        try:
+            result = run_sipp(
+                uac,
+                "127.0.0.1",
+                server.udp_port,
+                workdir=workdir,
+                users_csv=users,
+                rate=rate,
+                calls=calls,
+                limit=rate * (hold + 5) + 10,
+                keys={"domain": DOMAIN, "callee": "202"},
+                auth_uri=f"202@{DOMAIN}",
+                timeout=duration + hold + 60,
+                extra_args=["-mp", str(free_port()), "-d", str(hold * 1000)],
+            )
+        except SippError as exc:
+            return f"{loop:<8} {rate:>5} sipp failed: {exc}"
+        cpu = 100 * (cpu_seconds(server.pid) - before) / max(result.elapsed, 1e-9)
+        ok = result.failed == 0 and result.successful == calls
+        return (
+            f"{loop:<8} {rate:>5} {result.successful:>6}/{calls:<6} {result.failed:>6} "
+            f"{rate * hold:>10} {cpu:>7.1f}%  {'pass' if ok else 'FAIL'}"
+        )
+    finally:
+        uas_proc.kill()
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=60)
+    parser.add_argument("--hold", type=int, default=10)
+    parser.add_argument("--rates", default="5,10,20,40")
+    parser.add_argument("--loops", default="uvloop,asyncio")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="voipcore-call-load-"))
+    print(
+        f"call_load: {args.duration} s per rate, calls held {args.hold} s with RTP both ways; "
+        f"{os.cpu_count()} cores shared by the server and two SIPp processes"
+    )
+    print(f"{'loop':<8} {'CPS':>5} {'calls ok':>13} {'failed':>6} {'concurrent':>10} {'server':>8}")
+    for loop in args.loops.split(","):
+        for rate in (int(r) for r in args.rates.split(",")):
+            line = probe(loop, rate, args.duration, args.hold, work / f"{loop}-{rate}")
+            print(line, flush=True)
+            if "FAIL" in line or "failed:" in line:
+                break
+    print(f"files: {work}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
