@@ -576,27 +576,40 @@ class B2BUA:
 
     # -- answers and failures --------------------------------------------------
 
-    async def _connect_b(self, call: Call, response: Response) -> None:
-        """Point leg B's media at the callee's answer (from a 183 or the 2xx)."""
-        answer = SessionDescription.parse(response.body)
-        audio = answer.audio
+    async def _apply_sdp(
+        self, call: Call, leg: str, body: bytes, *, command: str = "answer"
+    ) -> list[Format]:
+        """Point ``leg``'s media at the audio stream in ``body`` (address, codecs, direction).
+
+        Returns the formats both sides support; SdpError if there are none.
+        """
+        audio = SessionDescription.parse(body).audio
         if audio is None:
-            raise SdpError("no audio stream in the answer")
+            raise SdpError("no audio stream")
+        formats = negotiate(audio, SUPPORTED)
+        if not formats:
+            raise SdpError("no codec in common")
         await self.media.request(
-            "answer",
+            command,
             {
                 "call_id": call.call_id,
-                "leg": "b",
-                "codecs": to_engine_codecs(audio.codecs),
+                "leg": leg,
+                "codecs": to_engine_codecs(formats),
                 "remote": {"host": audio.connection_address, "port": audio.port},
+                "direction": audio.direction,
             },
         )
+        return formats
+
+    async def _connect_b(self, call: Call, response: Response) -> None:
+        """Point leg B's media at the callee's answer (from a 183 or the 2xx)."""
+        formats = await self._apply_sdp(call, "b", response.body)
         if call.answer_sdp:
             return
         if call.offer is None:
             # Delayed offer: the caller gets an offer of what the callee chose;
             # its answer comes in the ACK (§13.2.1).
-            call.formats = [f for f in audio.codecs if f.name.lower() != "cn"]
+            call.formats = formats
             call.answer_sdp = build_offer(
                 address=call.local_a[0],
                 port=call.local_a[1],
@@ -672,19 +685,7 @@ class B2BUA:
     async def _ack_answer(self, call: Call, ack: Request) -> None:
         """The caller's answer to our offer, in its ACK: now its media can flow."""
         try:
-            answer = SessionDescription.parse(ack.body)
-            audio = answer.audio
-            if audio is None:
-                raise SdpError("no audio stream in the ACK's answer")
-            await self.media.request(
-                "answer",
-                {
-                    "call_id": call.call_id,
-                    "leg": "a",
-                    "codecs": to_engine_codecs(audio.codecs),
-                    "remote": {"host": audio.connection_address, "port": audio.port},
-                },
-            )
+            await self._apply_sdp(call, "a", ack.body)
         except (SdpError, ControlError) as exc:
             log.warning("call %s: answer in ACK unusable: %s; hanging up", call.call_id, exc)
             call.hung_up_by, call.cause = "system", "failed"
@@ -780,17 +781,8 @@ class B2BUA:
         assert audio is not None
         direction = audio.direction
         try:
-            await self.media.request(
-                "offer",
-                {
-                    "call_id": call.call_id,
-                    "leg": "a" if from_a else "b",
-                    "codecs": to_engine_codecs(call.formats),
-                    "remote": {"host": audio.connection_address, "port": audio.port},
-                    "direction": direction,
-                },
-            )
-        except ControlError as exc:
+            await self._apply_sdp(call, "a" if from_a else "b", request.body, command="offer")
+        except (SdpError, ControlError) as exc:
             log.warning("call %s: re-INVITE media update failed: %s", call.call_id, exc)
             self.service.respond(make_response(request, 500), asyncio.get_running_loop().time())
             self.flush()
