@@ -184,6 +184,7 @@ class B2BUA:
         #: Our re-INVITEs in flight: call, dialog, destination, CSeq number.
         self._reinvites: dict[TransactionKey, tuple[Call, Dialog, Address, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        media.subscribe(self._media_event)
 
     # -- from the service ---------------------------------------------------
 
@@ -249,6 +250,29 @@ class B2BUA:
                 self._spawn(self._trunk_attempt(call))
             else:
                 self._branch_failed(call, now)
+
+    def _media_event(self, event: dict[str, Any]) -> None:
+        """Dead calls end: no RTP for the media timeout, or their media worker died."""
+        if event.get("event") not in ("media_timeout", "call_ended"):
+            return
+        call = self.calls.get(str(event.get("call_id")))
+        if call is None or call.ended or not call.answered:
+            return
+        log.warning("call %s: %s, hanging up", call.call_id, event["event"])
+        call.hung_up_by, call.cause = "system", "media_timeout"
+        self._spawn(self._hangup_both(call))
+
+    async def _hangup_both(self, call: Call) -> None:
+        now = asyncio.get_running_loop().time()
+        for dialog, addr in (
+            (call.a_dialog, call.addr),
+            (call.b_dialog, call.b_fork and call.b_fork.addr),
+        ):
+            if dialog is not None and addr:
+                bye = dialog.create_request("BYE", via=self.via(addr[0]))
+                self.service.send_request(bye, addr, now)
+        self._end(call)
+        self.flush()
 
     # -- new calls ------------------------------------------------------------
 

@@ -398,3 +398,28 @@ def test_delayed_offer_offer_in_200_answer_in_ack(server: ServerProcess) -> None
         assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
 
     asyncio.run(main())
+
+
+def test_call_without_media_is_torn_down(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, extra_config="[media]\nmedia_timeout = 1.0\n").start()
+
+    async def main() -> None:
+        alice, bob = await registered(server, "alice"), await registered(server, "bob")
+        invite = await call(alice, "bob", RtpPhone.open())
+        incoming = await blocking(bob.recv_message)
+        assert isinstance(incoming, Request)
+        await blocking(bob.answer, incoming, 200, sdp_for(RtpPhone.open()))
+        ok = await next_final(alice)
+        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+        await blocking(bob.recv_message)  # the server's ACK
+        # Neither phone sends RTP: after the media timeout both get a BYE.
+        bye_a, bye_b = await blocking(alice.recv_message), await blocking(bob.recv_message)
+        assert isinstance(bye_a, Request) and bye_a.method == "BYE"
+        assert isinstance(bye_b, Request) and bye_b.method == "BYE"
+        row = await logged(server, invite.call_id)
+        assert (row["hangup_cause"], row["hung_up_by"]) == ("media_timeout", "system")
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
