@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,17 +24,11 @@ import numpy as np
 
 from media import g711
 from media.tones import sine
-from tests.harness import ServerProcess, TestUser
+from tests.harness import ServerProcess, TestUser, free_udp_port
 from tests.sipclient import SipClient
 from tests.sipp import SippError, run_sipp, scenario, write_users_csv
 
 DOMAIN = "test.local"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -68,7 +61,7 @@ def probe(loop: str, rate: int, duration: int, hold: int, workdir: Path) -> str:
         extra_sip=f"max_calls_per_user = {calls + 10}",
         event_loop=loop,
     ).start()
-    uas_port = free_port()
+    uas_port = free_udp_port()
     uas_proc = subprocess.Popen(
         [
             "sipp",
@@ -79,7 +72,7 @@ def probe(loop: str, rate: int, duration: int, hold: int, workdir: Path) -> str:
             "-p",
             str(uas_port),
             "-mp",
-            str(free_port()),
+            str(free_udp_port()),
             "-m",
             str(calls),
             "-nostdin",
@@ -109,7 +102,7 @@ def probe(loop: str, rate: int, duration: int, hold: int, workdir: Path) -> str:
                 keys={"domain": DOMAIN, "callee": "202"},
                 auth_uri=f"202@{DOMAIN}",
                 timeout=duration + hold + 60,
-                extra_args=["-mp", str(free_port()), "-d", str(hold * 1000)],
+                extra_args=["-mp", str(free_udp_port()), "-d", str(hold * 1000)],
             )
         except SippError as exc:
             return f"{loop:<8} {rate:>5} sipp failed: {exc}"

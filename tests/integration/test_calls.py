@@ -11,8 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from media.tones import dominant_frequency
-from tests.harness import ServerProcess
-from tests.integration.test_pyvoip import free_udp_port
+from tests.harness import ServerProcess, free_udp_port
 from tests.rtpphone import RtpPhone
 from tests.sipclient import SipClient
 from tests.sipp import run_sipp, scenario, write_users_csv

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import socket
+import asyncio
 import time
+from collections.abc import Callable
 
+import numpy as np
 import pytest
-from pyVoIP.VoIP import PhoneStatus, VoIPPhone
+from pyVoIP.VoIP import PhoneStatus, VoIPCall, VoIPPhone
 
-from tests.harness import ServerProcess
+from media.tones import dominant_frequency, sine
+from tests.harness import ServerProcess, free_udp_port
+from tests.integration.test_calls import (
+    blocking,
+    call,
+    media_target,
+    next_final,
+    registered,
+)
 from tests.integration.test_registrar_wire import contacts_of
+from tests.rtpphone import RtpPhone
 
 pytestmark = pytest.mark.integration
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(predicate: object, timeout: float = 5.0) -> bool:
@@ -31,13 +35,19 @@ def wait_for(predicate: object, timeout: float = 5.0) -> bool:
     return False
 
 
-def make_phone(server: ServerProcess, password: str = "alice-secret") -> tuple[VoIPPhone, int]:
+def make_phone(
+    server: ServerProcess,
+    user: str = "alice",
+    password: str = "alice-secret",
+    on_call: Callable[[VoIPCall], None] | None = None,
+) -> tuple[VoIPPhone, int]:
     port = free_udp_port()
     phone = VoIPPhone(
         "127.0.0.1",
         server.udp_port,
-        "alice",
+        user,
         password,
+        callCallback=on_call,
         myIP="127.0.0.1",
         sipPort=port,
         rtpPortLow=40000,
@@ -56,3 +66,38 @@ def test_pyvoip_phone_registers_and_unregisters(server: ServerProcess) -> None:
     finally:
         phone.stop()
     assert wait_for(lambda: contacts_of(server) == [])
+
+
+def test_pyvoip_answers_a_call_and_audio_flows_both_ways(server: ServerProcess) -> None:
+    """pyVoIP as the callee: it answers our INVITE and talks through the anchored media."""
+    heard: list[bytes] = []
+
+    def answer(call: VoIPCall) -> None:
+        call.answer()
+        tone = ((sine(600, 1.5, 0.4).astype(np.int32) >> 8) + 128).astype(np.uint8).tobytes()
+        for offset in range(0, len(tone), 160):
+            call.write_audio(tone[offset : offset + 160])
+            heard.append(call.read_audio(160, blocking=True))
+
+    phone, _ = make_phone(server, "bob", "bob-secret", answer)
+    phone.start()
+    try:
+        assert wait_for(lambda: phone.get_status() == PhoneStatus.REGISTERED)
+
+        async def main() -> None:
+            alice = await registered(server, "alice")
+            phone_a = RtpPhone.open()
+            invite = await call(alice, "202", phone_a)
+            ok = await next_final(alice)
+            assert ok.status == 200
+            await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+            await phone_a.send_tone(media_target(ok), 1000, 1.5)
+            await asyncio.sleep(0.3)
+            assert dominant_frequency(phone_a.audio(0)) == pytest.approx(600, abs=10)
+            await blocking(alice.send_raw, alice.in_dialog("BYE", invite, ok, invite.cseq.seq + 1))
+
+        asyncio.run(main())
+        received = np.frombuffer(b"".join(heard), np.uint8).astype(np.int16) - 128
+        assert dominant_frequency(received[len(received) // 3 :]) == pytest.approx(1000, abs=10)
+    finally:
+        phone.stop()
