@@ -185,6 +185,10 @@ class B2BUA:
         self._reinvites: dict[TransactionKey, tuple[Call, Dialog, Address, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         media.subscribe(self._media_event)
+        #: Our OPTIONS pings to trunk edges in flight: edge and when it was sent.
+        self._pings: dict[TransactionKey, tuple[str, float]] = {}
+        if trunk is not None and trunk.config.ping_interval > 0:
+            self._spawn(self._ping_edges())
 
     # -- from the service ---------------------------------------------------
 
@@ -215,6 +219,11 @@ class B2BUA:
             if response.status >= 200:
                 self._reinvite_answered(key, response)
             return
+        ping = self._pings.pop(key, None)
+        if ping is not None and self.trunk is not None:
+            # Any answer, even 4xx, shows the edge is up (RFC 3261 §11).
+            self.trunk.health[ping[0]] = (True, now - ping[1])
+            return
         call = self._forks.get(key)
         if call is None or call.ended:
             return
@@ -242,6 +251,7 @@ class B2BUA:
 
     def on_timeout(self, key: TransactionKey, now: float) -> None:
         """Timer B on a branch: treat as 408 from it."""
+        self._pings.pop(key, None)
         call = self._forks.get(key)
         if call is not None and not call.ended:
             fork = call.forks[key]
@@ -273,6 +283,39 @@ class B2BUA:
                 self.service.send_request(bye, addr, now)
         self._end(call)
         self.flush()
+
+    async def _ping_edges(self) -> None:
+        """OPTIONS every trunk edge now and then: reachability and round-trip time."""
+        trunk = self.trunk
+        assert trunk is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            for edge in trunk.config.edges:
+                try:
+                    addr = await trunk.address(edge)
+                except OSError:
+                    trunk.health[edge] = (False, None)
+                    continue
+                ping = self._options(f"sip:{trunk.edge_domain(edge)}", addr)
+                key = self.service.send_request(ping, addr, loop.time())
+                self._pings[key] = (edge, loop.time())
+            self.flush()
+            await asyncio.sleep(trunk.config.ping_timeout)
+            for key, (edge, _) in list(self._pings.items()):
+                # No answer within the ping timeout: treat the edge as down for now.
+                trunk.health[edge] = (False, None)
+                del self._pings[key]
+            await asyncio.sleep(max(0.0, trunk.config.ping_interval - trunk.config.ping_timeout))
+
+    def _options(self, uri: str, addr: Address) -> Request:
+        headers = Headers()
+        headers.add("Via", f"{self.via(addr[0])};branch={MAGIC_COOKIE}{secrets.token_hex(8)};rport")
+        headers.add("Max-Forwards", "70")
+        headers.add("From", f"<sip:voipcore@{self.registrar.domain}>;tag={secrets.token_hex(6)}")
+        headers.add("To", f"<{uri}>")
+        headers.add("Call-ID", secrets.token_hex(12))
+        headers.add("CSeq", "1 OPTIONS")
+        return Request("OPTIONS", uri, headers)
 
     # -- new calls ------------------------------------------------------------
 
@@ -349,7 +392,7 @@ class B2BUA:
             return
         call = self._start(request, addr, caller, number.e164, dialled, offer, formats)
         call.e164 = number.e164
-        call.edges = list(self.trunk.config.edges)
+        call.edges = self.trunk.ordered_edges()
         self._spawn(self._place_outbound(call))
 
     def _origination(self, request: Request, addr: Address, now: float) -> None:

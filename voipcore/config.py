@@ -244,6 +244,8 @@ class TwilioTrunkConfig(_Section):
     outbound_proxy: str | None = None
     edge_addresses: dict[str, str] = {}
     failover_timeout: float = Field(2.0, gt=0)
+    ping_interval: float = Field(30.0, ge=0)
+    ping_timeout: float = Field(2.0, gt=0)
     origination_acl: list[str] = TWILIO_SIGNALLING
     account_sid: str | None = Field(None, pattern=r"^AC[0-9a-f]{32}$")
     auth_token: str | None = None

@@ -29,6 +29,8 @@ async def trunk_setup(
     tmp_path: Path,
     edges: tuple[str, ...] = ("ashburn", "umatilla"),
     acl: str = "127.0.0.2/32",
+    extra: str = "",
+    down: tuple[str, ...] = (),
 ) -> AsyncIterator[tuple[TwilioCarrier, ServerProcess]]:
     # The carrier has its own loopback address: phones (127.0.0.1) must not look like Twilio.
     carrier = TwilioCarrier(
@@ -42,6 +44,8 @@ async def trunk_setup(
         default=Party(media="tone", tone_hz=1000),
     )
     await carrier.start()
+    for edge in down:
+        carrier.set_edge_down(edge)
     addresses = ", ".join(f'{edge} = "127.0.0.2:{carrier.address(edge)[1]}"' for edge in edges)
     edge_list = ", ".join(f'"{edge}"' for edge in edges)
     server = ServerProcess(
@@ -60,6 +64,7 @@ edge_addresses = {{ {addresses} }}
 origination_acl = ["{acl}"]
 account_sid = "{ACCOUNT_SID}"
 dids = {{ "+14045550100" = "alice" }}
+{extra}
 """,
     )
     await blocking(server.start)
@@ -236,5 +241,28 @@ def test_early_media_ringback_reaches_the_caller_before_the_answer(tmp_path: Pat
             assert heard_before_answer >= 20  # ringback played while it rang
             await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
             await carrier.hangup(await carrier.wait_for_call("+14045551234"))
+
+    asyncio.run(main())
+
+
+def test_options_pings_route_calls_around_a_dead_edge(tmp_path: Path) -> None:
+    async def main() -> None:
+        pings = "ping_interval = 1.0\nping_timeout = 0.5"
+        async with trunk_setup(tmp_path, extra=pings, down=("ashburn",)) as (carrier, server):
+            await asyncio.sleep(1.0)  # one round of pings: ashburn silent, umatilla answers
+            await dial(server, "alice", "4045551234", RtpPhone.open())
+            call = await carrier.wait_for_call("+14045551234")
+            assert call.edge == "umatilla"
+            # Straight there: no INVITE was spent on the dead edge.
+            assert [d for d in carrier.dropped if d.request and d.request.method == "INVITE"] == []
+            metrics = (
+                urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5)
+                .read()
+                .decode()
+            )
+            assert 'voipcore_trunk_edge_up{edge="ashburn"} 0.0' in metrics
+            assert 'voipcore_trunk_edge_up{edge="umatilla"} 1.0' in metrics
+            assert 'voipcore_trunk_edge_rtt_seconds{edge="umatilla"}' in metrics
+            await carrier.hangup(call)
 
     asyncio.run(main())

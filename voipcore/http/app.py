@@ -74,6 +74,19 @@ class ServerCollector:
                 "INVITEs claiming to come from the trunk that did not (403)",
                 b2bua.origination_refused,
             )
+            if b2bua.trunk is not None:
+                up = GaugeMetricFamily(
+                    "voipcore_trunk_edge_up", "Edge answered its last OPTIONS ping", labels=["edge"]
+                )
+                rtt = GaugeMetricFamily(
+                    "voipcore_trunk_edge_rtt_seconds", "OPTIONS round-trip time", labels=["edge"]
+                )
+                for edge, (alive, seconds) in sorted(b2bua.trunk.health.items()):
+                    up.add_metric([edge], 1.0 if alive else 0.0)
+                    if seconds is not None:
+                        rtt.add_metric([edge], seconds)
+                yield up
+                yield rtt
         for key, help_text in _MEDIA_GAUGES.items():
             yield GaugeMetricFamily(f"voipcore_media_{key}", help_text, self._media_total(key))
         for key, help_text in _MEDIA_COUNTERS.items():

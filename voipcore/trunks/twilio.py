@@ -20,6 +20,9 @@ from voipcore.sip.errors import SipParseError
 from voipcore.sip.message import Request, Response
 from voipcore.sip.transaction import Address
 
+#: Spacing of call starts relative to 1/CPS (timing jitter headroom).
+PACING_MARGIN = 1.1
+
 
 class TwilioTrunk:
     """One ``[trunks.twilio]`` trunk."""
@@ -30,6 +33,13 @@ class TwilioTrunk:
         self.name = config.domain.removesuffix(".pstn.twilio.com")
         self._next_slot: dict[str, float] = {}
         self._acl = [ipaddress.ip_network(network) for network in config.origination_acl]
+        #: Edge -> (answered the last OPTIONS ping, its round-trip time in seconds).
+        self.health: dict[str, tuple[bool, float | None]] = {}
+
+    def ordered_edges(self) -> list[str]:
+        """Edges to try, in preference order, those known to be down last."""
+        edges = list(self.config.edges)
+        return sorted(edges, key=lambda edge: not self.health.get(edge, (True, None))[0])
 
     def from_twilio(self, host: str) -> bool:
         """Whether ``host`` is one of the trunk's signalling addresses (origination ACL)."""
@@ -81,7 +91,9 @@ class TwilioTrunk:
         loop = asyncio.get_running_loop()
         now = loop.time()
         slot = max(now, self._next_slot.get(kind, 0.0))
-        self._next_slot[kind] = slot + 1.0 / self.config.cps
+        # 10 % over the limit's spacing: a send that wakes a little late must not
+        # land inside the carrier's one-second window with the next one.
+        self._next_slot[kind] = slot + PACING_MARGIN / self.config.cps
         if slot > now:
             await asyncio.sleep(slot - now)
 
