@@ -505,13 +505,7 @@ class B2BUA:
             return False
         call.local_a = (reply_a["local"]["host"], reply_a["local"]["port"])
         call.local_b = (reply_b["local"]["host"], reply_b["local"]["port"])
-        call.offer_sdp = build_offer(
-            address=call.local_b[0],
-            port=call.local_b[1],
-            formats=call.formats,
-            session_id=call.b_session,
-            version=call.b_version,
-        ).to_bytes()
+        call.offer_sdp = self._sdp(call, "b")
         return True
 
     async def _place(self, call: Call, targets: list[tuple[str, Address]]) -> None:
@@ -643,6 +637,49 @@ class B2BUA:
 
     # -- answers and failures --------------------------------------------------
 
+    def _sdp(
+        self,
+        call: Call,
+        side: str,
+        *,
+        answering: SessionDescription | None = None,
+        direction: str = "sendrecv",
+        bump: bool = False,
+    ) -> bytes:
+        """Our SDP towards one side: an answer to ``answering``, else an offer.
+
+        Each side keeps its own session id; ``bump`` raises its version for a
+        changed session (RFC 3264 §8).
+        """
+        if bump:
+            if side == "a":
+                call.a_version += 1
+            else:
+                call.b_version += 1
+        host, port = call.local_a if side == "a" else call.local_b
+        session, version = (
+            (call.a_session, call.a_version) if side == "a" else (call.b_session, call.b_version)
+        )
+        if answering is not None:
+            sdp = build_answer(
+                answering,
+                address=host,
+                port=port,
+                formats=call.formats,
+                session_id=session,
+                version=version,
+            )
+        else:
+            sdp = build_offer(
+                address=host,
+                port=port,
+                formats=call.formats,
+                session_id=session,
+                version=version,
+                direction=direction,
+            )
+        return sdp.to_bytes()
+
     async def _apply_sdp(
         self, call: Call, leg: str, body: bytes, *, command: str = "answer"
     ) -> list[Format]:
@@ -677,22 +714,9 @@ class B2BUA:
             # Delayed offer: the caller gets an offer of what the callee chose;
             # its answer comes in the ACK (§13.2.1).
             call.formats = formats
-            call.answer_sdp = build_offer(
-                address=call.local_a[0],
-                port=call.local_a[1],
-                formats=call.formats,
-                session_id=call.a_session,
-                version=call.a_version,
-            ).to_bytes()
+            call.answer_sdp = self._sdp(call, "a")
             return
-        call.answer_sdp = build_answer(
-            call.offer,
-            address=call.local_a[0],
-            port=call.local_a[1],
-            formats=call.formats,
-            session_id=call.a_session,
-            version=call.a_version,
-        ).to_bytes()
+        call.answer_sdp = self._sdp(call, "a", answering=call.offer)
 
     async def _early_media(self, call: Call, response: Response) -> None:
         """183 with SDP: the callee (or the network) plays ringback or announcements.
@@ -870,19 +894,7 @@ class B2BUA:
         if offer is None:
             body = call.answer_sdp if from_a else call.offer_sdp
         else:
-            local = call.local_a if from_a else call.local_b
-            if from_a:
-                call.a_version += 1
-            else:
-                call.b_version += 1
-            body = build_answer(
-                offer,
-                address=local[0],
-                port=local[1],
-                formats=call.formats,
-                session_id=call.a_session if from_a else call.b_session,
-                version=call.a_version if from_a else call.b_version,
-            ).to_bytes()
+            body = self._sdp(call, "a" if from_a else "b", answering=offer, bump=True)
         ok = make_response(request, 200)
         ok.headers.add("Contact", f"<{self.contact(request.via.transport)}>")
         ok.body = body
@@ -895,19 +907,7 @@ class B2BUA:
         addr = call.addr if to_a else (call.b_fork.addr if call.b_fork else None)
         if dialog is None or addr is None:
             return
-        local = call.local_a if to_a else call.local_b
-        if to_a:
-            call.a_version += 1
-        else:
-            call.b_version += 1
-        body = build_offer(
-            address=local[0],
-            port=local[1],
-            formats=call.formats,
-            session_id=call.a_session if to_a else call.b_session,
-            version=call.a_version if to_a else call.b_version,
-            direction=direction,
-        ).to_bytes()
+        body = self._sdp(call, "a" if to_a else "b", direction=direction, bump=True)
         invite = dialog.create_request("INVITE", via=self.via(addr[0]), body=body, content_type=SDP)
         key = self.service.send_request(invite, addr, asyncio.get_running_loop().time())
         self._reinvites[key] = (call, dialog, addr, invite.cseq.seq)
