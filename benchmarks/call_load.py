@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,17 +23,11 @@ import numpy as np
 
 from media import g711
 from media.tones import sine
-from tests.harness import ServerProcess, TestUser, free_udp_port
+from tests.harness import ServerProcess, TestUser, cpu_seconds, free_udp_port
 from tests.sipclient import SipClient
-from tests.sipp import SippError, run_sipp, scenario, write_users_csv
+from tests.sipp import SippError, run_sipp, scenario, start_uas, write_users_csv
 
 DOMAIN = "test.local"
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def with_rtp(name: str, after: str, workdir: Path, audio: Path) -> Path:
@@ -62,26 +55,13 @@ def probe(loop: str, rate: int, duration: int, hold: int, workdir: Path) -> str:
         event_loop=loop,
     ).start()
     uas_port = free_udp_port()
-    uas_proc = subprocess.Popen(
-        [
-            "sipp",
-            "-sf",
-            str(uas),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(uas_port),
-            "-mp",
-            str(free_udp_port()),
-            "-m",
-            str(calls),
-            "-nostdin",
-            "-timeout",
-            f"{duration + hold + 60}s",
-        ],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    uas_proc = start_uas(
+        uas,
+        port=uas_port,
+        media_port=free_udp_port(),
+        workdir=workdir,
+        calls=calls,
+        timeout=duration + hold + 60,
     )
     try:
         bob = SipClient("127.0.0.1", server.udp_port)

@@ -30,6 +30,7 @@ import numpy as np
 import uvloop
 
 from media.workers import WorkerPool
+from tests.harness import cpu_seconds
 
 HEADER = struct.Struct("!BBHII")
 MARK = struct.Struct("!IBq")
@@ -56,13 +57,6 @@ class Result:
     @property
     def loss(self) -> float:
         return 1 - self.received / self.sent if self.sent else 1.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Generator:

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness import ServerProcess
+from tests.harness import ServerProcess, cpu_seconds
 from tests.harness import TestUser as Account
 from tests.sipp import (
     SippError,
@@ -162,12 +162,6 @@ def _read_gc_log(path: Path, pid: int) -> tuple[list[float], float]:
     return [float(r[1]) for r in mine if r[0] == "2"], sum(float(r[1]) for r in mine)
 
 
-def server_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, all threads, from ``/proc/PID/stat`` (proc(5))."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def children_cpu_seconds() -> float:
     """CPU time of waited-for children: SIPp runs are waited for, the server is not."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -207,7 +201,7 @@ class Bench:
         calls = max(1, round(rate * self.duration))
         port = self.server.tcp_port if self.mode.startswith("t") else self.server.udp_port
         cpu0, sipp0, t0 = (
-            server_cpu_seconds(self.server.pid),
+            cpu_seconds(self.server.pid),
             children_cpu_seconds(),
             time.monotonic(),
         )
@@ -230,7 +224,7 @@ class Bench:
             print(f"  sipp failed at {rate}/s: {exc}", file=sys.stderr)
             result = None
         wall = time.monotonic() - t0
-        cpu = server_cpu_seconds(self.server.pid) - cpu0
+        cpu = cpu_seconds(self.server.pid) - cpu0
         sipp_cpu = children_cpu_seconds() - sipp0
         kept_up = result is not None and result.elapsed <= self.duration + max(
             1.0, 0.05 * self.duration

@@ -16,6 +16,13 @@ _LISTEN = re.compile(r"sip listening on (udp|tcp):([\d.:\[\]a-f]+):(\d+)")
 _HTTP = re.compile(r"http listening on [\d.:\[\]a-f]+:(\d+)")
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all threads, from ``/proc/PID/stat`` (proc(5))."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_udp_port() -> int:
     """A UDP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

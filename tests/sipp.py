@@ -281,3 +281,38 @@ def _error_codes(workdir: Path) -> Counter[int]:
             if len(fields) >= 3:
                 codes.update(int(c) for c in fields[2].split(",") if c.strip().isdigit())
     return codes
+
+
+def start_uas(
+    scenario_file: Path, *, port: int, media_port: int, workdir: Path, calls: int, timeout: float
+) -> subprocess.Popen[bytes]:
+    """Start SIPp as a callee in the background on 127.0.0.1:``port``.
+
+    It exits 0 once ``calls`` calls went through the scenario; the caller
+    registers a contact pointing at ``port`` and waits for (or kills) it.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            "sipp",
+            "-sf",
+            str(scenario_file),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-mp",
+            str(media_port),
+            "-m",
+            str(calls),
+            "-nostdin",
+            "-timeout",
+            f"{timeout:.0f}s",
+            "-trace_err",
+            "-error_file",
+            str(workdir / "uas-errors.log"),
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

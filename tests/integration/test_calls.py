@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +13,7 @@ from media.tones import dominant_frequency
 from tests.harness import ServerProcess, free_udp_port
 from tests.rtpphone import RtpPhone
 from tests.sipclient import SipClient
-from tests.sipp import run_sipp, scenario, write_users_csv
+from tests.sipp import run_sipp, scenario, start_uas, write_users_csv
 from voipcore.sdp import PCMU, TELEPHONE_EVENT, SessionDescription, build_offer
 from voipcore.sip.message import Request, Response
 from voipcore.store.calls import SqliteCallLog, to_json
@@ -66,6 +65,17 @@ async def logged(server: ServerProcess, call_id: str) -> dict[str, Any]:
     finally:
         log.close()
     raise AssertionError(f"call {call_id} not in the call log")
+
+
+async def ringing(
+    server: ServerProcess, phone: RtpPhone, target: str = "bob"
+) -> tuple[SipClient, SipClient, Request, Request]:
+    """Alice calls ``target``: both clients, her INVITE, and the INVITE ringing Bob's phone."""
+    alice, bob = await registered(server, "alice"), await registered(server, "bob")
+    invite = await call(alice, target, phone)
+    incoming = await blocking(bob.recv_message)
+    assert isinstance(incoming, Request) and incoming.method == "INVITE"
+    return alice, bob, invite, incoming
 
 
 async def registered(server: ServerProcess, user: str) -> SipClient:
@@ -158,10 +168,7 @@ def test_unknown_or_unregistered_callee(
 
 def test_busy_callee_gives_486(server: ServerProcess) -> None:
     async def main() -> None:
-        alice, bob = await registered(server, "alice"), await registered(server, "bob")
-        invite = await call(alice, "bob", RtpPhone.open())
-        incoming = await blocking(bob.recv_message)
-        assert isinstance(incoming, Request)
+        alice, bob, invite, incoming = await ringing(server, RtpPhone.open(), "bob")
         await blocking(bob.answer, incoming, 486)
         assert (await next_final(alice)).status == 486
         row = await logged(server, invite.call_id)
@@ -182,10 +189,7 @@ def test_wrong_password_is_forbidden(server: ServerProcess) -> None:
 
 def test_caller_cancels_while_ringing(server: ServerProcess) -> None:
     async def main() -> None:
-        alice, bob = await registered(server, "alice"), await registered(server, "bob")
-        invite = await call(alice, "bob", RtpPhone.open())
-        incoming = await blocking(bob.recv_message)
-        assert isinstance(incoming, Request)
+        alice, bob, invite, incoming = await ringing(server, RtpPhone.open(), "bob")
         await blocking(bob.answer, incoming, 180)
         await blocking(alice.send_raw, alice.cancel_bytes(invite))
         statuses: set[int] = set()
@@ -205,10 +209,7 @@ def test_caller_cancels_while_ringing(server: ServerProcess) -> None:
 
 def test_callee_hangs_up(server: ServerProcess) -> None:
     async def main() -> None:
-        alice, bob = await registered(server, "alice"), await registered(server, "bob")
-        invite = await call(alice, "bob", RtpPhone.open())
-        incoming = await blocking(bob.recv_message)
-        assert isinstance(incoming, Request)
+        alice, bob, invite, incoming = await ringing(server, RtpPhone.open(), "bob")
         await blocking(bob.answer, incoming, 200, sdp_for(RtpPhone.open()))
         ok = await next_final(alice)
         await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
@@ -227,31 +228,13 @@ def test_sipp_caller_and_sipp_callee(server: ServerProcess, tmp_path: Path) -> N
     """Two independent SIP stacks: SIPp answers our 407 and places the call; a second
     SIPp, registered as bob, rings, answers, and takes the relayed BYE."""
     uas_port, uas_media, uac_media = free_udp_port(), free_udp_port(), free_udp_port()
-    uas_dir = tmp_path / "uas"
-    uas_dir.mkdir()
-    uas = subprocess.Popen(
-        [
-            "sipp",
-            "-sf",
-            str(scenario("uas_call.xml")),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(uas_port),
-            "-mp",
-            str(uas_media),
-            "-m",
-            "1",
-            "-timeout",
-            "20s",
-            "-nostdin",
-            "-trace_err",
-            "-error_file",
-            str(uas_dir / "errors.log"),
-        ],
-        cwd=uas_dir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    uas = start_uas(
+        scenario("uas_call.xml"),
+        port=uas_port,
+        media_port=uas_media,
+        workdir=tmp_path / "uas",
+        calls=1,
+        timeout=20,
     )
     try:
         bob = SipClient("127.0.0.1", server.udp_port)
@@ -280,10 +263,7 @@ def test_unanswered_call_gives_480_and_cancels_the_ringing_phone(tmp_path: Path)
     server = ServerProcess(tmp_path, extra_sip="ring_timeout = 1.0").start()
 
     async def main() -> None:
-        alice, bob = await registered(server, "alice"), await registered(server, "bob")
-        invite = await call(alice, "bob", RtpPhone.open())
-        incoming = await blocking(bob.recv_message)
-        assert isinstance(incoming, Request)
+        alice, bob, invite, incoming = await ringing(server, RtpPhone.open(), "bob")
         await blocking(bob.answer, incoming, 180)
         assert (await next_final(alice)).status == 480
         cancel = await blocking(bob.recv_message)
@@ -299,11 +279,8 @@ def test_unanswered_call_gives_480_and_cancels_the_ringing_phone(tmp_path: Path)
 
 def test_hold_and_resume_are_relayed_and_stop_the_audio(server: ServerProcess) -> None:
     async def main() -> None:
-        alice, bob = await registered(server, "alice"), await registered(server, "bob")
         phone_a, phone_b = RtpPhone.open(), RtpPhone.open()
-        invite = await call(alice, "bob", phone_a)
-        incoming = await blocking(bob.recv_message)
-        assert isinstance(incoming, Request)
+        alice, bob, invite, incoming = await ringing(server, phone_a, "bob")
         await blocking(bob.answer, incoming, 200, sdp_for(phone_b))
         ok = await next_final(alice)
         await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
@@ -353,10 +330,7 @@ def test_per_user_call_limit(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, extra_sip="max_calls_per_user = 1").start()
 
     async def main() -> None:
-        alice, bob = await registered(server, "alice"), await registered(server, "bob")
-        await call(alice, "bob", RtpPhone.open())
-        incoming = await blocking(bob.recv_message)
-        assert isinstance(incoming, Request)
+        alice, bob, _, incoming = await ringing(server, RtpPhone.open(), "bob")
         await blocking(bob.answer, incoming, 180)
         second = SipClient("127.0.0.1", server.udp_port)
         await blocking(
@@ -403,10 +377,7 @@ def test_call_without_media_is_torn_down(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path, extra_config="[media]\nmedia_timeout = 1.0\n").start()
 
     async def main() -> None:
-        alice, bob = await registered(server, "alice"), await registered(server, "bob")
-        invite = await call(alice, "bob", RtpPhone.open())
-        incoming = await blocking(bob.recv_message)
-        assert isinstance(incoming, Request)
+        alice, bob, invite, incoming = await ringing(server, RtpPhone.open(), "bob")
         await blocking(bob.answer, incoming, 200, sdp_for(RtpPhone.open()))
         ok = await next_final(alice)
         await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
