@@ -131,12 +131,21 @@ class SipClient:
 
     # -- a minimal user agent for call tests ------------------------------------
 
-    def invite(self, user: str, password: str, domain: str, target: str, sdp: bytes) -> Request:
-        """INVITE ``target``; answer the 407 (ACK it, resend with credentials).
+    def invite(
+        self,
+        user: str,
+        password: str,
+        domain: str,
+        target: str,
+        sdp: bytes,
+        extra: tuple[str, ...] = (),
+    ) -> Request:
+        """INVITE ``target`` (with ``extra`` header lines); answer the 407 (ACK it,
+        resend with credentials).
 
         Returns the INVITE that went through; read its responses with :meth:`recv`.
         """
-        headers: tuple[str, ...] = (f"Contact: <sip:{user}@127.0.0.1:{self.port}>",)
+        headers: tuple[str, ...] = (f"Contact: <sip:{user}@127.0.0.1:{self.port}>", *extra)
         if sdp:
             headers += ("Content-Type: application/sdp",)
         first = self._invite_bytes(user, domain, target, headers, sdp)
@@ -197,9 +206,16 @@ class SipClient:
         return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
 
     def in_dialog(
-        self, method: str, invite: Request, ok: Response, cseq: int, sdp: bytes = b""
+        self,
+        method: str,
+        invite: Request,
+        ok: Response,
+        cseq: int,
+        sdp: bytes = b"",
+        extra: tuple[str, ...] = (),
     ) -> bytes:
-        """ACK (for a 2xx), BYE or re-INVITE within the dialog ``ok`` set up, as the caller."""
+        """ACK (for a 2xx), BYE, re-INVITE or UPDATE within the dialog ``ok`` set up,
+        as the caller, with ``extra`` header lines."""
         contact = ok.contacts[0]
         assert not isinstance(contact, str)
         lines = [
@@ -210,6 +226,7 @@ class SipClient:
             f"Call-ID: {invite.call_id}",
             f"CSeq: {cseq} {method}",
             "Max-Forwards: 70",
+            *extra,
         ]
         if sdp:
             lines += [
@@ -219,10 +236,15 @@ class SipClient:
         head = "\r\n".join(lines) + f"\r\nContent-Length: {len(sdp)}\r\n\r\n"
         return head.encode() + sdp
 
-    def answer(self, request: Request, status: int, body: bytes = b"") -> None:
-        """Respond to a request the server sent us, as a phone would."""
+    def answer(
+        self, request: Request, status: int, body: bytes = b"", extra: tuple[str, ...] = ()
+    ) -> None:
+        """Respond to a request the server sent us, as a phone would (``extra``: header lines)."""
         response = make_response(request, status, to_tag=self.call_id[:10])
         response.headers.add("Contact", f"<sip:phone@127.0.0.1:{self.port}>")
+        for line in extra:
+            name, _, value = line.partition(":")
+            response.headers.add(name.strip(), value.strip())
         if body:
             response.headers.add("Content-Type", "application/sdp")
             response.body = body

@@ -42,10 +42,22 @@ from voipcore.sdp import (
     negotiate,
     to_engine_codecs,
 )
-from voipcore.sip.dialog import Dialog, create_cancel, dialog_response
+from voipcore.service import ALLOWED, CALL_EXTENSIONS, CALL_METHODS
+from voipcore.sip.dialog import (
+    Dialog,
+    Expire,
+    Negotiated,
+    Refresh,
+    SessionTimer,
+    TooSmall,
+    create_cancel,
+    dialog_response,
+    negotiate_uas,
+    new_branch,
+)
 from voipcore.sip.errors import SipParseError
-from voipcore.sip.headers import Headers
-from voipcore.sip.message import MAGIC_COOKIE, Request, Response, make_response
+from voipcore.sip.headers import Headers, split_list
+from voipcore.sip.message import Request, Response, make_response
 from voipcore.sip.transaction import Address, TransactionKey
 from voipcore.sip.uri import SipUri, parse_uri
 from voipcore.store import Binding, User
@@ -57,6 +69,9 @@ log = logging.getLogger(__name__)
 #: What the engine's audio path can take (RFC 3551 static types, RFC 4733 events).
 SUPPORTED = [PCMU, PCMA, TELEPHONE_EVENT]
 SDP = "application/sdp"
+#: What we accept in a dialog (RFC 3261 §20.5) and the extensions we support (§20.37).
+ALLOW = ", ".join(ALLOWED + CALL_METHODS)
+SUPPORTED_TAGS = ", ".join(sorted(CALL_EXTENSIONS))
 #: Final statuses to the caller, as call-log hangup causes.
 _CAUSES = {
     486: "busy",
@@ -92,6 +107,8 @@ class Fork:
     edge: str | None = None
     alive: bool = False
     authenticated: bool = False
+    retried: bool = False
+    """Already resent after a 422 (RFC 4028 §7.3)."""
 
 
 @dataclass
@@ -116,8 +133,7 @@ class Call:
     # Our SDP towards each side (RFC 3264 §8: same session id, version + 1 per change).
     a_session: int = field(default_factory=lambda: secrets.randbelow(2**31))
     b_session: int = field(default_factory=lambda: secrets.randbelow(2**31))
-    a_version: int = 1
-    b_version: int = 1
+    versions: dict[str, int] = field(default_factory=lambda: {"a": 1, "b": 1})
     local_a: tuple[str, int] = ("", 0)
     local_b: tuple[str, int] = ("", 0)
     forks: dict[TransactionKey, Fork] = field(default_factory=dict)
@@ -126,6 +142,19 @@ class Call:
     b_fork: Fork | None = None
     answer_sdp: bytes = b""
     offer_sdp: bytes = b""
+    last_sdp: dict[str, bytes] = field(default_factory=dict)
+    """The SDP we last sent each side, by leg: a session refresh repeats it (RFC 3264 §8)."""
+    leg_formats: dict[str, list[Format]] = field(default_factory=dict)
+    """Formats a later offer on one leg settled on (a codec change), by leg."""
+    directions: dict[str, str] = field(default_factory=dict)
+    """The direction each phone last offered (its hold state), by leg."""
+    timers: dict[str, SessionTimer] = field(default_factory=dict)
+    """Each leg's RFC 4028 session timer."""
+    a_negotiated: Negotiated | None = None
+    """Session interval and refresher for the caller's leg, sent in our 2xx."""
+    allows_update: dict[str, bool] = field(default_factory=dict)
+    """Whether each side listed UPDATE in Allow: we refresh with it then (RFC 4028 §7.4)."""
+    timer_handle: asyncio.TimerHandle | None = None
     ringing: bool = False
     answered: bool = False
     acked: bool = False
@@ -137,6 +166,19 @@ class Call:
     status: int | None = None
     cause: str | None = None
     hung_up_by: HungUpBy | None = None
+
+
+@dataclass
+class _Update:
+    """A re-INVITE or UPDATE of ours in flight on one leg of a call."""
+
+    call: Call
+    dialog: Dialog
+    addr: Address
+    leg: str
+    request: Request
+    refresh: bool
+    """A session refresh (RFC 4028 §10), not a change of the session."""
 
 
 class B2BUA:
@@ -159,6 +201,8 @@ class B2BUA:
         policy: CountryPolicy | None = None,
         ring_timeout: float = 60.0,
         max_calls_per_user: int = 4,
+        session_expires: int = 1800,
+        min_se: int = 90,
     ) -> None:
         self.service = service
         self.media = media
@@ -174,6 +218,9 @@ class B2BUA:
         self.ring_timeout = ring_timeout
         #: Calls one user may have up at once: a stolen password cannot fan out.
         self.max_calls_per_user = max_calls_per_user
+        #: RFC 4028: the session interval we ask of both legs, and our Min-SE.
+        self.session_expires = session_expires
+        self.min_se = min_se
         self.default_region = default_region
         self.policy = policy or CountryPolicy(frozenset({default_region}))
         self.calls: dict[str, Call] = {}
@@ -181,8 +228,8 @@ class B2BUA:
         self.origination_refused = 0
         self._by_b: dict[str, Call] = {}
         self._forks: dict[TransactionKey, Call] = {}
-        #: Our re-INVITEs in flight: call, dialog, destination, CSeq number.
-        self._reinvites: dict[TransactionKey, tuple[Call, Dialog, Address, int]] = {}
+        #: Our re-INVITEs and UPDATEs in flight.
+        self._updates: dict[TransactionKey, _Update] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         media.subscribe(self._media_event)
         #: Our OPTIONS pings to trunk edges in flight: edge and when it was sent.
@@ -197,8 +244,8 @@ class B2BUA:
         method = request.method
         if method == "INVITE" and request.to.tag is None:
             self._new_invite(request, addr, now)
-        elif method == "INVITE":
-            self._reinvite(request, now)
+        elif method in ("INVITE", "UPDATE"):
+            self._modify(request, now)
         elif method == "BYE":
             self._bye(request, now)
         elif method == "CANCEL":
@@ -215,9 +262,9 @@ class B2BUA:
 
     def on_response(self, response: Response, key: TransactionKey, now: float) -> None:
         """A response to one of our INVITEs towards the callee."""
-        if key in self._reinvites:
+        if key in self._updates:
             if response.status >= 200:
-                self._reinvite_answered(key, response)
+                self._update_answered(self._updates.pop(key), response, now)
             return
         ping = self._pings.pop(key, None)
         if ping is not None and self.trunk is not None:
@@ -242,6 +289,14 @@ class B2BUA:
         elif status in (401, 407) and fork.edge is not None and not fork.authenticated:
             fork.final = status
             self._trunk_authenticate(call, fork, response, now)
+        elif status == 422 and not fork.retried:
+            # Session interval too small for the callee: ask again at its Min-SE (RFC 4028 §7.3).
+            fork.final = status
+            call.timers["b"].apply_response(response, now)
+            retry = _retry(fork.invite, self.via(fork.addr[0]), call.timers["b"].request_headers())
+            again = self._send_fork(call, retry, fork.addr, fork.edge)
+            again.alive = again.retried = True
+            again.authenticated = fork.authenticated
         elif fork.edge is not None and (status >= 500 or status == 408) and call.edges:
             fork.final = status  # this edge is in trouble: try the next one
             self._spawn(self._trunk_attempt(call))
@@ -252,6 +307,10 @@ class B2BUA:
     def on_timeout(self, key: TransactionKey, now: float) -> None:
         """Timer B on a branch: treat as 408 from it."""
         self._pings.pop(key, None)
+        update = self._updates.pop(key, None)
+        if update is not None:
+            self._update_failed(update, 408)
+            return
         call = self._forks.get(key)
         if call is not None and not call.ended:
             fork = call.forks[key]
@@ -273,7 +332,7 @@ class B2BUA:
         self._spawn(self._hangup_both(call))
 
     async def _hangup_both(self, call: Call) -> None:
-        now = asyncio.get_running_loop().time()
+        now = self._now()
         for dialog, addr in (
             (call.a_dialog, call.addr),
             (call.b_dialog, call.b_fork and call.b_fork.addr),
@@ -309,7 +368,7 @@ class B2BUA:
 
     def _options(self, uri: str, addr: Address) -> Request:
         headers = Headers()
-        headers.add("Via", f"{self.via(addr[0])};branch={MAGIC_COOKIE}{secrets.token_hex(8)};rport")
+        headers.add("Via", f"{self.via(addr[0])};branch={new_branch()};rport")
         headers.add("Max-Forwards", "70")
         headers.add("From", f"<sip:voipcore@{self.registrar.domain}>;tag={secrets.token_hex(6)}")
         headers.add("To", f"<{uri}>")
@@ -333,6 +392,9 @@ class B2BUA:
         caller = self.registrar.authorize(request, now + self.wall_offset(), proxy=True)
         if isinstance(caller, Response):
             self.service.respond(caller, now)
+            return
+        negotiated = self._session_interval(request, now)
+        if negotiated is None:
             return
         uri = request.uri
         dialled = (uri.user_unescaped if isinstance(uri, SipUri) else None) or ""
@@ -363,7 +425,9 @@ class B2BUA:
             if not contacts:
                 self._refuse(request, caller, dialled, 480, None, now, "unavailable")
                 return
-            call = self._start(request, addr, caller, callee.username, dialled, offer, formats)
+            call = self._start(
+                request, addr, caller, callee.username, dialled, offer, formats, negotiated
+            )
             targets = [(b.contact, contact_address(b)) for b in contacts]
             self._spawn(self._place(call, targets))
             return
@@ -390,7 +454,7 @@ class B2BUA:
                 request, caller, dialled, 403, _short(str(exc)), now, "rejected", "outbound"
             )
             return
-        call = self._start(request, addr, caller, number.e164, dialled, offer, formats)
+        call = self._start(request, addr, caller, number.e164, dialled, offer, formats, negotiated)
         call.e164 = number.e164
         call.edges = self.trunk.ordered_edges()
         self._spawn(self._place_outbound(call))
@@ -403,6 +467,9 @@ class B2BUA:
             self.origination_refused += 1
             log.warning("refused inbound INVITE from %s: %s", addr[1], refusal)
             self.service.respond(make_response(request, 403, f"Forbidden ({refusal})"[:100]), now)
+            return
+        negotiated = self._session_interval(request, now)
+        if negotiated is None:
             return
         uri, sender = request.uri, request.from_.uri
         did = (uri.user_unescaped if isinstance(uri, SipUri) else None) or ""
@@ -427,7 +494,7 @@ class B2BUA:
         if not contacts:
             self._refuse(request, caller, did, 480, None, now, "unavailable", "inbound")
             return
-        call = self._start(request, addr, caller, callee.username, did, offer, formats)
+        call = self._start(request, addr, caller, callee.username, did, offer, formats, negotiated)
         call.inbound = True
         self._spawn(self._place(call, [(b.contact, contact_address(b)) for b in contacts]))
 
@@ -440,12 +507,18 @@ class B2BUA:
         dialled: str,
         offer: SessionDescription | None,
         formats: list[Format],
+        negotiated: Negotiated,
     ) -> Call:
         call = Call(request.call_id, request, addr, caller, callee, dialled, offer, formats)
         call.started_at = self._wall()
+        call.a_negotiated = negotiated
+        call.timers = {
+            leg: SessionTimer(interval=self.session_expires, min_se=self.min_se) for leg in "ab"
+        }
+        call.allows_update["a"] = _allows_update(request)
         self.calls[call.call_id] = call
         self._by_b[call.b_call_id] = call
-        self.service.respond(make_response(request, 100), asyncio.get_running_loop().time())
+        self.service.respond(make_response(request, 100), self._now())
         return call
 
     def _refuse(
@@ -552,14 +625,7 @@ class B2BUA:
         if not call.ended and not call.answered and all(f.final for f in call.forks.values()):
             self._finish_a(call, 503, "Service Unavailable (no trunk edge answered)")
 
-    def _trunk_invite(
-        self,
-        call: Call,
-        edge: str,
-        addr: Address,
-        cseq: int = 1,
-        extra: tuple[str, str] | None = None,
-    ) -> Request:
+    def _trunk_invite(self, call: Call, edge: str, addr: Address) -> Request:
         trunk = self.trunk
         assert trunk is not None and call.e164 is not None
         caller_id = trunk.config.caller_id or call.caller
@@ -570,8 +636,6 @@ class B2BUA:
             f"sip:{caller_id}@{trunk.domain}",
             f"sip:{call.e164}@{trunk.domain}",
             tag=call.b_tag,
-            cseq=cseq,
-            extra=extra,
         )
 
     def _trunk_authenticate(self, call: Call, fork: Fork, challenge: Response, now: float) -> None:
@@ -581,7 +645,7 @@ class B2BUA:
         if header is None:
             self._branch_failed(call, now)
             return
-        invite = self._trunk_invite(call, fork.edge, fork.addr, fork.invite.cseq.seq + 1, header)
+        invite = _retry(fork.invite, self.via(fork.addr[0]), [header])
         self._spawn(self._send_authenticated(call, invite, fork))
 
     async def _send_authenticated(self, call: Call, invite: Request, fork: Fork) -> None:
@@ -591,11 +655,12 @@ class B2BUA:
             return
         retry = self._send_fork(call, invite, fork.addr, fork.edge)
         retry.alive = retry.authenticated = True
+        retry.retried = fork.retried
 
     def _send_fork(
         self, call: Call, invite: Request, addr: Address, edge: str | None = None
     ) -> Fork:
-        key = self.service.send_request(invite, addr, asyncio.get_running_loop().time())
+        key = self.service.send_request(invite, addr, self._now())
         fork = call.forks[key] = Fork(invite, addr, edge=edge)
         self._forks[key] = call
         self.flush()
@@ -610,28 +675,26 @@ class B2BUA:
         to_uri: str,
         *,
         tag: str | None = None,
-        cseq: int = 1,
-        extra: tuple[str, str] | None = None,
     ) -> Request:
         headers = Headers()
-        branch = MAGIC_COOKIE + secrets.token_hex(8)
-        headers.add("Via", f"{self.via(addr[0])};branch={branch};rport")
+        headers.add("Via", f"{self.via(addr[0])};branch={new_branch()};rport")
         hops = call.invite.max_forwards
         headers.add("Max-Forwards", str(69 if hops is None else hops - 1))
         headers.add("From", f"<{from_uri}>;tag={tag or secrets.token_hex(6)}")
         headers.add("To", f"<{to_uri}>")
         headers.add("Call-ID", call.b_call_id)
-        headers.add("CSeq", f"{cseq} INVITE")
+        headers.add("CSeq", "1 INVITE")
         headers.add("Contact", f"<{self.contact(addr[0])}>")
-        if extra is not None:
-            headers.add(*extra)
+        headers.add("Allow", ALLOW)
+        for name, value in call.timers["b"].request_headers():
+            headers.add(name, value)
         headers.add("Content-Type", SDP)
         return Request("INVITE", uri, headers, call.offer_sdp)
 
     async def _ring_timeout(self, call: Call) -> None:
         await asyncio.sleep(self.ring_timeout)
         if not call.answered and not call.ended:
-            now = asyncio.get_running_loop().time()
+            now = self._now()
             self._cancel_forks(call, now)
             self._finish_a(call, 480, "Temporarily Unavailable (no answer)")
 
@@ -644,41 +707,46 @@ class B2BUA:
         *,
         answering: SessionDescription | None = None,
         direction: str = "sendrecv",
-        bump: bool = False,
     ) -> bytes:
         """Our SDP towards one side: an answer to ``answering``, else an offer.
 
-        Each side keeps its own session id; ``bump`` raises its version for a
-        changed session (RFC 3264 §8).
+        Each side keeps its own session id, and its version goes up whenever
+        the session described changes (RFC 3264 §8); the result is kept as the
+        side's current session.
         """
-        if bump:
-            if side == "a":
-                call.a_version += 1
-            else:
-                call.b_version += 1
         host, port = call.local_a if side == "a" else call.local_b
-        session, version = (
-            (call.a_session, call.a_version) if side == "a" else (call.b_session, call.b_version)
-        )
-        if answering is not None:
-            sdp = build_answer(
-                answering,
-                address=host,
-                port=port,
-                formats=call.formats,
-                session_id=session,
-                version=version,
-            )
-        else:
-            sdp = build_offer(
-                address=host,
-                port=port,
-                formats=call.formats,
-                session_id=session,
-                version=version,
-                direction=direction,
-            )
-        return sdp.to_bytes()
+        session = call.a_session if side == "a" else call.b_session
+        formats = call.leg_formats.get(side, call.formats)
+
+        def build(version: int) -> bytes:
+            if answering is not None:
+                sdp = build_answer(
+                    answering,
+                    address=host,
+                    port=port,
+                    formats=formats,
+                    session_id=session,
+                    version=version,
+                )
+            else:
+                sdp = build_offer(
+                    address=host,
+                    port=port,
+                    formats=formats,
+                    session_id=session,
+                    version=version,
+                    direction=direction,
+                )
+            return sdp.to_bytes()
+
+        version = call.versions[side]
+        body = build(version)
+        last = call.last_sdp.get(side)
+        if last is not None and body != last:
+            call.versions[side] = version + 1
+            body = build(version + 1)
+        call.last_sdp[side] = body
+        return body
 
     async def _apply_sdp(
         self, call: Call, leg: str, body: bytes, *, command: str = "answer"
@@ -708,6 +776,7 @@ class B2BUA:
     async def _connect_b(self, call: Call, response: Response) -> None:
         """Point leg B's media at the callee's answer (from a 183 or the 2xx)."""
         formats = await self._apply_sdp(call, "b", response.body)
+        call.leg_formats["b"] = formats
         if call.answer_sdp:
             return
         if call.offer is None:
@@ -735,7 +804,7 @@ class B2BUA:
         progress = self._a_response(call, 183)
         progress.body = call.answer_sdp
         progress.headers.add("Content-Type", SDP)
-        self.service.respond(progress, asyncio.get_running_loop().time())
+        self.service.respond(progress, self._now())
         self.flush()
 
     async def _answered(self, call: Call, fork: Fork, response: Response) -> None:
@@ -766,10 +835,21 @@ class B2BUA:
             self._finish_a(call, 488, "Not Acceptable Here (callee's answer)")
             return
         ok = self._a_response(call, 200)
+        ok.headers.add("Allow", ALLOW)
+        ok.headers.add("Supported", SUPPORTED_TAGS)
+        assert call.a_negotiated is not None
+        for name, value in call.a_negotiated.response_headers(call.invite):
+            ok.headers.add(name, value)
         ok.body = call.answer_sdp
         ok.headers.add("Content-Type", SDP)
         call.a_dialog = Dialog.from_uas(call.invite, ok)
-        self.service.respond(ok, loop.time())
+        now = loop.time()
+        self.service.respond(ok, now)
+        # Both legs' session timers start with the call (RFC 4028 §7.2, §9).
+        call.timers["a"].apply_negotiated(call.a_negotiated, now)
+        call.timers["b"].apply_response(response, now)
+        call.allows_update["b"] = _allows_update(response)
+        self._arm(call)
         self.flush()
         await self._retransmit_ok(call, ok)
 
@@ -789,7 +869,7 @@ class B2BUA:
             await asyncio.sleep(interval)
             waited += interval
             if not call.acked and not call.ended:
-                self.service.respond(ok, asyncio.get_running_loop().time())
+                self.service.respond(ok, self._now())
                 self.flush()
             interval = min(interval * 2, 4.0)
         if not call.acked and not call.ended:
@@ -820,7 +900,7 @@ class B2BUA:
 
     def _finish_a(self, call: Call, status: int, reason: str | None) -> None:
         """A final non-2xx to the caller, and the call is over."""
-        now = asyncio.get_running_loop().time()
+        now = self._now()
         call.status = status
         call.cause = _CAUSES.get(status, "failed")
         call.hung_up_by = "system"
@@ -840,84 +920,214 @@ class B2BUA:
 
     # -- in-dialog requests ------------------------------------------------------
 
-    def _reinvite(self, request: Request, now: float) -> None:
-        """A re-INVITE from either phone (§14.2): hold, resume, or a session refresh.
+    def _modify(self, request: Request, now: float) -> None:
+        """A re-INVITE (§14.2) or UPDATE (RFC 3311) from either phone.
 
-        The direction the phone offers goes to its media leg and, relayed in our
-        own re-INVITE, to the other phone, so both show the call as held.
+        The media anchor absorbs what concerns one leg: a new address or codec
+        changes only that leg's stream (the engine transcodes if the legs now
+        differ), and a session refresh only restarts that leg's timer
+        (RFC 4028 §10).  A new direction (hold, resume) is relayed to the other
+        phone in our own re-INVITE, so both show the call as held.
         """
         call = self.calls.get(request.call_id) or self._by_b.get(request.call_id)
-        if call is None or not call.answered or call.ended:
+        early_update = request.method == "UPDATE" and call is not None and bool(call.answer_sdp)
+        if call is None or call.ended or not (call.answered or early_update):
             self.service.respond(make_response(request, 481), now)
             return
-        from_a = request.call_id == call.call_id
+        leg = "a" if request.call_id == call.call_id else "b"
+        negotiated = self._session_interval(request, now) if call.answered else None
+        if call.answered and negotiated is None:
+            return  # 422 sent
+        offer: SessionDescription | None = None
         try:
-            offer = SessionDescription.parse(request.body) if request.body else None
+            if request.body:
+                offer = SessionDescription.parse(request.body)
+                if offer.audio is None:
+                    raise SdpError("no audio stream")
         except SdpError as exc:
-            self.service.respond(
-                make_response(request, 488, _short(f"Not Acceptable ({exc})")), now
-            )
+            reason = _short(f"Not Acceptable Here ({exc})")
+            self.service.respond(make_response(request, 488, reason), now)
             return
-        audio = offer.audio if offer is not None else None
-        if offer is None or audio is None:
-            # No offer: a refresh; answer with the session we have (§14.2).
-            self._answer_reinvite(call, request, from_a, None, now)
-            return
-        self._spawn(self._hold(call, request, from_a, offer, now))
+        if offer is None:
+            self._accept_modify(call, request, leg, negotiated, None)
+        else:
+            self._spawn(self._renegotiate(call, request, leg, offer, negotiated))
 
-    async def _hold(
-        self, call: Call, request: Request, from_a: bool, offer: SessionDescription, now: float
-    ) -> None:
-        audio = offer.audio
-        assert audio is not None
-        direction = audio.direction
-        try:
-            await self._apply_sdp(call, "a" if from_a else "b", request.body, command="offer")
-        except (SdpError, ControlError) as exc:
-            log.warning("call %s: re-INVITE media update failed: %s", call.call_id, exc)
-            self.service.respond(make_response(request, 500), asyncio.get_running_loop().time())
-            self.flush()
-            return
-        self._answer_reinvite(call, request, from_a, offer, asyncio.get_running_loop().time())
-        self._relay_direction(call, to_a=not from_a, direction=direction)
-        self.flush()
-
-    def _answer_reinvite(
+    async def _renegotiate(
         self,
         call: Call,
         request: Request,
-        from_a: bool,
-        offer: SessionDescription | None,
-        now: float,
+        leg: str,
+        offer: SessionDescription,
+        negotiated: Negotiated | None,
     ) -> None:
-        """200 to a re-INVITE with our SDP for that side (direction mirrored)."""
-        if offer is None:
-            body = call.answer_sdp if from_a else call.offer_sdp
-        else:
-            body = self._sdp(call, "a" if from_a else "b", answering=offer, bump=True)
+        """Apply a phone's new offer to its leg and answer it."""
+        try:
+            formats = await self._apply_sdp(call, leg, request.body, command="offer")
+        except SdpError as exc:
+            # The old session stays as it was (§14.2).
+            reason = _short(f"Not Acceptable Here ({exc})")
+            self.service.respond(make_response(request, 488, reason), self._now())
+            self.flush()
+            return
+        except ControlError as exc:
+            log.warning("call %s: media update failed: %s", call.call_id, exc)
+            failed = make_response(request, 500)
+            failed.headers.add("Retry-After", "2")  # §14.2: try again later
+            self.service.respond(failed, self._now())
+            self.flush()
+            return
+        if call.ended:
+            return
+        call.leg_formats[leg] = formats
+        assert offer.audio is not None
+        direction = offer.audio.direction
+        held = call.directions.get(leg, "sendrecv") != direction
+        call.directions[leg] = direction
+        self._accept_modify(call, request, leg, negotiated, offer)
+        if held and call.answered:
+            self._relay_direction(call, to_a=leg == "b", direction=direction)
+        self.flush()
+
+    def _accept_modify(
+        self,
+        call: Call,
+        request: Request,
+        leg: str,
+        negotiated: Negotiated | None,
+        offer: SessionDescription | None,
+    ) -> None:
+        """200 to a re-INVITE or UPDATE: our answer (or, to a re-INVITE without
+        one, our current session as the offer, §14.2), the session interval."""
         ok = make_response(request, 200)
         ok.headers.add("Contact", f"<{self.contact(request.via.transport)}>")
-        ok.body = body
-        ok.headers.add("Content-Type", SDP)
+        ok.headers.add("Allow", ALLOW)
+        ok.headers.add("Supported", SUPPORTED_TAGS)
+        if negotiated is not None:
+            for name, value in negotiated.response_headers(request):
+                ok.headers.add(name, value)
+        body = b""
+        if offer is not None:
+            body = self._sdp(call, leg, answering=offer)
+        elif request.method == "INVITE":
+            body = call.last_sdp[leg]
+        if body:
+            ok.body = body
+            ok.headers.add("Content-Type", SDP)
+        now = self._now()
         self.service.respond(ok, now)
+        if negotiated is not None:
+            call.timers[leg].apply_negotiated(negotiated, now)
+            self._arm(call)
+
+    def _session_interval(self, request: Request, now: float) -> Negotiated | None:
+        """The session interval for an INVITE or UPDATE we answer (RFC 4028 §9);
+        None once a 422 has told the sender to ask for more."""
+        negotiated = negotiate_uas(request, min_se=self.min_se, default=self.session_expires)
+        if isinstance(negotiated, TooSmall):
+            self.service.respond(negotiated.response(request), now)
+            return None
+        return negotiated
 
     def _relay_direction(self, call: Call, *, to_a: bool, direction: str) -> None:
         """Our own re-INVITE to the other phone, carrying the new direction."""
-        dialog = call.a_dialog if to_a else call.b_dialog
-        addr = call.addr if to_a else (call.b_fork.addr if call.b_fork else None)
+        leg = "a" if to_a else "b"
+        body = self._sdp(call, leg, direction=direction)
+        self._send_update(call, leg, "INVITE", body, refresh=False)
+
+    def _send_update(
+        self, call: Call, leg: str, method: str, body: bytes = b"", *, refresh: bool = True
+    ) -> None:
+        """A re-INVITE or UPDATE of ours on ``leg``, with our session-timer headers."""
+        dialog = call.a_dialog if leg == "a" else call.b_dialog
+        addr = call.addr if leg == "a" else (call.b_fork.addr if call.b_fork else None)
         if dialog is None or addr is None:
             return
-        body = self._sdp(call, "a" if to_a else "b", direction=direction, bump=True)
-        invite = dialog.create_request("INVITE", via=self.via(addr[0]), body=body, content_type=SDP)
-        key = self.service.send_request(invite, addr, asyncio.get_running_loop().time())
-        self._reinvites[key] = (call, dialog, addr, invite.cseq.seq)
+        request = dialog.create_request(
+            method,
+            via=self.via(addr[0]),
+            body=body,
+            content_type=SDP if body else None,
+            extra_headers=call.timers[leg].request_headers(),
+        )
+        key = self.service.send_request(request, addr, self._now())
+        self._updates[key] = _Update(call, dialog, addr, leg, request, refresh)
 
-    def _reinvite_answered(self, key: TransactionKey, response: Response) -> None:
-        """ACK the 2xx to our re-INVITE (§13.2.2.4)."""
-        call, dialog, addr, cseq = self._reinvites.pop(key)
-        if 200 <= response.status < 300 and not call.ended:
-            ack = dialog.create_ack(cseq, via=self.via(addr[0]))
-            self.service.send_request(ack, addr, asyncio.get_running_loop().time())
+    def _update_answered(self, update: _Update, response: Response, now: float) -> None:
+        """The final answer to our re-INVITE or UPDATE (§14.1, RFC 4028 §7.2)."""
+        call, request = update.call, update.request
+        if 200 <= response.status < 300 and request.method == "INVITE":
+            ack = update.dialog.create_ack(request.cseq.seq, via=self.via(update.addr[0]))
+            self.service.send_request(ack, update.addr, now)
+        if call.ended:
+            return
+        if response.status in (408, 481):
+            self._update_failed(update, response.status)
+            return
+        timer = call.timers[update.leg]
+        interval = timer.interval
+        timer.apply_response(response, now)
+        if response.status == 422 and timer.interval > interval:
+            self._refresh(call, update.leg)  # again, at the peer's Min-SE (RFC 4028 §7.3)
+        elif 200 <= response.status < 300 and response.body:
+            self._spawn(self._apply_answer(call, update.leg, response.body))
+        self._arm(call)
+
+    async def _apply_answer(self, call: Call, leg: str, body: bytes) -> None:
+        try:
+            call.leg_formats[leg] = await self._apply_sdp(call, leg, body)
+        except (SdpError, ControlError) as exc:
+            log.warning("call %s: answer from leg %s unusable: %s", call.call_id, leg, exc)
+
+    def _update_failed(self, update: _Update, status: int) -> None:
+        """No answer, or 481: the phone has lost the dialog, so the call is over
+        (RFC 5057 §5.2); after a refresh, that is the session timer's verdict (RFC 4028 §10)."""
+        call = update.call
+        if call.ended:
+            return
+        method = update.request.method
+        log.warning(
+            "call %s: %s on leg %s got %d, hanging up", call.call_id, method, update.leg, status
+        )
+        call.hung_up_by = "system"
+        call.cause = "session_expired" if update.refresh else "failed"
+        self._spawn(self._hangup_both(call))
+
+    def _refresh(self, call: Call, leg: str) -> None:
+        """Refresh one leg's session (RFC 4028 §7.4): UPDATE without a body where the
+        phone allows it, else a re-INVITE offering the unchanged session."""
+        if call.allows_update.get(leg):
+            self._send_update(call, leg, "UPDATE")
+        else:
+            self._send_update(call, leg, "INVITE", call.last_sdp[leg])
+        self.flush()
+
+    def _arm(self, call: Call) -> None:
+        """Schedule the earliest session-timer deadline of the call's legs."""
+        if call.timer_handle is not None:
+            call.timer_handle.cancel()
+            call.timer_handle = None
+        deadlines = [at for timer in call.timers.values() if (at := timer.get_timer()) is not None]
+        if deadlines and not call.ended:
+            loop = asyncio.get_running_loop()
+            call.timer_handle = loop.call_at(min(deadlines), self._session_due, call)
+
+    def _session_due(self, call: Call) -> None:
+        """A leg's refresh is due (we refresh it) or its session expired (RFC 4028 §10)."""
+        call.timer_handle = None
+        if call.ended:
+            return
+        now = self._now()
+        for leg, timer in call.timers.items():
+            event = timer.due(now)
+            if isinstance(event, Expire):
+                log.warning("call %s: session on leg %s expired, hanging up", call.call_id, leg)
+                call.hung_up_by, call.cause = "system", "session_expired"
+                self._spawn(self._hangup_both(call))
+                return
+            if isinstance(event, Refresh):
+                self._refresh(call, leg)
+        self._arm(call)
 
     def _bye(self, request: Request, now: float) -> None:
         call = self.calls.get(request.call_id) or self._by_b.get(request.call_id)
@@ -929,7 +1139,7 @@ class B2BUA:
 
     async def _hangup(self, call: Call, *, from_caller: bool) -> None:
         """Send BYE on the other leg (§15.1.1), release the media."""
-        now = asyncio.get_running_loop().time()
+        now = self._now()
         call.hung_up_by = call.hung_up_by or ("caller" if from_caller else "callee")
         if from_caller and call.b_dialog is not None and call.b_fork is not None:
             addr = call.b_fork.addr
@@ -961,6 +1171,8 @@ class B2BUA:
         if call.ended:
             return
         call.ended = True
+        if call.timer_handle is not None:
+            call.timer_handle.cancel()
         self.calls.pop(call.call_id, None)
         self._by_b.pop(call.b_call_id, None)
         for key in call.forks:
@@ -1020,7 +1232,11 @@ class B2BUA:
         )
 
     def _wall(self) -> float:
-        return asyncio.get_running_loop().time() + self.wall_offset()
+        return self._now() + self.wall_offset()
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -1066,3 +1282,31 @@ def contact_address(binding: Binding) -> Address:
         return source
     transport = uri.params.get("transport") or source[0]
     return (transport.upper(), host, uri.port or 5060)
+
+
+def _retry(invite: Request, via: str, replace: list[tuple[str, str]]) -> Request:
+    """``invite`` sent again after a challenge or a 422: a new branch, CSeq + 1,
+    and the ``replace`` headers instead of their old values (RFC 3261 §8.1.3.5, §22.2)."""
+    names = {name.lower() for name, _ in replace}
+    headers = Headers()
+    for name, value in invite.headers:
+        lower = name.lower()
+        if lower in names:
+            continue
+        if lower == "via":
+            value = f"{via};branch={new_branch()};rport"
+        elif lower == "cseq":
+            value = f"{invite.cseq.seq + 1} INVITE"
+        headers.add(name, value)
+    for name, value in replace:
+        headers.add(name, value)
+    return Request("INVITE", invite.uri_text, headers, invite.body)
+
+
+def _allows_update(message: Request | Response) -> bool:
+    """UPDATE is among the methods the sender's Allow lists (RFC 3311 §5.1)."""
+    return any(
+        method.upper() == "UPDATE"
+        for value in message.headers.get_all("Allow")
+        for method in split_list(value)
+    )

@@ -84,6 +84,9 @@ class SipConfig(_Section):
     tcp_idle_timeout: float = Field(600.0, gt=0)
     ring_timeout: float = Field(60.0, gt=0)
     max_calls_per_user: int = Field(4, ge=1)
+    #: RFC 4028 session interval asked of both legs of every call, and our Min-SE.
+    session_expires: int = Field(1800, ge=90)
+    min_se: int = Field(90, ge=90)
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -103,6 +106,8 @@ class SipConfig(_Section):
     def _bounds(self) -> SipConfig:
         if not self.min_expires <= self.default_expires <= self.max_expires:
             raise ValueError("need min_expires <= default_expires <= max_expires")
+        if self.min_se > self.session_expires:
+            raise ValueError("need min_se <= session_expires (RFC 4028 §5)")
         return self
 
 

@@ -112,6 +112,8 @@ class Server:
             default_region=self.config.dialing.default_region,
             ring_timeout=self.config.sip.ring_timeout,
             max_calls_per_user=self.config.sip.max_calls_per_user,
+            session_expires=self.config.sip.session_expires,
+            min_se=self.config.sip.min_se,
             policy=CountryPolicy(
                 self.config.dialing.countries, allow_premium=self.config.dialing.allow_premium
             ),

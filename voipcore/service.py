@@ -49,8 +49,10 @@ log = logging.getLogger(__name__)
 
 #: Methods this server implements today (RFC 3261 §20.5 Allow).
 ALLOWED = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
-#: Added to Allow when call control is on.
-CALL_METHODS = ("INVITE", "BYE")
+#: Added to Allow when call control is on (UPDATE: RFC 3311).
+CALL_METHODS = ("INVITE", "BYE", "UPDATE")
+#: Option tags we support when call control is on (RFC 4028 session timers).
+CALL_EXTENSIONS = frozenset({"timer"})
 #: Methods we know but do not accept here: 405; anything else is 501 (§21.5.2).
 KNOWN_METHODS = frozenset(
     {
@@ -253,7 +255,9 @@ class SipService:
                 # No INVITE is accepted, so nothing can be cancelled (§9.2).
                 self._reply(make_response(request, 481), now)
             return
-        unsupported = _unsupported_extensions(request)
+        unsupported = _unsupported_extensions(
+            request, CALL_EXTENSIONS if self.calls is not None else frozenset()
+        )
         if unsupported:
             response = make_response(request, 420)
             response.headers.add("Unsupported", ", ".join(unsupported))
@@ -266,11 +270,13 @@ class SipService:
                 self._events.append(StoreBindings(result.changes, result.response))
             else:
                 self.respond(result.response, now)
-        elif method in ("INVITE", "BYE") and self.calls is not None:
+        elif method in CALL_METHODS and self.calls is not None:
             self.calls.on_request(request, addr, now)
         elif method == "OPTIONS":
             response = make_response(request, 200)
             response.headers.add("Accept", "application/sdp")
+            if self.calls is not None:
+                response.headers.add("Supported", ", ".join(sorted(CALL_EXTENSIONS)))
             self._reply(response, now)
         elif method in KNOWN_METHODS:
             self._reply(make_response(request, 405), now)
@@ -329,11 +335,11 @@ def _stamp_via(request: Request, addr: Address) -> None:
         request.headers.prepend("Via", value)
 
 
-def _unsupported_extensions(request: Request) -> list[str]:
-    """Option tags in Require that we do not support (§8.2.2.3); none are yet."""
+def _unsupported_extensions(request: Request, supported: frozenset[str]) -> list[str]:
+    """Option tags in Require that are not in ``supported`` (§8.2.2.3)."""
     if request.method in ("ACK", "CANCEL"):
         return []
-    return request.headers.get_all("Require")
+    return [tag for tag in request.headers.get_all("Require") if tag.lower() not in supported]
 
 
 _SALVAGE = ("via", "from", "to", "call-id", "cseq")

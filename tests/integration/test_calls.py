@@ -14,7 +14,7 @@ from tests.harness import ServerProcess, free_udp_port
 from tests.rtpphone import RtpPhone
 from tests.sipclient import SipClient
 from tests.sipp import run_sipp, scenario, start_uas, write_users_csv
-from voipcore.sdp import PCMU, TELEPHONE_EVENT, SessionDescription, build_offer
+from voipcore.sdp import PCMA, PCMU, TELEPHONE_EVENT, SessionDescription, build_offer
 from voipcore.sip.message import Request, Response
 from voipcore.store.calls import SqliteCallLog, to_json
 
@@ -48,8 +48,12 @@ async def next_final(client: SipClient) -> Response:
             return response
 
 
-async def call(caller: SipClient, target: str, phone: RtpPhone) -> Request:
-    return await blocking(caller.invite, "alice", "alice-secret", DOMAIN, target, sdp_for(phone))
+async def call(
+    caller: SipClient, target: str, phone: RtpPhone, extra: tuple[str, ...] = ()
+) -> Request:
+    return await blocking(
+        caller.invite, "alice", "alice-secret", DOMAIN, target, sdp_for(phone), extra
+    )
 
 
 async def logged(server: ServerProcess, call_id: str) -> dict[str, Any]:
@@ -68,14 +72,34 @@ async def logged(server: ServerProcess, call_id: str) -> dict[str, Any]:
 
 
 async def ringing(
-    server: ServerProcess, phone: RtpPhone, target: str = "bob"
+    server: ServerProcess, phone: RtpPhone, target: str = "bob", extra: tuple[str, ...] = ()
 ) -> tuple[SipClient, SipClient, Request, Request]:
-    """Alice calls ``target``: both clients, her INVITE, and the INVITE ringing Bob's phone."""
+    """Alice calls ``target`` (``extra``: header lines): both clients, her INVITE,
+    and the INVITE ringing Bob's phone."""
     alice, bob = await registered(server, "alice"), await registered(server, "bob")
-    invite = await call(alice, target, phone)
+    invite = await call(alice, target, phone, extra)
     incoming = await blocking(bob.recv_message)
     assert isinstance(incoming, Request) and incoming.method == "INVITE"
     return alice, bob, invite, incoming
+
+
+async def connected(
+    server: ServerProcess,
+    phone_a: RtpPhone,
+    phone_b: RtpPhone,
+    extra: tuple[str, ...] = (),
+    granted: tuple[str, ...] = (),
+) -> tuple[SipClient, SipClient, Request, Request, Response]:
+    """Alice calls Bob, whose phone answers (``granted``: header lines of its 200),
+    and both ACKs are through: clients, Alice's INVITE, Bob's, and Alice's 200."""
+    alice, bob, invite, incoming = await ringing(server, phone_a, "bob", extra)
+    await blocking(bob.answer, incoming, 200, sdp_for(phone_b), granted)
+    ok = await next_final(alice)
+    assert ok.status == 200
+    await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+    ack = await blocking(bob.recv_message)
+    assert isinstance(ack, Request) and ack.method == "ACK"
+    return alice, bob, invite, incoming, ok
 
 
 async def registered(server: ServerProcess, user: str) -> SipClient:
@@ -277,14 +301,13 @@ def test_unanswered_call_gives_480_and_cancels_the_ringing_phone(tmp_path: Path)
         server.stop()
 
 
-def test_hold_and_resume_are_relayed_and_stop_the_audio(server: ServerProcess) -> None:
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+def test_hold_and_resume_are_relayed_and_stop_the_audio(server: ServerProcess, method: str) -> None:
+    """Hold by re-INVITE or by UPDATE (RFC 3311): relayed to Bob as a re-INVITE."""
+
     async def main() -> None:
         phone_a, phone_b = RtpPhone.open(), RtpPhone.open()
-        alice, bob, invite, incoming = await ringing(server, phone_a, "bob")
-        await blocking(bob.answer, incoming, 200, sdp_for(phone_b))
-        ok = await next_final(alice)
-        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
-        await blocking(bob.recv_message)  # the server's ACK
+        alice, bob, invite, incoming, ok = await connected(server, phone_a, phone_b)
         to_server_b = media_target(incoming)
 
         async def reinvite(direction: str, cseq: int) -> None:
@@ -297,13 +320,14 @@ def test_hold_and_resume_are_relayed_and_stop_the_audio(server: ServerProcess) -
                 version=cseq,
                 direction=direction,
             ).to_bytes()
-            await blocking(alice.send_raw, alice.in_dialog("INVITE", invite, ok, cseq, sdp))
+            await blocking(alice.send_raw, alice.in_dialog(method, invite, ok, cseq, sdp))
             answered = await next_final(alice)
             assert answered.status == 200
             audio = SessionDescription.parse(answered.body).audio
             assert audio is not None
             assert audio.direction == ("recvonly" if direction == "sendonly" else "sendrecv")
-            await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, cseq))
+            if method == "INVITE":
+                await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, cseq))
             # Bob's phone is told too, with our own re-INVITE.
             relayed = await blocking(bob.recv_message)
             assert isinstance(relayed, Request) and relayed.method == "INVITE"
@@ -393,3 +417,74 @@ def test_call_without_media_is_torn_down(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         server.stop()
+
+
+def test_session_timers_are_negotiated_on_both_legs(server: ServerProcess) -> None:
+    """RFC 4028: the caller's interval is granted, the callee is asked for ours,
+    a bodiless UPDATE refreshes one leg only, and too short an interval gets 422."""
+
+    async def main() -> None:
+        phone_a, phone_b = RtpPhone.open(), RtpPhone.open()
+        timer = ("Supported: timer", "Session-Expires: 300;refresher=uac")
+        granted = ("Require: timer", "Session-Expires: 1800;refresher=uas")
+        alice, bob, invite, incoming, ok = await connected(server, phone_a, phone_b, timer, granted)
+        assert "timer" in incoming.headers.get_all("Supported")
+        assert incoming.headers.get("Session-Expires") == "1800"
+        assert incoming.headers.get("Min-SE") == "90"
+        assert "UPDATE" in (incoming.headers.get("Allow") or "")
+        assert ok.headers.get("Session-Expires") == "300;refresher=uac"
+        assert ok.headers.get("Require") == "timer"
+
+        update = alice.in_dialog("UPDATE", invite, ok, invite.cseq.seq + 1, extra=timer)
+        await blocking(alice.send_raw, update)
+        refreshed = await next_final(alice)
+        assert refreshed.status == 200 and not refreshed.body
+        assert refreshed.headers.get("Session-Expires") == "300;refresher=uac"
+        bob.sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            bob.recv_message()  # a refresh stays on its own leg
+
+        short = ("Supported: timer", "Session-Expires: 60")
+        again = await registered(server, "alice")
+        await blocking(
+            again.invite, "alice", "alice-secret", DOMAIN, "bob", sdp_for(phone_a), short
+        )
+        too_small = await next_final(again)
+        assert (too_small.status, too_small.headers.get("Min-SE")) == (422, "90")
+
+    asyncio.run(main())
+
+
+def test_codec_change_by_reinvite_stays_on_its_leg_and_is_transcoded(
+    server: ServerProcess,
+) -> None:
+    """Alice moves to PCMA mid-call: only her leg changes, the engine transcodes."""
+
+    async def main() -> None:
+        phone_a, phone_b = RtpPhone.open(), RtpPhone.open()
+        alice, bob, invite, incoming, ok = await connected(server, phone_a, phone_b)
+        host, port = phone_a.address
+        pcma = build_offer(
+            address=host, port=port, formats=[PCMA, TELEPHONE_EVENT], session_id=1, version=2
+        ).to_bytes()
+        cseq = invite.cseq.seq + 1
+        await blocking(alice.send_raw, alice.in_dialog("INVITE", invite, ok, cseq, pcma))
+        answered = await next_final(alice)
+        assert answered.status == 200
+        audio = SessionDescription.parse(answered.body).audio
+        assert audio is not None and audio.codecs[0].name == "PCMA"
+        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, cseq))
+        bob.sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            bob.recv_message()  # Bob's phone is not bothered
+
+        to_server_a, to_server_b = media_target(answered), media_target(incoming)
+        await asyncio.gather(
+            phone_a.send_tone(to_server_a, 1000, 1.0, pt=8),
+            phone_b.send_tone(to_server_b, 440, 1.0),
+        )
+        await asyncio.sleep(0.3)
+        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=5)
+        assert dominant_frequency(phone_a.audio(8)) == pytest.approx(440, abs=5)
+
+    asyncio.run(main())

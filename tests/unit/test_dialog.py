@@ -605,13 +605,22 @@ def test_uac_takes_interval_and_refresher_from_the_2xx() -> None:
     assert (timer.local_refresher, timer.get_timer()) == (False, 5.0 + 900 - 32)
 
 
-def test_2xx_without_session_expires_means_no_expiry() -> None:
+def test_2xx_without_session_expires_from_a_timer_peer_means_no_expiry() -> None:
     timer = SessionTimer()
     timer.apply_negotiated(Negotiated(1800, Refresher.UAS), now=0.0)
-    timer.apply_response(response_to_alice(200), 10.0)
+    timer.apply_response(response_to_alice(200, extra="Supported: timer\n"), 10.0)
     assert not timer.active
     assert timer.get_timer() is None
     assert timer.due(1e9) is None
+
+
+def test_2xx_from_a_peer_without_timer_support_leaves_us_refreshing() -> None:
+    timer = SessionTimer(interval=600)
+    timer.apply_response(response_to_alice(200), 10.0)
+    assert (timer.interval, timer.local_refresher, timer.refresh_at) == (600, True, 310.0)
+    assert timer.due(310.0) == Refresh(600)
+    timer.apply_response(response_to_alice(200), 320.0)  # the refresh succeeded
+    assert timer.get_timer() == 620.0
 
 
 def test_422_raises_interval_and_min_se_for_the_retry() -> None:

@@ -674,8 +674,10 @@ class SessionTimer:
 
         422: take its Min-SE as our floor and interval; the caller retries with
         :meth:`request_headers`.  2xx: its Session-Expires sets interval and
-        refresher (we refresh unless it names ``uas``), and the clocks restart;
-        a 2xx without one means no session expiration, so the timer stops.
+        refresher (we refresh unless it names ``uas``), and the clocks restart.
+        A 2xx without one from a peer that supports timers means no session
+        expiration, so the timer stops; from a peer that does not, we refresh
+        on our own at our interval (§7.2), which is how a dead peer is noticed.
         """
         if response.status == 422:
             theirs = min_se_of(response)
@@ -686,11 +688,12 @@ class SessionTimer:
         if not 200 <= response.status < 300:
             return
         granted = SessionExpires.from_message(response)
-        if granted is None:
+        if granted is None and supports_timer(response):
             self.stop()
             return
-        self.interval = granted.interval
-        self.local_refresher = granted.refresher is not Refresher.UAS
+        if granted is not None:
+            self.interval = granted.interval
+        self.local_refresher = granted is None or granted.refresher is not Refresher.UAS
         self.refreshed(now)
 
     def apply_negotiated(self, negotiated: Negotiated, now: float) -> None:

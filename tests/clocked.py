@@ -1,0 +1,87 @@
+"""voipcore in this process, on an event loop whose clock a test moves forward.
+
+For behaviour that takes minutes of protocol time (RFC 4028 session timers):
+the server runs on its own thread with real sockets, and :meth:`ClockedServer.advance`
+jumps its loop's clock, so every timer due by then fires at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+from tests.harness import ServerProcess
+from voipcore.cli import seed_users
+from voipcore.config import load_config
+from voipcore.server import Server
+from voipcore.store.sqlite import SqliteStore
+
+
+class ClockedLoop(asyncio.SelectorEventLoop):
+    """A selector loop whose ``time()`` runs ``offset`` seconds ahead of the monotonic clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.offset
+
+
+@dataclass
+class ClockedServer(ServerProcess):
+    """:class:`ServerProcess`'s config and users, served in-process on a :class:`ClockedLoop`."""
+
+    loop: ClockedLoop = field(default_factory=ClockedLoop)
+    _thread: threading.Thread | None = None
+    _stopping: asyncio.Event | None = None
+
+    def start(self, timeout: float = 15.0) -> ClockedServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        config = load_config(self.config_path)
+        store = SqliteStore(config.store.sqlite_path)
+        seed_users(config, store)
+        server = Server(config, store)
+        ready = threading.Event()
+
+        async def serve() -> None:
+            self._stopping = asyncio.Event()
+            await server.start()
+            self.ports = {
+                "udp": server.transports.bound("UDP").port,
+                "tcp": server.transports.bound("TCP").port,
+            }
+            ready.set()
+            await self._stopping.wait()
+            await server.stop()
+
+        self._thread = threading.Thread(
+            target=self.loop.run_until_complete, args=(serve(),), daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise RuntimeError("in-process server did not start")
+        return self
+
+    def advance(self, seconds: float) -> None:
+        """Move the server's clock ``seconds`` ahead and let what fell due run."""
+
+        async def jump() -> None:
+            self.loop.offset += seconds
+            for _ in range(5):
+                await asyncio.sleep(0)
+
+        asyncio.run_coroutine_threadsafe(jump(), self.loop).result(5.0)
+
+    def stop(self, sig: int = 0) -> int | None:
+        if self._thread is not None and self._stopping is not None:
+            self.loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(10.0)
+            self._thread = None
+            self.loop.close()
+        return 0
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()

@@ -1,0 +1,133 @@
+"""RFC 4028 session timers over time: the server's clock is moved, not waited for."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.clocked import ClockedServer
+from tests.integration.test_calls import (
+    blocking,
+    connected,
+    logged,
+    next_final,
+    ringing,
+    sdp_for,
+)
+from tests.rtpphone import RtpPhone
+from tests.sipclient import SipClient
+from voipcore.sip.message import Request
+
+pytestmark = pytest.mark.integration
+DOMAIN = "test.local"
+
+
+@pytest.fixture
+def clocked(tmp_path: Path) -> Iterator[ClockedServer]:
+    # No RTP flows in these calls: keep the media timeout out of the way.
+    server = ClockedServer(tmp_path, extra_config="[media]\nmedia_timeout = 100000\n").start()
+    yield server
+    server.stop()
+
+
+async def expect(client: SipClient, method: str) -> Request:
+    message = await blocking(client.recv_message)
+    assert isinstance(message, Request) and message.method == method, message
+    return message
+
+
+def silent(client: SipClient) -> None:
+    client.sock.settimeout(0.3)
+    try:
+        with pytest.raises(TimeoutError):
+            client.recv_message()
+    finally:
+        client.sock.settimeout(3.0)
+
+
+def test_caller_that_stops_refreshing_is_hung_up(clocked: ClockedServer) -> None:
+    async def main() -> None:
+        timer = ("Supported: timer", "Session-Expires: 90;refresher=uac")
+        # Bob's phone knows timers and grants no expiry on its leg.
+        alice, bob, invite, _, ok = await connected(
+            clocked, RtpPhone.open(), RtpPhone.open(), timer, ("Supported: timer",)
+        )
+        assert ok.headers.get("Session-Expires") == "90;refresher=uac"
+
+        clocked.advance(59)
+        silent(alice)
+        # Alice never refreshed: the session ends min(32, 90 / 3) s before 90 s.
+        clocked.advance(2)
+        await blocking(alice.answer, await expect(alice, "BYE"), 200)
+        await blocking(bob.answer, await expect(bob, "BYE"), 200)
+        row = await logged(clocked, invite.call_id)
+        assert (row["hangup_cause"], row["hung_up_by"]) == ("session_expired", "system")
+
+    asyncio.run(main())
+
+
+def test_phones_without_timer_support_are_refreshed_until_one_is_gone(
+    clocked: ClockedServer,
+) -> None:
+    async def main() -> None:
+        phone_b = RtpPhone.open()
+        allow = ("Allow: INVITE, ACK, CANCEL, BYE, UPDATE",)
+        alice, bob, invite, incoming, ok = await connected(clocked, RtpPhone.open(), phone_b, allow)
+        # We refresh Alice's leg ourselves, and she need not know the extension.
+        assert ok.headers.get("Session-Expires") == "1800;refresher=uas"
+        assert ok.headers.get("Require") is None
+
+        for round_ in (1, 2):
+            clocked.advance(900)
+            # Alice allows UPDATE: a bodiless one.  Bob does not: a re-INVITE
+            # offering the unchanged session (RFC 3264 §8: same version).
+            update = await expect(alice, "UPDATE")
+            assert not update.body
+            assert update.headers.get("Session-Expires") == "1800;refresher=uac"
+            reinvite = await expect(bob, "INVITE")
+            assert reinvite.body == incoming.body
+            await blocking(alice.answer, update, 200)
+            if round_ == 1:
+                await blocking(bob.answer, reinvite, 200, sdp_for(phone_b))
+                await expect(bob, "ACK")
+        # Round 2: Bob's phone has forgotten the call.
+        await blocking(bob.answer, reinvite, 481)
+        await blocking(alice.answer, await expect(alice, "BYE"), 200)
+        row = await logged(clocked, invite.call_id)
+        assert (row["hangup_cause"], row["hung_up_by"]) == ("session_expired", "system")
+
+    asyncio.run(main())
+
+
+def test_callee_that_wants_a_longer_interval_gets_it_and_is_refreshed(
+    clocked: ClockedServer,
+) -> None:
+    async def main() -> None:
+        phone_b = RtpPhone.open()
+        # Alice refreshes her own leg, rarely.
+        timer = ("Supported: timer", "Session-Expires: 7200;refresher=uac")
+        alice, bob, invite, first = await ringing(clocked, RtpPhone.open(), "bob", timer)
+        await blocking(bob.answer, first, 422, b"", ("Min-SE: 3600",))
+        await expect(bob, "ACK")
+        # Asked again at Bob's Min-SE (RFC 4028 §7.3): same call, next CSeq.
+        retry = await expect(bob, "INVITE")
+        assert (retry.call_id, retry.cseq.seq) == (first.call_id, first.cseq.seq + 1)
+        assert retry.headers.get("Session-Expires") == "3600"
+        assert retry.headers.get("Min-SE") == "3600"
+        granted = ("Require: timer", "Session-Expires: 3600;refresher=uac")
+        await blocking(bob.answer, retry, 200, sdp_for(phone_b), granted)
+        ok = await next_final(alice)
+        assert ok.status == 200
+        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+        await expect(bob, "ACK")
+
+        clocked.advance(1799)
+        silent(bob)
+        clocked.advance(2)  # half of 3600 s: our refresh, as Bob's 2xx named us (uac)
+        refresh = await expect(bob, "INVITE")
+        assert refresh.headers.get("Session-Expires") == "3600;refresher=uac"
+
+    asyncio.run(main())
