@@ -1,7 +1,8 @@
 """A media worker process: one engine served over the control protocol.
 
-Started by :class:`media.workers.WorkerPool` as ``python -m media.worker``;
-prints ``ready`` on stdout once it accepts control connections.
+Started by :class:`media.workers.WorkerPool` as ``python -m media.worker``, or
+by hand on another host; prints ``ready ADDRESS`` on stdout once it accepts
+control requests, with the port it bound when asked for port 0.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 
 import uvloop
 
-from media.control import ControlServer
+from media.control import ControlAddress, ControlServer
 from media.engine import MediaEngine
 
 
@@ -27,20 +28,33 @@ async def serve(args: argparse.Namespace) -> None:
     )
     await engine.start()
     server = ControlServer(engine)
-    await server.listen_unix(args.socket)
+    address = await server.listen(args.control)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print("ready", flush=True)
+    print(f"ready {address}", flush=True)
     await stop.wait()
     server.close()
     await engine.stop()
 
 
+def _address(text: str) -> ControlAddress:
+    try:
+        return ControlAddress.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m media.worker")
-    parser.add_argument("--socket", required=True, help="Unix socket for control")
+    parser.add_argument(
+        "--control",
+        type=_address,
+        required=True,
+        metavar="ADDRESS",
+        help="where to serve control requests: unix:PATH, tcp:HOST:PORT or udp:HOST:PORT",
+    )
     parser.add_argument("--ports", type=int, nargs=2, required=True, metavar=("LOW", "HIGH"))
     parser.add_argument("--host", default="127.0.0.1", help="address RTP sockets bind to")
     parser.add_argument("--advertise", default=None, help="address put in SDP")

@@ -15,10 +15,18 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from media.control import ControlClient, ControlError, EventCallback, Json
+from media.control import (
+    ControlAddress,
+    ControlClient,
+    ControlError,
+    EventCallback,
+    Json,
+    UdpControlClient,
+    connect,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +35,9 @@ log = logging.getLogger(__name__)
 class _Worker:
     index: int
     ports: tuple[int, int]
-    socket_path: str
+    control: ControlAddress
     process: asyncio.subprocess.Process | None = None
-    client: ControlClient | None = None
+    client: ControlClient | UdpControlClient | None = None
     calls: set[str] = field(default_factory=set)
     restarts: int = 0
 
@@ -40,6 +48,27 @@ def split_ports(low: int, high: int, workers: int) -> list[tuple[int, int]]:
     if size < 2:
         raise ValueError(f"RTP port range {low}-{high} is too small for {workers} workers")
     return [(low + i * size, low + (i + 1) * size) for i in range(workers)]
+
+
+def worker_addresses(control: str, workers: int, directory: str) -> list[ControlAddress]:
+    """Each worker's control address for ``[media] control``.
+
+    ``unix`` puts a socket per worker in ``directory``; ``tcp:HOST:PORT`` or
+    ``udp:HOST:PORT`` gives worker i port PORT + i, or a free port each if PORT is 0.
+    """
+    if control == "unix":
+        return [
+            ControlAddress("unix", os.path.join(directory, f"worker{i}.sock"))
+            for i in range(workers)
+        ]
+    address = ControlAddress.parse(control)
+    if address.transport == "unix":
+        raise ValueError('write plain "unix": each worker gets its own socket')
+    if address.port and address.port + workers - 1 > 65535:
+        raise ValueError(
+            f"{workers} workers need ports {address.port}-{address.port + workers - 1}, past 65535"
+        )
+    return [replace(address, port=address.port and address.port + i) for i in range(workers)]
 
 
 class WorkerPool:
@@ -54,11 +83,18 @@ class WorkerPool:
         advertise: str | None = None,
         dscp: int = 46,
         media_timeout: float = 60.0,
+        control: str = "unix",
     ) -> None:
         self._dir = tempfile.mkdtemp(prefix="voipcore-media-")
         self._workers = [
-            _Worker(i, ports, os.path.join(self._dir, f"worker{i}.sock"))
-            for i, ports in enumerate(split_ports(*rtp_ports, workers))
+            _Worker(i, ports, address)
+            for i, (ports, address) in enumerate(
+                zip(
+                    split_ports(*rtp_ports, workers),
+                    worker_addresses(control, workers, self._dir),
+                    strict=True,
+                )
+            )
         ]
         self._host = host
         self._advertise = advertise or host
@@ -139,14 +175,15 @@ class WorkerPool:
             worker.calls.discard(call_id)
 
     async def _spawn(self, worker: _Worker) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(worker.socket_path)
+        if worker.control.transport == "unix":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(worker.control.host)
         worker.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "media.worker",
-            "--socket",
-            worker.socket_path,
+            "--control",
+            str(worker.control),
             "--ports",
             str(worker.ports[0]),
             str(worker.ports[1]),
@@ -161,10 +198,12 @@ class WorkerPool:
             stdout=asyncio.subprocess.PIPE,
         )
         assert worker.process.stdout is not None
-        ready = await asyncio.wait_for(worker.process.stdout.readline(), timeout=30)
-        if ready.strip() != b"ready":
+        line = await asyncio.wait_for(worker.process.stdout.readline(), timeout=30)
+        word, _, bound = line.decode().strip().partition(" ")
+        if word != "ready":
             raise RuntimeError(f"media worker {worker.index} failed to start")
-        worker.client = await ControlClient.connect_unix(worker.socket_path)
+        # The worker reports the port it bound, so a worker asked for port 0 is found.
+        worker.client = await connect(ControlAddress.parse(bound))
         worker.client.subscribe(self._relay_event)
         log.info(
             "media worker %d (pid %d) ports %s", worker.index, worker.process.pid, worker.ports

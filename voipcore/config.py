@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 TRANSPORTS = ("udp", "tcp")
 
@@ -131,6 +139,16 @@ class MediaConfig(_Section):
     host: str = "0.0.0.0"
     advertise: str | None = None
     media_timeout: float = Field(60.0, gt=0)
+    #: How signalling reaches its workers: "unix", "tcp:HOST:PORT" or "udp:HOST:PORT".
+    control: str = "unix"
+
+    @field_validator("control")
+    @classmethod
+    def _control(cls, value: str, info: ValidationInfo) -> str:
+        from media.workers import worker_addresses
+
+        worker_addresses(value, info.data.get("workers", 0), "")
+        return value
 
     @field_validator("host", "advertise")
     @classmethod

@@ -149,7 +149,9 @@ class Server:
         """In-process engine by default; ``media.workers = N`` starts N processes."""
         media = self.config.media
         factory: Callable[..., MediaEngine | WorkerPool] = (
-            functools.partial(WorkerPool, media.workers) if media.workers else MediaEngine
+            functools.partial(WorkerPool, media.workers, control=media.control)
+            if media.workers
+            else MediaEngine
         )
         engine = factory(
             rtp_ports=media.rtp_ports,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from media.control import ControlClient, ControlError, ControlServer, Json
+from media.control import ControlClient, ControlError, ControlServer, Json, MediaControl
 from media.engine import MediaEngine
 from media.tones import dominant_frequency
 from media.workers import WorkerPool, split_ports
@@ -19,7 +19,7 @@ from tests.rtpphone import RtpPhone
 pytestmark = pytest.mark.integration
 
 
-async def relay_call(control: ControlClient | WorkerPool, call_id: str) -> float:
+async def relay_call(control: MediaControl, call_id: str) -> float:
     """Set up a relayed call, send A's 1000 Hz tone, return the frequency B hears."""
     phone_a, phone_b = RtpPhone.open(), RtpPhone.open()
     reply_a = await control.request(
