@@ -666,6 +666,8 @@ class _Edge(asyncio.DatagramProtocol):
         self.name = name
         self.layer = TransactionLayer(timers)
         self.down = False
+        self.latency = 0.0
+        "Seconds each request waits before the edge sees it (distance, a congested path)."
         self.address: Address = ("", 0)
         self.transport: asyncio.DatagramTransport | None = None
         self._loop = asyncio.get_running_loop()
@@ -678,11 +680,18 @@ class _Edge(asyncio.DatagramProtocol):
         self.address = (str(host), int(port))
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        now = self._loop.time()
         source = (str(addr[0]), int(addr[1]))
         if self.down:
-            self.carrier.dropped.append(Dropped(now, self.name, "edge-down", source, None))
-            return
+            self.carrier.dropped.append(
+                Dropped(self._loop.time(), self.name, "edge-down", source, None)
+            )
+        elif self.latency > 0:
+            self._loop.call_later(self.latency, self._handle, data, source)
+        else:
+            self._handle(data, source)
+
+    def _handle(self, data: bytes, source: tuple[str, int]) -> None:
+        now = self._loop.time()
         if not data.strip(b"\r\n"):
             return  # RFC 5626 keep-alive
         try:
@@ -837,6 +846,10 @@ class TwilioCarrier:
     def set_edge_down(self, edge: str, down: bool = True) -> None:
         """Make an edge drop everything it receives (and send nothing), or bring it back."""
         self._edge(edge).down = down
+
+    def set_edge_latency(self, edge: str, seconds: float) -> None:
+        """Make an edge see every datagram ``seconds`` late (a far or congested edge)."""
+        self._edge(edge).latency = seconds
 
     def find_call(self, call_id: str) -> CarrierCall:
         """The call with this Call-ID; KeyError if none."""

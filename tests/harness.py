@@ -35,9 +35,12 @@ def free_udp_port() -> int:
 class TestUser:
     """An account written into the server's config."""
 
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
     username: str
     password: str
     extension: str | None = None
+    caller_id: str | None = None
 
 
 DEFAULT_USERS = [
@@ -88,6 +91,7 @@ class ServerProcess:
         users = "".join(
             f'[[users]]\nusername = "{u.username}"\npassword = "{u.password}"\n'
             + (f'extension = "{u.extension}"\n' if u.extension else "")
+            + (f'caller_id = "{u.caller_id}"\n' if u.caller_id else "")
             for u in self.users
         )
         udp, tcp = self.ports.get("udp", 0), self.ports.get("tcp", 0)

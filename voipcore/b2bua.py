@@ -17,11 +17,12 @@ import asyncio
 import ipaddress
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from media.control import ControlError, MediaControl
+from voipcore.config import RingGroupConfig
 from voipcore.dialer.numbers import (
     CountryPolicy,
     ForbiddenDestination,
@@ -109,6 +110,8 @@ class Fork:
     authenticated: bool = False
     retried: bool = False
     """Already resent after a 422 (RFC 4028 §7.3)."""
+    user: str | None = None
+    """The user whose phone this is (ring groups ring several)."""
 
 
 @dataclass
@@ -203,6 +206,7 @@ class B2BUA:
         max_calls_per_user: int = 4,
         session_expires: int = 1800,
         min_se: int = 90,
+        ring_groups: Sequence[RingGroupConfig] = (),
     ) -> None:
         self.service = service
         self.media = media
@@ -221,6 +225,7 @@ class B2BUA:
         #: RFC 4028: the session interval we ask of both legs, and our Min-SE.
         self.session_expires = session_expires
         self.min_se = min_se
+        self.ring_groups = ring_groups
         self.default_region = default_region
         self.policy = policy or CountryPolicy(frozenset({default_region}))
         self.calls: dict[str, Call] = {}
@@ -419,17 +424,9 @@ class B2BUA:
         if not formats:
             self._refuse(request, caller, dialled, 488, "Not Acceptable Here (codecs)", now)
             return
-        callee = self._find_user(dialled)
-        if callee is not None:
-            contacts = self.registrar.lookup(callee.username, now + self.wall_offset())
-            if not contacts:
-                self._refuse(request, caller, dialled, 480, None, now, "unavailable")
-                return
-            call = self._start(
-                request, addr, caller, callee.username, dialled, offer, formats, negotiated
-            )
-            targets = [(b.contact, contact_address(b)) for b in contacts]
-            self._spawn(self._place(call, targets))
+        target = self._target(dialled)
+        if target is not None:
+            self._ring(request, addr, caller, target, dialled, offer, formats, negotiated, now)
             return
         if self.trunk is None or is_extension_like(dialled):
             self._refuse(request, caller, dialled, 404, f"Not Found ({dialled})", now)
@@ -474,29 +471,60 @@ class B2BUA:
         uri, sender = request.uri, request.from_.uri
         did = (uri.user_unescaped if isinstance(uri, SipUri) else None) or ""
         caller = (sender.user_unescaped if isinstance(sender, SipUri) else None) or "anonymous"
-        username = self.trunk.config.dids.get(did)
-        callee = self.users().get(username) if username is not None else None
+        owner = self.trunk.config.dids.get(did)
+        target = self._target(owner) if owner is not None else None
         try:
             offer = SessionDescription.parse(request.body)
             audio = offer.audio
             formats = negotiate(audio, SUPPORTED) if audio is not None else []
         except SdpError:
             formats = []
-        if callee is None or not formats:
+        if target is None or not formats:
             status, reason = (
                 (404, f"Not Found (no user for {did})")
-                if callee is None
+                if target is None
                 else (488, "Not Acceptable Here (codecs)")
             )
             self._refuse(request, caller, did, status, reason, now, direction="inbound")
             return
-        contacts = self.registrar.lookup(callee.username, now + self.wall_offset())
+        self._ring(request, addr, caller, target, did, offer, formats, negotiated, now, True)
+
+    def _target(self, name: str) -> tuple[str, list[str]] | None:
+        """The user (by name or extension) or ring group called ``name``: its name
+        and the usernames to ring."""
+        user = self._find_user(name)
+        if user is not None:
+            return user.username, [user.username]
+        group = next((g for g in self.ring_groups if name in (g.name, g.extension)), None)
+        return None if group is None else (group.name, list(group.members))
+
+    def _ring(
+        self,
+        request: Request,
+        addr: Address,
+        caller: str,
+        target: tuple[str, list[str]],
+        dialled: str,
+        offer: SessionDescription | None,
+        formats: list[Format],
+        negotiated: Negotiated,
+        now: float,
+        inbound: bool = False,
+    ) -> None:
+        """Ring every registered phone of the target's users at once (480 if none is)."""
+        name, members = target
+        if len(members) > 1:
+            members = [m for m in members if m != caller]  # a member calling the group
+        wall = now + self.wall_offset()
+        contacts = [(m, b) for m in members for b in self.registrar.lookup(m, wall)]
         if not contacts:
-            self._refuse(request, caller, did, 480, None, now, "unavailable", "inbound")
+            direction: Direction = "inbound" if inbound else "internal"
+            self._refuse(request, caller, dialled, 480, None, now, "unavailable", direction)
             return
-        call = self._start(request, addr, caller, callee.username, did, offer, formats, negotiated)
-        call.inbound = True
-        self._spawn(self._place(call, [(b.contact, contact_address(b)) for b in contacts]))
+        call = self._start(request, addr, caller, name, dialled, offer, formats, negotiated)
+        call.inbound = inbound
+        targets = [(m, b.contact, contact_address(b)) for m, b in contacts]
+        self._spawn(self._place(call, targets))
 
     def _start(
         self,
@@ -581,16 +609,16 @@ class B2BUA:
         call.offer_sdp = self._sdp(call, "b")
         return True
 
-    async def _place(self, call: Call, targets: list[tuple[str, Address]]) -> None:
-        """Anchor the media, then INVITE every contact of the callee at once."""
+    async def _place(self, call: Call, targets: list[tuple[str, str, Address]]) -> None:
+        """Anchor the media, then INVITE every (user, contact) target at once."""
         if not await self._anchor(call):
             return
         domain = self.registrar.domain
-        for contact, addr in targets:
+        for user, contact, addr in targets:
             invite = self._b_invite(
-                call, contact, addr, f"sip:{call.caller}@{domain}", f"sip:{call.callee}@{domain}"
+                call, contact, addr, f"sip:{call.caller}@{domain}", f"sip:{user}@{domain}"
             )
-            self._send_fork(call, invite, addr)
+            self._send_fork(call, invite, addr).user = user
         self._spawn(self._ring_timeout(call))
 
     async def _place_outbound(self, call: Call) -> None:
@@ -628,7 +656,8 @@ class B2BUA:
     def _trunk_invite(self, call: Call, edge: str, addr: Address) -> Request:
         trunk = self.trunk
         assert trunk is not None and call.e164 is not None
-        caller_id = trunk.config.caller_id or call.caller
+        user = self.users().get(call.caller)
+        caller_id = (user and user.caller_id) or trunk.config.caller_id or call.caller
         return self._b_invite(
             call,
             trunk.request_uri(call.e164, edge),
@@ -1191,9 +1220,10 @@ class B2BUA:
         self.record(self._call_record(call, ended_at, legs))
 
     def _call_record(self, call: Call, ended_at: float, media: dict[str, Any]) -> CallRecord:
+        answerer = (call.b_fork and call.b_fork.user) or call.callee
         peers: dict[str, tuple[str, LegRole, str]] = {
             "a": (call.caller, "caller", call.addr[0]),
-            "b": (call.callee, "callee", ""),
+            "b": (answerer, "callee", ""),
         }
         legs = []
         for leg, (peer, role, transport) in peers.items():
@@ -1219,7 +1249,7 @@ class B2BUA:
             caller=call.caller,
             callee_dialled=call.dialled,
             callee_e164=call.e164,
-            user=call.callee if call.inbound else call.caller,
+            user=answerer if call.inbound else call.caller,
             started_at=call.started_at,
             ringing_at=call.ringing_at,
             answered_at=call.answered_at,

@@ -16,6 +16,7 @@ from twilio.http import HttpClient
 from twilio.rest import Client
 
 from voipcore.config import Config, ConfigError, TwilioTrunkConfig, UserConfig, load_config
+from voipcore.dialer.numbers import InvalidNumber, normalize
 from voipcore.logs import setup_logging
 from voipcore.sip.digest import compute_ha1
 from voipcore.store import User
@@ -39,6 +40,7 @@ def make_user(
     password: str,
     extension: str | None = None,
     display_name: str | None = None,
+    caller_id: str | None = None,
 ) -> User:
     """A user record holding HA1 hashes for MD5 and SHA-256, never the password."""
     return User(
@@ -48,6 +50,7 @@ def make_user(
         ha1_sha256=compute_ha1(username, realm, password, "SHA-256"),
         extension=extension,
         display_name=display_name,
+        caller_id=caller_id,
     )
 
 
@@ -74,7 +77,9 @@ def seed_users(config: Config, store: SqliteStore) -> None:
 
 
 def _user_from_config(realm: str, entry: UserConfig, password: str) -> User:
-    return make_user(realm, entry.username, password, entry.extension, entry.display_name)
+    return make_user(
+        realm, entry.username, password, entry.extension, entry.display_name, entry.caller_id
+    )
 
 
 def _load(path: str) -> Config:
@@ -139,8 +144,17 @@ def cmd_users_add(args: argparse.Namespace) -> int:
         print("voipcore: password must be at least 4 characters", file=sys.stderr)
         return 2
     extension = args.extension if args.extension is not None else _default_extension(args.username)
+    caller_id = args.caller_id
+    if caller_id is not None:
+        try:
+            caller_id = normalize(caller_id, config.dialing.default_region).e164
+        except InvalidNumber as exc:
+            print(f"voipcore: --caller-id {args.caller_id!r}: {exc}", file=sys.stderr)
+            return 2
     store.put_user(
-        make_user(config.sip.domain, args.username, password, extension, args.display_name)
+        make_user(
+            config.sip.domain, args.username, password, extension, args.display_name, caller_id
+        )
     )
     print(f"user {args.username} saved")
     return 0
@@ -152,9 +166,12 @@ def _default_extension(username: str) -> str | None:
 
 def cmd_users_list(args: argparse.Namespace) -> int:
     _, store = _open_store(args)
-    print(f"{'username':<20} {'extension':<10} display name")
+    print(f"{'username':<20} {'extension':<10} {'caller ID':<16} display name")
     for user in store.list_users():
-        print(f"{user.username:<20} {user.extension or '-':<10} {user.display_name or ''}")
+        print(
+            f"{user.username:<20} {user.extension or '-':<10} {user.caller_id or '-':<16} "
+            f"{user.display_name or ''}"
+        )
     return 0
 
 
@@ -262,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password", help="default: prompt, or generate when not a terminal")
     add.add_argument("--extension")
     add.add_argument("--display-name")
+    add.add_argument(
+        "--caller-id", help="number shown on this user's trunk calls (default: the trunk's)"
+    )
     add.set_defaults(func=cmd_users_add)
     lst = users.add_parser("list", help="list users")
     lst.set_defaults(func=cmd_users_list)

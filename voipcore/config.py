@@ -210,6 +210,22 @@ class UserConfig(_Section):
     password: str | None = Field(None, min_length=4)
     extension: str | None = Field(None, pattern=r"^[0-9*#]+$")
     display_name: str | None = None
+    caller_id: str | None = None
+    """E.164 number this user's trunk calls show; default: the trunk's ``caller_id``."""
+
+    @field_validator("caller_id")
+    @classmethod
+    def _caller_id(cls, value: str | None) -> str | None:
+        return None if value is None else _e164(value)
+
+
+class RingGroupConfig(_Section):
+    """``[[ring_groups]]``: users rung together (every registered phone of every
+    member in parallel, first answer wins), by extension or from a DID."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._~+-]+$")
+    extension: str | None = Field(None, pattern=r"^[0-9*#]+$")
+    members: list[str] = Field(min_length=1)
 
 
 #: Twilio's edge locations, usable as ``{name}.pstn.{edge}.twilio.com``.
@@ -376,14 +392,24 @@ class Config(_Section):
     trunks: TrunksConfig = Field(default_factory=TrunksConfig)
     dialing: DialingConfig = Field(default_factory=DialingConfig)
     users: list[UserConfig] = []
+    ring_groups: list[RingGroupConfig] = []
 
     @model_validator(mode="after")
-    def _unique_users(self) -> Config:
+    def _unique_names(self) -> Config:
         seen: set[str] = set()
         for user in self.users:
             if user.username in seen:
                 raise ValueError(f"duplicate username {user.username!r} in [[users]]")
             seen.add(user.username)
+        extensions = {u.extension for u in self.users if u.extension}
+        for group in self.ring_groups:
+            if group.name in seen:
+                raise ValueError(f"ring group name {group.name!r} is already a user or group")
+            if group.extension in extensions:
+                raise ValueError(f"ring group {group.name!r}: extension {group.extension} is taken")
+            seen.add(group.name)
+            if group.extension:
+                extensions.add(group.extension)
         return self
 
 

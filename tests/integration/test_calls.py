@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import pytest
 
 from media.tones import dominant_frequency
-from tests.harness import ServerProcess, free_udp_port
+from tests.harness import DEFAULT_USERS, ServerProcess, TestUser, free_udp_port
 from tests.rtpphone import RtpPhone
 from tests.sipclient import SipClient
 from tests.sipp import run_sipp, scenario, start_uas, write_users_csv
@@ -488,3 +488,33 @@ def test_codec_change_by_reinvite_stays_on_its_leg_and_is_transcoded(
         assert dominant_frequency(phone_a.audio(8)) == pytest.approx(440, abs=5)
 
     asyncio.run(main())
+
+
+def test_ring_group_extension_rings_the_members_but_not_the_caller(tmp_path: Path) -> None:
+    users = [*DEFAULT_USERS, TestUser("carol", "carol-secret", "203")]
+    group = (
+        '[[ring_groups]]\nname = "sales"\nextension = "600"\nmembers = ["alice", "bob", "carol"]'
+    )
+    server = ServerProcess(tmp_path, users=users, extra_config=group).start()
+
+    async def main() -> None:
+        carol = await registered(server, "carol")
+        alice, bob, invite, to_bob = await ringing(server, RtpPhone.open(), "600")
+        to_carol = await blocking(carol.recv_message)
+        assert isinstance(to_carol, Request) and to_carol.method == "INVITE"
+        assert to_bob.to.uri.user == "bob" and to_carol.to.uri.user == "carol"  # type: ignore[union-attr]
+        await blocking(bob.answer, to_bob, 200, sdp_for(RtpPhone.open()))
+        ok = await next_final(alice)  # Alice, a member herself, only hears it ring
+        assert ok.status == 200
+        cancel = await blocking(carol.recv_message)
+        assert isinstance(cancel, Request) and cancel.method == "CANCEL"
+        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+        await blocking(alice.send_raw, alice.in_dialog("BYE", invite, ok, invite.cseq.seq + 1))
+        row = await logged(server, invite.call_id)
+        legs = {leg["leg_id"]: leg for leg in row["legs"]}
+        assert (row["callee_dialled"], legs["b"]["peer"]) == ("600", "bob")
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()

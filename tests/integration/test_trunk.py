@@ -12,7 +12,7 @@ import pytest
 
 from media.tones import dominant_frequency
 from tests.carrier import Party, TwilioCarrier
-from tests.harness import ServerProcess
+from tests.harness import DEFAULT_USERS, ServerProcess, TestUser
 from tests.integration.test_calls import blocking, logged, next_final, registered, sdp_for
 from tests.rtpphone import RtpPhone
 from voipcore.sip.message import Request
@@ -21,6 +21,8 @@ pytestmark = pytest.mark.integration
 DOMAIN = "test.local"
 TRUNK_USER, TRUNK_PASSWORD = "voipcore", "Sup3rSecretPassw0rd"
 CALLER_ID = "+14045550100"
+#: Bob has his own number (a verified caller ID of the account).
+BOB_CALLER_ID = "+14045550199"
 ACCOUNT_SID = "AC" + "0" * 32
 
 
@@ -39,7 +41,7 @@ async def trunk_setup(
         edges=edges,
         credentials={TRUNK_USER: TRUNK_PASSWORD},
         account_sid=ACCOUNT_SID,
-        caller_ids=(CALLER_ID,),
+        caller_ids=(CALLER_ID, BOB_CALLER_ID),
         cps=1,
         default=Party(media="tone", tone_hz=1000),
     )
@@ -48,8 +50,10 @@ async def trunk_setup(
         carrier.set_edge_down(edge)
     addresses = ", ".join(f'{edge} = "127.0.0.2:{carrier.address(edge)[1]}"' for edge in edges)
     edge_list = ", ".join(f'"{edge}"' for edge in edges)
+    alice, bob = DEFAULT_USERS
     server = ServerProcess(
         tmp_path,
+        users=[alice, TestUser(bob.username, bob.password, bob.extension, BOB_CALLER_ID)],
         extra_config=f"""[dialing]
 default_region = "US"
 [trunks.twilio]
@@ -63,8 +67,11 @@ failover_timeout = 1.0
 edge_addresses = {{ {addresses} }}
 origination_acl = ["{acl}"]
 account_sid = "{ACCOUNT_SID}"
-dids = {{ "+14045550100" = "alice" }}
+dids = {{ "+14045550100" = "alice", "+14045550101" = "sales" }}
 {extra}
+[[ring_groups]]
+name = "sales"
+members = ["alice", "bob"]
 """,
     )
     await blocking(server.start)
@@ -263,6 +270,60 @@ def test_options_pings_route_calls_around_a_dead_edge(tmp_path: Path) -> None:
             assert 'voipcore_trunk_edge_up{edge="ashburn"} 0.0' in metrics
             assert 'voipcore_trunk_edge_up{edge="umatilla"} 1.0' in metrics
             assert 'voipcore_trunk_edge_rtt_seconds{edge="umatilla"}' in metrics
+            await carrier.hangup(call)
+
+    asyncio.run(main())
+
+
+def test_users_own_caller_id_goes_out_on_the_trunk(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path) as (carrier, server):
+            await dial(server, "bob", "4045551234", RtpPhone.open())
+            call = await carrier.wait_for_call("+14045551234")
+            assert call.from_number == BOB_CALLER_ID and call.caller_id_verified
+            await carrier.hangup(call)
+
+    asyncio.run(main())
+
+
+def test_inbound_call_to_a_ring_group_did_rings_every_member(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path) as (carrier, server):
+            alice, bob = await registered(server, "alice"), await registered(server, "bob")
+            inbound = await carrier.call(
+                "+12025550123",
+                "+14045550101",
+                ("127.0.0.1", server.udp_port),
+                headers={"X-Twilio-AccountSid": ACCOUNT_SID},
+            )
+            to_alice = await blocking(alice.recv_message)
+            to_bob = await blocking(bob.recv_message)
+            assert isinstance(to_alice, Request) and to_alice.method == "INVITE"
+            assert isinstance(to_bob, Request) and to_bob.method == "INVITE"
+            await blocking(bob.answer, to_bob, 200, sdp_for(RtpPhone.open()))
+            assert await inbound.final() == 200
+            cancel = await blocking(alice.recv_message)  # the other phone stops ringing
+            assert isinstance(cancel, Request) and cancel.method == "CANCEL"
+            await carrier.hangup(inbound)
+            row = await logged(server, inbound.call_id)
+            assert (row["direction"], row["callee_dialled"], row["user"]) == (
+                "inbound",
+                "+14045550101",
+                "bob",
+            )
+
+    asyncio.run(main())
+
+
+def test_calls_go_to_the_live_edge_with_the_shortest_round_trip(tmp_path: Path) -> None:
+    async def main() -> None:
+        pings = "ping_interval = 0.5\nping_timeout = 0.4"
+        async with trunk_setup(tmp_path, extra=pings) as (carrier, server):
+            carrier.set_edge_latency("ashburn", 0.15)  # preferred, but far away today
+            await asyncio.sleep(1.2)  # two rounds of pings
+            await dial(server, "alice", "4045551234", RtpPhone.open())
+            call = await carrier.wait_for_call("+14045551234")
+            assert call.edge == "umatilla"
             await carrier.hangup(call)
 
     asyncio.run(main())

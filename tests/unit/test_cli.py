@@ -118,3 +118,46 @@ def test_calls_list_prints_table_and_json(
     assert main(["calls", "list", "--json", "--limit", "5", "--config", str(config_file)]) == 0
     [call] = json.loads(capsys.readouterr().out)
     assert call["call_id"] == "c1" and call["duration"] == 60.0
+
+
+def test_users_add_caller_id_is_normalised_or_refused(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--config", str(config_file)]
+    assert (
+        main(
+            [
+                "users",
+                "add",
+                "dan",
+                "--password",
+                "pw-dan",
+                "--caller-id",
+                "+1 (404) 555-0199",
+                *args,
+            ]
+        )
+        == 0
+    )
+    assert main(["users", "list", *args]) == 0
+    assert "+14045550199" in capsys.readouterr().out
+    assert main(["users", "add", "eve", "--password", "pw-eve", "--caller-id", "555", *args]) == 2
+    assert "--caller-id '555': " in capsys.readouterr().err
+
+
+def test_store_from_before_caller_ids_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = str(tmp_path / "old.db")
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE users (username TEXT PRIMARY KEY, realm TEXT NOT NULL, ha1_md5 TEXT NOT NULL,"
+        " ha1_sha256 TEXT NOT NULL, extension TEXT UNIQUE, display_name TEXT)"
+    )
+    old.execute("INSERT INTO users VALUES ('ann', 'r', 'h1', 'h2', '201', 'Ann')")
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    user = store.get_user("ann")
+    assert user is not None and (user.extension, user.caller_id) == ("201", None)
+    store.close()

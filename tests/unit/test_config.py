@@ -70,6 +70,12 @@ def test_bad_value_names_the_key(
         ('[store]\nurl = "postgres://x"\n', "store.url", "only sqlite"),
         ('[[users]]\nusername = "a b"\n', "users[0].username", "should match pattern"),
         ('[[users]]\nusername = "a"\npassword = "x"\n', "users[0].password", "at least 4"),
+        (
+            '[[users]]\nusername = "a"\ncaller_id = "4045550100"\n',
+            "users[0].caller_id",
+            "is not an E.164 number: needs a country code",
+        ),
+        ('[[ring_groups]]\nname = "sales"\nmembers = []\n', "ring_groups[0].members", "at least 1"),
     ],
 )
 def test_bad_section_value_names_the_key(
@@ -113,3 +119,26 @@ def test_digest_algorithms_default_md5_first_and_are_checked(tmp_path: Path) -> 
     bad = MINIMAL.replace('domain = "example.com"', 'domain = "e"\ndigest_algorithms = ["SHA-1"]')
     with pytest.raises(ConfigError, match='sip.digest_algorithms: must list "MD5"'):
         load_config(write(tmp_path, bad))
+
+
+@pytest.mark.parametrize(
+    ("groups", "problem"),
+    [
+        ('name = "a"\nmembers = ["a"]', "ring group name 'a' is already a user or group"),
+        ('name = "g"\nextension = "201"\nmembers = ["a"]', "extension 201 is taken"),
+    ],
+)
+def test_ring_groups_do_not_shadow_users(tmp_path: Path, groups: str, problem: str) -> None:
+    users = '[[users]]\nusername = "a"\nextension = "201"\n'
+    with pytest.raises(ConfigError, match=problem):
+        load_config(write(tmp_path, MINIMAL + users + "[[ring_groups]]\n" + groups + "\n"))
+
+
+def test_session_timer_bounds(tmp_path: Path) -> None:
+    sip = 'domain = "e.com"\nsession_expires = 120\nmin_se = 300'
+    with pytest.raises(ConfigError, match="sip: .*min_se <= session_expires"):
+        load_config(write(tmp_path, MINIMAL.replace('domain = "example.com"', sip)))
+    with pytest.raises(ConfigError, match="sip.min_se: .*greater than or equal to 90"):
+        load_config(
+            write(tmp_path, MINIMAL.replace('domain = "example.com"', 'domain = "e"\nmin_se = 30'))
+        )

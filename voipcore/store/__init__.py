@@ -21,6 +21,8 @@ class User:
     ha1_sha256: str
     extension: str | None = None
     display_name: str | None = None
+    caller_id: str | None = None
+    """E.164 caller ID for this user's trunk calls; None: the trunk's default."""
 
     def ha1(self, algorithm: str) -> str | None:
         """The stored HA1 for a digest algorithm name, or None if unsupported."""

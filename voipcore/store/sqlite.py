@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS users (
     ha1_md5      TEXT NOT NULL,
     ha1_sha256   TEXT NOT NULL,
     extension    TEXT UNIQUE,
-    display_name TEXT
+    display_name TEXT,
+    caller_id    TEXT
 );
 CREATE TABLE IF NOT EXISTS bindings (
     aor        TEXT NOT NULL,
@@ -54,6 +55,9 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(users)")}
+        if "caller_id" not in columns:  # a store from before per-user caller IDs
+            self._db.execute("ALTER TABLE users ADD COLUMN caller_id TEXT")
 
     def close(self) -> None:
         """Close the database."""
@@ -80,7 +84,7 @@ class SqliteStore:
     def put_user(self, user: User) -> None:
         """Create or replace a user."""
         self._db.execute(
-            "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 user.username,
                 user.realm,
@@ -88,6 +92,7 @@ class SqliteStore:
                 user.ha1_sha256,
                 user.extension,
                 user.display_name,
+                user.caller_id,
             ),
         )
 

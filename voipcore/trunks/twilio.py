@@ -22,6 +22,9 @@ from voipcore.sip.transaction import Address
 
 #: Spacing of call starts relative to 1/CPS (timing jitter headroom).
 PACING_MARGIN = 1.1
+#: Live edges whose ping round-trip times are within this of the fastest are
+#: equally good: the configured preference order decides between them.
+RTT_TOLERANCE = 0.020
 
 
 class TwilioTrunk:
@@ -37,9 +40,22 @@ class TwilioTrunk:
         self.health: dict[str, tuple[bool, float | None]] = {}
 
     def ordered_edges(self) -> list[str]:
-        """Edges to try, in preference order, those known to be down last."""
-        edges = list(self.config.edges)
-        return sorted(edges, key=lambda edge: not self.health.get(edge, (True, None))[0])
+        """Edges to try: the fastest live ones first (within :data:`RTT_TOLERANCE`,
+        in preference order), then slower ones by round-trip time, then those not
+        measured yet, and those known to be down last."""
+        health = {edge: self.health.get(edge, (True, None)) for edge in self.config.edges}
+        rtts = [rtt for up, rtt in health.values() if up and rtt is not None]
+        fast = min(rtts, default=0.0) + RTT_TOLERANCE
+
+        def rank(edge: str) -> tuple[int, float]:
+            up, rtt = health[edge]
+            if not up:
+                return (3, 0.0)
+            if rtt is None:
+                return (2, 0.0)
+            return (0, 0.0) if rtt <= fast else (1, rtt)
+
+        return sorted(self.config.edges, key=rank)  # stable: ties keep preference order
 
     def from_twilio(self, host: str) -> bool:
         """Whether ``host`` is one of the trunk's signalling addresses (origination ACL)."""
