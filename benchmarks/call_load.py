@@ -1,14 +1,18 @@
 """Calls per second one signalling process sustains (issue 4).
 
     python -m benchmarks.call_load [--duration 60] [--hold 10] [--rates 5,10,20,40]
-                                   [--loops uvloop,asyncio]
+                                   [--loops uvloop,asyncio] [--workers N]
 
 SIPp places calls (INVITE, 407 digest, 200, ACK, RTP both ways for --hold
 seconds, BYE) through voipcore to a second SIPp registered as the callee;
 media is anchored in voipcore's in-process engine, so every call also costs
-two RTP streams of 50 packets/s each way.  A rate passes when every call of a
---duration run succeeds.  Concurrent calls = rate x hold.  The same search
-runs on the stdlib asyncio loop as the baseline.  Server CPU is read from /proc.
+two RTP streams of 50 packets/s each way.  With --workers N the media runs in
+N worker processes instead, and the server column is the signalling process
+alone.  A rate passes when every call of a --duration run succeeds.
+Concurrent calls = rate x hold.  The same search runs on the stdlib asyncio
+loop as the baseline.  Server CPU is read from /proc; "ms/call" is that CPU
+divided by the calls placed, and "CPS/core" its inverse (the rate one fully
+busy core would carry at that cost).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def with_rtp(name: str, after: str, workdir: Path, audio: Path) -> Path:
     return path
 
 
-def probe(loop: str, rate: int, duration: int, hold: int, workdir: Path) -> str:
+def probe(loop: str, rate: int, duration: int, hold: int, workers: int, workdir: Path) -> str:
     workdir.mkdir(parents=True, exist_ok=True)
     audio = workdir / "tone.ulaw"
     audio.write_bytes(g711.ulaw_encode(sine(1000, 1.0, 0.3).astype(np.int16)).tobytes())
@@ -52,6 +56,7 @@ def probe(loop: str, rate: int, duration: int, hold: int, workdir: Path) -> str:
         workdir / "server",
         users=[TestUser("alice", "alice-secret", "201"), TestUser("bob", "bob-secret", "202")],
         extra_sip=f"max_calls_per_user = {calls + 10}",
+        extra_config=f"[media]\nworkers = {workers}\n",
         event_loop=loop,
     ).start()
     uas_port = free_udp_port()
@@ -86,11 +91,14 @@ def probe(loop: str, rate: int, duration: int, hold: int, workdir: Path) -> str:
             )
         except SippError as exc:
             return f"{loop:<8} {rate:>5} sipp failed: {exc}"
-        cpu = 100 * (cpu_seconds(server.pid) - before) / max(result.elapsed, 1e-9)
+        used = cpu_seconds(server.pid) - before
+        cpu = 100 * used / max(result.elapsed, 1e-9)
+        per_call = used / calls
         ok = result.failed == 0 and result.successful == calls
         return (
             f"{loop:<8} {rate:>5} {result.successful:>6}/{calls:<6} {result.failed:>6} "
-            f"{rate * hold:>10} {cpu:>7.1f}%  {'pass' if ok else 'FAIL'}"
+            f"{rate * hold:>10} {cpu:>7.1f}% {1000 * per_call:>8.2f} {1 / per_call:>8.0f}  "
+            f"{'pass' if ok else 'FAIL'}"
         )
     finally:
         uas_proc.kill()
@@ -105,16 +113,23 @@ def main() -> None:
     parser.add_argument("--hold", type=int, default=10)
     parser.add_argument("--rates", default="5,10,20,40")
     parser.add_argument("--loops", default="uvloop,asyncio")
+    parser.add_argument("--workers", type=int, default=0, help="media worker processes")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="voipcore-call-load-"))
+    media = f"{args.workers} media workers" if args.workers else "media in-process"
     print(
-        f"call_load: {args.duration} s per rate, calls held {args.hold} s with RTP both ways; "
-        f"{os.cpu_count()} cores shared by the server and two SIPp processes"
+        f"call_load: {args.duration} s per rate, calls held {args.hold} s with RTP both ways, "
+        f"{media}; {os.cpu_count()} cores shared by the server and two SIPp processes"
     )
-    print(f"{'loop':<8} {'CPS':>5} {'calls ok':>13} {'failed':>6} {'concurrent':>10} {'server':>8}")
+    print(
+        f"{'loop':<8} {'CPS':>5} {'calls ok':>13} {'failed':>6} {'concurrent':>10} "
+        f"{'server':>8} {'ms/call':>8} {'CPS/core':>8}"
+    )
     for loop in args.loops.split(","):
         for rate in (int(r) for r in args.rates.split(",")):
-            line = probe(loop, rate, args.duration, args.hold, work / f"{loop}-{rate}")
+            line = probe(
+                loop, rate, args.duration, args.hold, args.workers, work / f"{loop}-{rate}"
+            )
             print(line, flush=True)
             if "FAIL" in line or "failed:" in line:
                 break

@@ -17,6 +17,7 @@ import asyncio
 import ipaddress
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -232,6 +233,8 @@ class B2BUA:
         #: INVITEs claiming to come from the trunk that did not (403).
         self.origination_refused = 0
         self._by_b: dict[str, Call] = {}
+        #: Calls each caller has up (the per-user limit), kept as calls start and end.
+        self._active: Counter[str] = Counter()
         self._forks: dict[TransactionKey, Call] = {}
         #: Our re-INVITEs and UPDATEs in flight.
         self._updates: dict[TransactionKey, _Update] = {}
@@ -403,8 +406,7 @@ class B2BUA:
             return
         uri = request.uri
         dialled = (uri.user_unescaped if isinstance(uri, SipUri) else None) or ""
-        active = sum(1 for c in self.calls.values() if c.caller == caller)
-        if active >= self.max_calls_per_user:
+        if self._active[caller] >= self.max_calls_per_user:
             reason = f"Busy Here (limit of {self.max_calls_per_user} calls per user)"
             self._refuse(request, caller, dialled, 486, reason, now, "busy")
             return
@@ -545,6 +547,7 @@ class B2BUA:
         }
         call.allows_update["a"] = _allows_update(request)
         self.calls[call.call_id] = call
+        self._active[caller] += 1
         self._by_b[call.b_call_id] = call
         self.service.respond(make_response(request, 100), self._now())
         return call
@@ -1203,6 +1206,9 @@ class B2BUA:
         if call.timer_handle is not None:
             call.timer_handle.cancel()
         self.calls.pop(call.call_id, None)
+        self._active[call.caller] -= 1
+        if not self._active[call.caller]:
+            del self._active[call.caller]
         self._by_b.pop(call.b_call_id, None)
         for key in call.forks:
             self._forks.pop(key, None)

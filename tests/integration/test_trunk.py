@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from media.tones import dominant_frequency
-from tests.carrier import Party, TwilioCarrier
+from tests.carrier import CarrierCall, Party, TwilioCarrier
 from tests.harness import DEFAULT_USERS, ServerProcess, TestUser
 from tests.integration.test_calls import blocking, logged, next_final, registered, sdp_for
 from tests.rtpphone import RtpPhone
@@ -90,6 +90,16 @@ async def dial(server: ServerProcess, user: str, number: str, phone: RtpPhone) -
     assert ok.status == 200, ok
     await blocking(client.send_raw, client.in_dialog("ACK", invite, ok, invite.cseq.seq))
     return invite.call_id
+
+
+async def originate(carrier: TwilioCarrier, server: ServerProcess, did: str) -> CarrierCall:
+    """Twilio delivers a call from +12025550123 to ``did`` at the server."""
+    return await carrier.call(
+        "+12025550123",
+        did,
+        ("127.0.0.1", server.udp_port),
+        headers={"X-Twilio-AccountSid": ACCOUNT_SID},
+    )
 
 
 def test_outbound_call_uses_e164_digest_caller_id_and_carries_audio(tmp_path: Path) -> None:
@@ -185,12 +195,7 @@ def test_inbound_call_from_the_trunk_rings_the_did_owner(tmp_path: Path) -> None
     async def main() -> None:
         async with trunk_setup(tmp_path) as (carrier, server):
             alice = await registered(server, "alice")
-            inbound = await carrier.call(
-                "+12025550123",
-                "+14045550100",
-                ("127.0.0.1", server.udp_port),
-                headers={"X-Twilio-AccountSid": ACCOUNT_SID},
-            )
+            inbound = await originate(carrier, server, "+14045550100")
             ringing = await blocking(alice.recv_message)
             assert isinstance(ringing, Request) and ringing.method == "INVITE"
             assert ringing.from_.uri.user == "+12025550123"  # type: ignore[union-attr]
@@ -212,12 +217,7 @@ def test_inbound_call_from_outside_the_acl_is_refused(tmp_path: Path) -> None:
     async def main() -> None:
         async with trunk_setup(tmp_path, acl="192.0.2.0/24") as (carrier, server):
             await registered(server, "alice")
-            inbound = await carrier.call(
-                "+12025550123",
-                "+14045550100",
-                ("127.0.0.1", server.udp_port),
-                headers={"X-Twilio-AccountSid": ACCOUNT_SID},
-            )
+            inbound = await originate(carrier, server, "+14045550100")
             assert await inbound.final() == 403
             metrics = (
                 urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5)
@@ -290,12 +290,7 @@ def test_inbound_call_to_a_ring_group_did_rings_every_member(tmp_path: Path) -> 
     async def main() -> None:
         async with trunk_setup(tmp_path) as (carrier, server):
             alice, bob = await registered(server, "alice"), await registered(server, "bob")
-            inbound = await carrier.call(
-                "+12025550123",
-                "+14045550101",
-                ("127.0.0.1", server.udp_port),
-                headers={"X-Twilio-AccountSid": ACCOUNT_SID},
-            )
+            inbound = await originate(carrier, server, "+14045550101")
             to_alice = await blocking(alice.recv_message)
             to_bob = await blocking(bob.recv_message)
             assert isinstance(to_alice, Request) and to_alice.method == "INVITE"
