@@ -61,7 +61,7 @@ from voipcore.sip.errors import SipParseError
 from voipcore.sip.headers import Headers, split_list
 from voipcore.sip.message import Request, Response, make_response
 from voipcore.sip.transaction import Address, TransactionKey
-from voipcore.sip.uri import SipUri, parse_uri
+from voipcore.sip.uri import SipUri, Uri, parse_uri
 from voipcore.store import Binding, User
 from voipcore.store.calls import CallRecord, Direction, HungUpBy, LegRecord, LegRole
 from voipcore.trunks.twilio import TwilioTrunk
@@ -404,8 +404,7 @@ class B2BUA:
         negotiated = self._session_interval(request, now)
         if negotiated is None:
             return
-        uri = request.uri
-        dialled = (uri.user_unescaped if isinstance(uri, SipUri) else None) or ""
+        dialled = _user_of(request.uri, "")
         if self._active[caller] >= self.max_calls_per_user:
             reason = f"Busy Here (limit of {self.max_calls_per_user} calls per user)"
             self._refuse(request, caller, dialled, 486, reason, now, "busy")
@@ -465,14 +464,21 @@ class B2BUA:
         if refusal is not None:
             self.origination_refused += 1
             log.warning("refused inbound INVITE from %s: %s", addr[1], refusal)
-            self.service.respond(make_response(request, 403, f"Forbidden ({refusal})"[:100]), now)
+            reason = _short(f"Forbidden ({refusal})")
+            self._refuse(
+                request,
+                _user_of(request.from_.uri),
+                _user_of(request.uri),
+                403,
+                reason,
+                now,
+                direction="inbound",
+            )
             return
         negotiated = self._session_interval(request, now)
         if negotiated is None:
             return
-        uri, sender = request.uri, request.from_.uri
-        did = (uri.user_unescaped if isinstance(uri, SipUri) else None) or ""
-        caller = (sender.user_unescaped if isinstance(sender, SipUri) else None) or "anonymous"
+        did, caller = _user_of(request.uri, ""), _user_of(request.from_.uri)
         owner = self.trunk.config.dids.get(did)
         target = self._target(owner) if owner is not None else None
         try:
@@ -1283,6 +1289,11 @@ class B2BUA:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("call task failed", exc_info=task.exception())
+
+
+def _user_of(uri: Uri, default: str = "anonymous") -> str:
+    """The user part of a SIP URI (a number or a name), or ``default``."""
+    return (uri.user_unescaped if isinstance(uri, SipUri) else None) or default
 
 
 def _short(text: str) -> str:

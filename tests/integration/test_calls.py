@@ -346,6 +346,14 @@ def test_hold_and_resume_are_relayed_and_stop_the_audio(server: ServerProcess, m
         await phone_b.send_tone(to_server_b, 440, 0.5)
         await asyncio.sleep(0.2)
         assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
+        # Bob hangs up; the held-and-resumed call is logged as an ordinary answered call.
+        await blocking(bob.send_raw, bob.callee_bye(incoming))
+        row = await logged(server, invite.call_id)
+        assert (row["hangup_cause"], row["hung_up_by"], row["sip_status"]) == (
+            "normal",
+            "callee",
+            200,
+        )
 
     asyncio.run(main())
 
@@ -357,11 +365,13 @@ def test_per_user_call_limit(tmp_path: Path) -> None:
         alice, bob, _, incoming = await ringing(server, RtpPhone.open(), "bob")
         await blocking(bob.answer, incoming, 180)
         second = SipClient("127.0.0.1", server.udp_port)
-        await blocking(
+        invite = await blocking(
             second.invite, "alice", "alice-secret", DOMAIN, "bob", sdp_for(RtpPhone.open())
         )
         refused = await next_final(second)
         assert refused.status == 486 and "limit of 1" in refused.reason
+        row = await logged(server, invite.call_id)
+        assert (row["hangup_cause"], row["sip_status"], row["answered_at"]) == ("busy", 486, None)
 
     try:
         asyncio.run(main())
@@ -393,6 +403,13 @@ def test_delayed_offer_offer_in_200_answer_in_ack(server: ServerProcess) -> None
         await asyncio.sleep(0.3)
         assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=5)
         assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
+        await blocking(alice.send_raw, alice.in_dialog("BYE", invite, ok, invite.cseq.seq + 1))
+        row = await logged(server, invite.call_id)
+        assert (row["codec"], row["hangup_cause"], row["hung_up_by"]) == (
+            "PCMU",
+            "normal",
+            "caller",
+        )
 
     asyncio.run(main())
 

@@ -173,7 +173,7 @@ def test_failover_to_the_next_edge_when_one_is_down(tmp_path: Path) -> None:
 def test_call_starts_are_paced_to_the_trunk_cps(tmp_path: Path) -> None:
     async def main() -> None:
         async with trunk_setup(tmp_path) as (carrier, server):
-            await asyncio.gather(
+            call_ids = await asyncio.gather(
                 dial(server, "alice", "4045551234", RtpPhone.open()),
                 dial(server, "bob", "4045551235", RtpPhone.open()),
             )
@@ -187,6 +187,9 @@ def test_call_starts_are_paced_to_the_trunk_cps(tmp_path: Path) -> None:
             assert starts[1] - starts[0] >= 0.95
             for c in calls:
                 await carrier.hangup(c)
+            for call_id in call_ids:
+                row = await logged(server, call_id)
+                assert (row["direction"], row["hung_up_by"]) == ("outbound", "callee")
 
     asyncio.run(main())
 
@@ -219,6 +222,12 @@ def test_inbound_call_from_outside_the_acl_is_refused(tmp_path: Path) -> None:
             await registered(server, "alice")
             inbound = await originate(carrier, server, "+14045550100")
             assert await inbound.final() == 403
+            row = await logged(server, inbound.call_id)
+            assert (row["direction"], row["hangup_cause"], row["sip_status"]) == (
+                "inbound",
+                "rejected",
+                403,
+            )
             metrics = (
                 urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5)
                 .read()
