@@ -159,6 +159,7 @@ class Call:
     allows_update: dict[str, bool] = field(default_factory=dict)
     """Whether each side listed UPDATE in Allow: we refresh with it then (RFC 4028 §7.4)."""
     timer_handle: asyncio.TimerHandle | None = None
+    """The ring timeout until the call is answered, then the next session-timer deadline."""
     ringing: bool = False
     answered: bool = False
     acked: bool = False
@@ -628,13 +629,13 @@ class B2BUA:
                 call, contact, addr, f"sip:{call.caller}@{domain}", f"sip:{user}@{domain}"
             )
             self._send_fork(call, invite, addr).user = user
-        self._spawn(self._ring_timeout(call))
+        self._ring_until_timeout(call)
 
     async def _place_outbound(self, call: Call) -> None:
         """Anchor the media, then try the trunk's edges in order."""
         if not await self._anchor(call):
             return
-        self._spawn(self._ring_timeout(call))
+        self._ring_until_timeout(call)
         await self._trunk_attempt(call)
 
     async def _trunk_attempt(self, call: Call) -> None:
@@ -729,11 +730,17 @@ class B2BUA:
         headers.add("Content-Type", SDP)
         return Request("INVITE", uri, headers, call.offer_sdp)
 
-    async def _ring_timeout(self, call: Call) -> None:
-        await asyncio.sleep(self.ring_timeout)
+    def _ring_until_timeout(self, call: Call) -> None:
+        """Give up on an unanswered call after the ring timeout (the answer re-arms
+        ``timer_handle`` for the session timers)."""
+        call.timer_handle = asyncio.get_running_loop().call_later(
+            self.ring_timeout, self._no_answer, call
+        )
+
+    def _no_answer(self, call: Call) -> None:
+        call.timer_handle = None
         if not call.answered and not call.ended:
-            now = self._now()
-            self._cancel_forks(call, now)
+            self._cancel_forks(call, self._now())
             self._finish_a(call, 480, "Temporarily Unavailable (no answer)")
 
     # -- answers and failures --------------------------------------------------
