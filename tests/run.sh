@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs what it needs
-# (Debian's SIPp, the Python deps in .venv), then lint, types and pytest.
+# (Debian's SIPp and baresip, the Python deps in .venv), then lint, types and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,7 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=()
 command -v sipp >/dev/null || missing+=(sip-tester)
+command -v baresip >/dev/null || missing+=(baresip-core)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -74,6 +74,9 @@ SDP = "application/sdp"
 #: What we accept in a dialog (RFC 3261 §20.5) and the extensions we support (§20.37).
 ALLOW = ", ".join(ALLOWED + CALL_METHODS)
 SUPPORTED_TAGS = ", ".join(sorted(CALL_EXTENSIONS))
+#: Seconds an ended call's Call-IDs are remembered: a BYE crossing ours gets 200,
+#: not 481 (64*T1, the longest a non-INVITE transaction lives, RFC 3261 §17.1.2.2).
+ENDED_MEMORY = 32.0
 #: Final statuses to the caller, as call-log hangup causes.
 _CAUSES = {
     486: "busy",
@@ -234,6 +237,8 @@ class B2BUA:
         #: INVITEs claiming to come from the trunk that did not (403).
         self.origination_refused = 0
         self._by_b: dict[str, Call] = {}
+        #: Call-IDs of both legs of calls that ended lately, with when (crossing BYEs).
+        self._ended: dict[str, float] = {}
         #: Calls each caller has up (the per-user limit), kept as calls start and end.
         self._active: Counter[str] = Counter()
         self._forks: dict[TransactionKey, Call] = {}
@@ -338,19 +343,7 @@ class B2BUA:
             return
         log.warning("call %s: %s, hanging up", call.call_id, event["event"])
         call.hung_up_by, call.cause = "system", "media_timeout"
-        self._spawn(self._hangup_both(call))
-
-    async def _hangup_both(self, call: Call) -> None:
-        now = self._now()
-        for dialog, addr in (
-            (call.a_dialog, call.addr),
-            (call.b_dialog, call.b_fork and call.b_fork.addr),
-        ):
-            if dialog is not None and addr:
-                bye = dialog.create_request("BYE", via=self.via(addr[0]))
-                self.service.send_request(bye, addr, now)
-        self._end(call)
-        self.flush()
+        self._hang_up(call, "ab")
 
     async def _ping_edges(self) -> None:
         """OPTIONS every trunk edge now and then: reachability and round-trip time."""
@@ -905,7 +898,7 @@ class B2BUA:
         except (SdpError, ControlError) as exc:
             log.warning("call %s: answer in ACK unusable: %s; hanging up", call.call_id, exc)
             call.hung_up_by, call.cause = "system", "failed"
-            await self._hangup(call, from_caller=True)
+            self._hang_up(call, "ab")
 
     async def _retransmit_ok(self, call: Call, ok: Response) -> None:
         """The UAS core resends its 2xx until the ACK comes (§13.3.1.4)."""
@@ -920,7 +913,7 @@ class B2BUA:
         if not call.acked and not call.ended:
             log.warning("call %s: no ACK for our 200 in 32 s, hanging up", call.call_id)
             call.hung_up_by, call.cause = "system", "failed"
-            await self._hangup(call, from_caller=False)
+            self._hang_up(call, "ab")
 
     def _branch_failed(self, call: Call, now: float) -> None:
         if call.answered or any(fork.final == 0 for fork in call.forks.values()):
@@ -1084,8 +1077,7 @@ class B2BUA:
         self, call: Call, leg: str, method: str, body: bytes = b"", *, refresh: bool = True
     ) -> None:
         """A re-INVITE or UPDATE of ours on ``leg``, with our session-timer headers."""
-        dialog = call.a_dialog if leg == "a" else call.b_dialog
-        addr = call.addr if leg == "a" else (call.b_fork.addr if call.b_fork else None)
+        dialog, addr = self._leg(call, leg)
         if dialog is None or addr is None:
             return
         request = dialog.create_request(
@@ -1136,7 +1128,7 @@ class B2BUA:
         )
         call.hung_up_by = "system"
         call.cause = "session_expired" if update.refresh else "failed"
-        self._spawn(self._hangup_both(call))
+        self._hang_up(call, "ab")
 
     def _refresh(self, call: Call, leg: str) -> None:
         """Refresh one leg's session (RFC 4028 §7.4): UPDATE without a body where the
@@ -1168,33 +1160,47 @@ class B2BUA:
             if isinstance(event, Expire):
                 log.warning("call %s: session on leg %s expired, hanging up", call.call_id, leg)
                 call.hung_up_by, call.cause = "system", "session_expired"
-                self._spawn(self._hangup_both(call))
+                self._hang_up(call, "ab")
                 return
             if isinstance(event, Refresh):
                 self._refresh(call, leg)
         self._arm(call)
 
     def _bye(self, request: Request, now: float) -> None:
+        """BYE from either phone (§15.1.2): 200, and our BYE on the other leg.
+
+        A BYE that crossed ours (both phones hung up at once) finds the call
+        just ended: it gets 200 too, and no second BYE goes out.
+        """
         call = self.calls.get(request.call_id) or self._by_b.get(request.call_id)
         if call is None or call.ended:
-            self.service.respond(make_response(request, 481), now)
+            recent = request.call_id in self._ended
+            self.service.respond(make_response(request, 200 if recent else 481), now)
             return
         self.service.respond(make_response(request, 200), now)
-        self._spawn(self._hangup(call, from_caller=request.call_id == call.call_id))
-
-    async def _hangup(self, call: Call, *, from_caller: bool) -> None:
-        """Send BYE on the other leg (§15.1.1), release the media."""
-        now = self._now()
+        from_caller = request.call_id == call.call_id
         call.hung_up_by = call.hung_up_by or ("caller" if from_caller else "callee")
-        if from_caller and call.b_dialog is not None and call.b_fork is not None:
-            addr = call.b_fork.addr
-            bye = call.b_dialog.create_request("BYE", via=self.via(addr[0]))
-            self.service.send_request(bye, addr, now)
-        elif not from_caller and call.a_dialog is not None:
-            bye = call.a_dialog.create_request("BYE", via=self.via(call.addr[0]))
-            self.service.send_request(bye, call.addr, now)
+        self._hang_up(call, "b" if from_caller else "a")
+
+    def _hang_up(self, call: Call, legs: str) -> None:
+        """BYE on each of ``legs`` ("a", "b") that has a dialog (§15.1.1); the call ends."""
+        if call.ended:
+            return
+        now = self._now()
+        for leg in legs:
+            dialog, addr = self._leg(call, leg)
+            if dialog is not None and addr is not None:
+                bye = dialog.create_request("BYE", via=self.via(addr[0]))
+                self.service.send_request(bye, addr, now)
         self._end(call)
         self.flush()
+
+    @staticmethod
+    def _leg(call: Call, leg: str) -> tuple[Dialog | None, Address | None]:
+        """Our dialog with one leg's phone, and where that phone is."""
+        if leg == "a":
+            return call.a_dialog, call.addr
+        return call.b_dialog, (call.b_fork.addr if call.b_fork else None)
 
     def _cancel(self, request: Request, now: float) -> None:
         """CANCEL from the caller (§9.2): 200 to it, 487 to the INVITE, CANCEL the branches."""
@@ -1218,6 +1224,10 @@ class B2BUA:
         call.ended = True
         if call.timer_handle is not None:
             call.timer_handle.cancel()
+        now = self._now()
+        while self._ended and next(iter(self._ended.values())) < now - ENDED_MEMORY:
+            del self._ended[next(iter(self._ended))]
+        self._ended[call.call_id] = self._ended[call.b_call_id] = now
         self.calls.pop(call.call_id, None)
         self._active[call.caller] -= 1
         if not self._active[call.caller]:

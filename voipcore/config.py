@@ -88,7 +88,7 @@ class SipConfig(_Section):
     default_expires: int = Field(3600, ge=1)
     max_contacts: int = Field(10, ge=1)
     nonce_ttl: float = Field(300.0, gt=0)
-    digest_algorithms: list[str] = ["MD5", "SHA-256"]
+    digest_algorithms: list[str] = ["MD5"]
     tcp_idle_timeout: float = Field(600.0, gt=0)
     ring_timeout: float = Field(60.0, gt=0)
     max_calls_per_user: int = Field(4, ge=1)

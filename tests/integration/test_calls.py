@@ -535,3 +535,31 @@ def test_ring_group_extension_rings_the_members_but_not_the_caller(tmp_path: Pat
         asyncio.run(main())
     finally:
         server.stop()
+
+
+def test_byes_that_cross_both_get_200_and_no_second_bye(server: ServerProcess) -> None:
+    async def main() -> None:
+        alice, bob, invite, incoming, ok = await connected(server, RtpPhone.open(), RtpPhone.open())
+        # Both hang up at once: Alice's BYE ends the call and sends ours to Bob,
+        # crossing his; his finds the call just ended.
+        alice.send_raw(alice.in_dialog("BYE", invite, ok, invite.cseq.seq + 1))
+        bob.send_raw(bob.callee_bye(incoming))
+        assert (await blocking(alice.recv)).status == 200
+        statuses, byes = [], set()
+        bob.sock.settimeout(0.5)
+        try:
+            while True:
+                message = bob.recv_message()
+                if isinstance(message, Request):
+                    byes.add((message.method, message.cseq.seq))  # retransmissions count once
+                else:
+                    statuses.append(message.status)
+        except TimeoutError:
+            pass
+        assert statuses == [200] and len(byes) == 1
+        silent = alice.sock
+        silent.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            alice.recv_message()  # no BYE for Alice: she hung up herself
+
+    asyncio.run(main())

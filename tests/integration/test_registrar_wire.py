@@ -31,18 +31,22 @@ def contacts_of(
 
 
 @pytest.mark.parametrize("transport", ["UDP", "TCP"])
-def test_register_and_unregister(server: ServerProcess, transport: str) -> None:
-    port = server.udp_port if transport == "UDP" else server.tcp_port
-    client = SipClient("127.0.0.1", port, transport)
-    response = client.register("alice", "alice-secret", DOMAIN, algorithm="SHA-256")
-    assert response.status == 200
-    assert response.headers.get_all("Contact") == [
-        f"<sip:alice@127.0.0.1:{client.port}>;expires=3600"
-    ]
-    assert len(contacts_of(server)) == 1
-    assert client.register("alice", "alice-secret", DOMAIN, expires=0).status == 200
-    assert contacts_of(server) == []
-    client.close()
+def test_register_and_unregister(tmp_path: Path, transport: str) -> None:
+    server = ServerProcess(tmp_path, extra_sip='digest_algorithms = ["SHA-256", "MD5"]').start()
+    try:
+        port = server.udp_port if transport == "UDP" else server.tcp_port
+        client = SipClient("127.0.0.1", port, transport)
+        response = client.register("alice", "alice-secret", DOMAIN, algorithm="SHA-256")
+        assert response.status == 200
+        assert response.headers.get_all("Contact") == [
+            f"<sip:alice@127.0.0.1:{client.port}>;expires=3600"
+        ]
+        assert len(contacts_of(server)) == 1
+        assert client.register("alice", "alice-secret", DOMAIN, expires=0).status == 200
+        assert contacts_of(server) == []
+        client.close()
+    finally:
+        server.stop()
 
 
 def test_wrong_password_is_403(server: ServerProcess) -> None:

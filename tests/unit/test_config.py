@@ -114,8 +114,8 @@ def test_unreadable_file_is_reported(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
 
 
-def test_digest_algorithms_default_md5_first_and_are_checked(tmp_path: Path) -> None:
-    assert load_config(write(tmp_path, MINIMAL)).sip.digest_algorithms == ["MD5", "SHA-256"]
+def test_digest_algorithms_default_to_md5_and_are_checked(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, MINIMAL)).sip.digest_algorithms == ["MD5"]
     bad = MINIMAL.replace('domain = "example.com"', 'domain = "e"\ndigest_algorithms = ["SHA-1"]')
     with pytest.raises(ConfigError, match='sip.digest_algorithms: must list "MD5"'):
         load_config(write(tmp_path, bad))

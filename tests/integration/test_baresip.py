@@ -1,0 +1,155 @@
+"""baresip softphones calling each other by extension through the server, audio checked as audio."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from media.tones import RATE, dominant_frequency
+from tests.baresip import BINARY, Baresip
+from tests.harness import ServerProcess
+from tests.integration.test_calls import logged
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which(BINARY) is None, reason="baresip is not installed"),
+]
+
+DOMAIN = "test.local"
+
+
+@asynccontextmanager
+async def phones(
+    server: ServerProcess, tmp_path: Path, *users: tuple[str, float]
+) -> AsyncIterator[list[Baresip]]:
+    """Registered baresips, one per ``(user, tone Hz)``, each saying its tone into calls."""
+    async with AsyncExitStack() as stack:
+        yield [
+            await stack.enter_async_context(
+                Baresip(tmp_path / user, user, f"{user}-secret", DOMAIN, server.udp_port, tone)
+            )
+            for user, tone in users
+        ]
+
+
+async def answered_call(alice: Baresip, bob: Baresip) -> str:
+    """Alice dials 202, Bob answers: both sides established; Alice's Call-ID."""
+    await alice.command("dial", "202")
+    incoming = await bob.wait_event("CALL_INCOMING")
+    assert incoming.param == f"sip:alice@{DOMAIN}"
+    await alice.wait_event("CALL_RINGING")
+    await bob.command("accept")
+    established = await alice.wait_event("CALL_ESTABLISHED")
+    await bob.wait_event("CALL_ESTABLISHED")
+    assert established.call_id is not None
+    return established.call_id
+
+
+async def audio_stream(phone: Baresip) -> tuple[str, int]:
+    """The SDP direction of the phone's call audio and the RTP packets it has received,
+    from baresip's ``audio_debug`` (its RTCP statistics)."""
+    debug = await phone.command("audio_debug")
+    direction, received = re.search(r"audio dir=(\w+)", debug), re.search(r"rcvd=(\d+)", debug)
+    assert direction and received, debug
+    return direction.group(1), int(received.group(1))
+
+
+def test_baresip_calls_baresip_by_extension_with_audio_both_ways(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        async with phones(server, tmp_path, ("alice", 1000), ("bob", 440)) as (alice, bob):
+            call_id = await answered_call(alice, bob)
+            await asyncio.sleep(1.5)
+            await alice.command("hangup")
+            assert (await alice.wait_event("CALL_CLOSED")).param == "Connection reset by user"
+            # Bob's phone learns of it from the server's BYE.
+            assert (await bob.wait_event("CALL_CLOSED")).param == "Connection reset by peer"
+
+            for phone, far_tone in ((alice, 440), (bob, 1000)):
+                heard = await phone.received_audio()
+                assert heard.size >= RATE, f"{phone.user} heard {heard.size} samples"
+                assert dominant_frequency(heard) == pytest.approx(far_tone, abs=5)
+
+            row = await logged(server, call_id)
+            assert (row["direction"], row["caller"], row["callee_dialled"]) == (
+                "internal",
+                "alice",
+                "202",
+            )
+            assert (row["hangup_cause"], row["hung_up_by"], row["sip_status"]) == (
+                "normal",
+                "caller",
+                200,
+            )
+            assert row["answered_at"] and row["duration"] > 1.0
+            legs = {leg["leg_id"]: leg for leg in row["legs"]}
+            assert legs["a"]["peer"] == "alice" and legs["b"]["peer"] == "bob"
+            assert legs["a"]["packets_in"] >= 50 and legs["b"]["packets_in"] >= 50
+
+    asyncio.run(main())
+
+
+def test_baresip_call_to_an_unregistered_user_fails_with_480(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        async with phones(server, tmp_path, ("alice", 1000)) as (alice,):
+            await alice.command("dial", "202")
+            closed = await alice.wait_event("CALL_CLOSED")
+            assert closed.param.startswith("480 "), closed.param
+            assert closed.call_id is not None
+            row = await logged(server, closed.call_id)
+            assert (row["sip_status"], row["hangup_cause"]) == (480, "unavailable")
+            assert row["answered_at"] is None
+
+    asyncio.run(main())
+
+
+def test_baresip_hold_and_resume_reach_the_other_phone(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Alice holds: Bob's phone gets the re-INVITE (sendonly) and no audio reaches Alice
+    until she resumes, after which it flows both ways again."""
+
+    async def main() -> None:
+        async with phones(server, tmp_path, ("alice", 1000), ("bob", 440)) as (alice, bob):
+            call_id = await answered_call(alice, bob)
+            await asyncio.sleep(0.5)
+
+            await alice.command("hold")
+            # The server relays it as a re-INVITE: a new SDP offer at Bob's phone.
+            assert (await bob.wait_event("CALL_REMOTE_SDP")).param == "offer"
+            assert (await alice.wait_event("CALL_REMOTE_SDP")).param == "answer"
+            assert (await audio_stream(bob))[0] == "recvonly"
+            await asyncio.sleep(0.2)  # packets already on their way land
+            direction, held_at = await audio_stream(alice)
+            assert direction == "sendonly" and held_at >= 15
+            await asyncio.sleep(1.0)
+            assert (await audio_stream(alice))[1] == held_at
+
+            await alice.command("resume")
+            assert (await bob.wait_event("CALL_REMOTE_SDP")).param == "offer"
+            assert (await alice.wait_event("CALL_REMOTE_SDP")).param == "answer"
+            (dir_a, before_a), (dir_b, before_b) = (
+                await audio_stream(alice),
+                await audio_stream(bob),
+            )
+            assert dir_a == dir_b == "sendrecv"
+            await asyncio.sleep(1.0)
+            # 50 packets a second each way again (20 ms G.711).
+            assert (await audio_stream(alice))[1] - before_a >= 40
+            assert (await audio_stream(bob))[1] - before_b >= 40
+
+            await alice.command("hangup")
+            await bob.wait_event("CALL_CLOSED")
+            row = await logged(server, call_id)
+            assert (row["hangup_cause"], row["hung_up_by"]) == ("normal", "caller")
+
+    asyncio.run(main())
