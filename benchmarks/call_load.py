@@ -1,12 +1,14 @@
 """Calls per second one signalling process sustains (issue 4).
 
     python -m benchmarks.call_load [--duration 60] [--hold 10] [--rates 5,10,20,40]
-                                   [--loops uvloop,asyncio] [--workers N]
+                                   [--loops uvloop,asyncio] [--workers N] [--no-rtp]
 
 SIPp places calls (INVITE, 407 digest, 200, ACK, RTP both ways for --hold
 seconds, BYE) through voipcore to a second SIPp registered as the callee;
 media is anchored in voipcore's in-process engine, so every call also costs
-two RTP streams of 50 packets/s each way.  With --workers N the media runs in
+two RTP streams of 50 packets/s each way (--no-rtp: the media is still anchored,
+ports and all, but SIPp sends no RTP, so the two SIPp processes and the engine
+leave the cores to signalling).  With --workers N the media runs in
 N worker processes instead, and the server column is the signalling process
 alone.  A rate passes when every call of a --duration run succeeds.
 Concurrent calls = rate x hold.  The same search runs on the stdlib asyncio
@@ -43,20 +45,24 @@ def with_rtp(name: str, after: str, workdir: Path, audio: Path) -> Path:
     return path
 
 
-def probe(loop: str, rate: int, duration: int, hold: int, workers: int, workdir: Path) -> str:
+def probe(
+    loop: str, rate: int, duration: int, hold: int, workers: int, rtp: bool, workdir: Path
+) -> str:
     workdir.mkdir(parents=True, exist_ok=True)
     audio = workdir / "tone.ulaw"
     audio.write_bytes(g711.ulaw_encode(sine(1000, 1.0, 0.3).astype(np.int16)).tobytes())
-    uac = with_rtp(
-        "uac_call.xml", "CSeq: 2 ACK\n      Content-Length: 0\n\n    ]]>\n  </send>", workdir, audio
-    )
-    uas = with_rtp("uas_call.xml", '<recv request="ACK" crlf="true" />', workdir, audio)
+    uac, uas = scenario("uac_call.xml"), scenario("uas_call.xml")
+    if rtp:
+        ack = "CSeq: 2 ACK\n      Content-Length: 0\n\n    ]]>\n  </send>"
+        uac = with_rtp("uac_call.xml", ack, workdir, audio)
+        uas = with_rtp("uas_call.xml", '<recv request="ACK" crlf="true" />', workdir, audio)
     calls = rate * duration
     server = ServerProcess(
         workdir / "server",
         users=[TestUser("alice", "alice-secret", "201"), TestUser("bob", "bob-secret", "202")],
         extra_sip=f"max_calls_per_user = {calls + 10}",
-        extra_config=f"[media]\nworkers = {workers}\n",
+        # Room for thousands of anchored calls: two RTP/RTCP port pairs each.
+        extra_config=f"[media]\nworkers = {workers}\nrtp_ports = [10000, 60000]\n",
         event_loop=loop,
     ).start()
     uas_port = free_udp_port()
@@ -114,11 +120,15 @@ def main() -> None:
     parser.add_argument("--rates", default="5,10,20,40")
     parser.add_argument("--loops", default="uvloop,asyncio")
     parser.add_argument("--workers", type=int, default=0, help="media worker processes")
+    parser.add_argument(
+        "--no-rtp", dest="rtp", action="store_false", help="anchor media but send no RTP"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="voipcore-call-load-"))
     media = f"{args.workers} media workers" if args.workers else "media in-process"
     print(
-        f"call_load: {args.duration} s per rate, calls held {args.hold} s with RTP both ways, "
+        f"call_load: {args.duration} s per rate, calls held {args.hold} s "
+        f"{'with RTP both ways' if args.rtp else 'without RTP'}, "
         f"{media}; {os.cpu_count()} cores shared by the server and two SIPp processes"
     )
     print(
@@ -128,7 +138,13 @@ def main() -> None:
     for loop in args.loops.split(","):
         for rate in (int(r) for r in args.rates.split(",")):
             line = probe(
-                loop, rate, args.duration, args.hold, args.workers, work / f"{loop}-{rate}"
+                loop,
+                rate,
+                args.duration,
+                args.hold,
+                args.workers,
+                args.rtp,
+                work / f"{loop}-{rate}",
             )
             print(line, flush=True)
             if "FAIL" in line or "failed:" in line:
