@@ -4,6 +4,7 @@ Run from the repository root::
 
     python -m benchmarks.register_load [--duration 30] [--users 1000] [--transport udp]
     python -m benchmarks.register_load --quick          # smoke test: 5 s probes, coarse search
+    python -m benchmarks.register_load --rate 2000 --repeat 3   # CPU per REGISTER, no search
 
 For each event loop (uvloop, then the stdlib asyncio loop as the baseline) a
 fresh server is started with ``--users`` accounts (user0000, user0001, ...) and
@@ -372,6 +373,19 @@ def table(searches: Sequence[Search], duration: float, transport: str) -> str:
     return "\n".join(lines)
 
 
+def spread(searches: Sequence[Search], rate: int) -> str:
+    """CPU per REGISTER over the repeated probes of each loop: how noisy the figure is."""
+    lines = []
+    for s in searches:
+        per = sorted(1e6 * p.cpu_per_registration for p in s.probes if p.passed)
+        if per:
+            lines.append(
+                f"{s.event_loop}: {len(per)} passing probes at {rate}/s, CPU/REGISTER "
+                f"{sum(per) / len(per):.0f} us (min {per[0]:.0f}, max {per[-1]:.0f})"
+            )
+    return "\n".join(lines)
+
+
 def _load_average() -> str:
     """Other work on the machine skews the figures: the load average shows it."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -397,6 +411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="5 s probes, 25 %% precision: a smoke test"
     )
+    parser.add_argument(
+        "--rate",
+        type=int,
+        help="no search: probe this rate --repeat times (CPU per REGISTER and its spread)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="probes per loop with --rate (3)")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the uvloop server at its best rate"
     )
@@ -426,7 +446,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench = Bench(
                 server, users_csv, workdir / f"sipp-{loop}", args.transport, args.duration
             )
-            search = Search(loop, bench.search(args.start_rate, args.max_rate, args.precision))
+            if args.rate:
+                probes = [bench.probe(args.rate) for _ in range(args.repeat)]
+                for probe in probes:
+                    print("  " + probe.summary(), flush=True)
+            else:
+                probes = bench.search(args.start_rate, args.max_rate, args.precision)
+            search = Search(loop, probes)
             searches.append(search)
             if args.profile and loop == "uvloop" and search.best is not None:
                 profile_lines = profile(bench, search.best.rate, args.duration, workdir / "profile")
@@ -435,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"REGISTER with digest auth, {started:%Y-%m-%d %H:%M} UTC")
     print(f"load average (1/5/15 min) before: {load_before}, after: {_load_average()}")
     print(table(searches, args.duration, args.transport))
+    if args.rate:
+        print(spread(searches, args.rate))
     for line in profile_lines:
         print(line)
     if args.workdir is None:

@@ -201,12 +201,13 @@ class SipService:
 
     def get_timer(self) -> float | None:
         """The next monotonic time :meth:`handle_timer` must run, if any."""
-        deadlines = [self.layer.get_timer()]
+        deadline = self.layer.get_timer()
         expiry = self.registrar.next_expiry()
         if expiry is not None:
-            deadlines.append(expiry - self.wall_offset)
-        present = [d for d in deadlines if d is not None]
-        return min(present) if present else None
+            expiry -= self.wall_offset
+            if deadline is None or expiry < deadline:
+                return expiry
+        return deadline
 
     def send_failed(self, outgoing: Outgoing, now: float) -> None:
         """The adapter could not send ``outgoing``: tell its transaction (§17.1.4, §17.2.4)."""
@@ -328,11 +329,7 @@ def _stamp_via(request: Request, addr: Address) -> None:
     top.params["received"] = addr[1]
     if wants_rport:
         top.params["rport"] = str(addr[2])
-    values = request.headers.get_all("Via")
-    values[0] = str(top)
-    request.headers.remove("Via")
-    for value in reversed(values):
-        request.headers.prepend("Via", value)
+    request.headers.replace_first("Via", str(top))
 
 
 def _unsupported_extensions(request: Request, supported: frozenset[str]) -> list[str]:

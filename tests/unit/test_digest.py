@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import struct
 
 import pytest
 from hypothesis import given
@@ -306,6 +309,46 @@ def test_parse_auth_params_handles_quotes_case_and_spacing() -> None:
     )
     assert scheme == "Digest"
     assert params == {"realm": 'a, "b"', "nonce": "x", "algorithm": "MD5", "qop": "auth,auth-int"}
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["realm", "Nonce", "qop", "nc", "uri", "x!", "a b", ""]),
+            st.sampled_from(["=", " = ", "", "=="]),
+            st.sampled_from(['"r"', '"a, \\"b\\""', '""', "MD5", "00000001", 'a"b', "", '"x']),
+        ),
+        max_size=5,
+    ).map(lambda items: "Digest " + ", ".join(n + e + v for n, e, v in items))
+)
+def test_parse_auth_params_one_step_match_agrees_with_the_general_parser(value: str) -> None:
+    # A trailing comma (an empty list element) is for the general parser only.
+    outcomes: list[object] = []
+    for candidate in (value, value + ","):
+        try:
+            outcomes.append(parse_auth_params(candidate))
+        except SipParseError:
+            outcomes.append(None)
+    assert outcomes[0] == outcomes[1]
+
+
+def test_nonces_made_before_and_after_this_version_verify_alike() -> None:
+    # The nonce MAC is HMAC-SHA256 over time, salt and realm: nonces issued by the
+    # previous code (random salt, hmac module) still verify after an upgrade.
+    secret = b"k" * 32
+    head = struct.pack(">q", int(T0 * 1000)) + bytes(range(8))
+    mac = hmac.digest(secret, head + REALM.encode(), "sha256")[:16]
+    nonce = base64.urlsafe_b64encode(head + mac).rstrip(b"=").decode()
+    creds = answer(Challenge(REALM, nonce, "SHA-256"))
+    assert authenticator().verify(creds, "REGISTER", ha1_for("SHA-256"), T0) is AuthResult.OK
+    forged = answer(Challenge(REALM, nonce[:-2] + ("A" if nonce[-2] != "A" else "B") + nonce[-1]))
+    assert authenticator().verify(forged, "REGISTER", ha1_for("MD5"), T0) is AuthResult.INVALID
+
+
+def test_nonces_are_unique_within_one_millisecond() -> None:
+    auth = authenticator()
+    nonces = {c.nonce for _ in range(500) for c in auth.challenges(T0)}
+    assert len(nonces) == 1000
 
 
 def test_challenge_parse_defaults_and_ignores_unknown_parameters() -> None:

@@ -160,6 +160,25 @@ def test_parse_params_fast_path() -> None:
     assert parse_params("") == {}
 
 
+@given(
+    st.lists(
+        st.sampled_from(
+            [";tag=1", ";lr", ";Branch=z9hG4bK", ";q=0.5", ";=", ";a=", ";", "x", ";a=<"]
+        ),
+        max_size=5,
+    ).map("".join)
+)
+def test_parse_params_one_step_split_agrees_with_the_checked_one(text: str) -> None:
+    # Without name folding the one-step match is not used.
+    try:
+        expected = {k.lower(): v for k, v in parse_params(text, lower_names=False).items()}
+    except SipParseError:
+        with pytest.raises(SipParseError):
+            parse_params(text)
+        return
+    assert parse_params(text) == expected
+
+
 def test_parse_params_with_lws_around_separators() -> None:
     text = " ;   tag    = 1918181833n ; newparam = newvalue ;  secondparam ; q = 0.33 "
     assert parse_params(text) == {
@@ -273,6 +292,16 @@ def test_set_replaces_every_line_in_place_of_the_first() -> None:
     assert list(h) == [("X-A", "1"), ("Via", "z"), ("X-B", "2")]
     h.set("New", "n")
     assert list(h)[-1] == ("New", "n")
+
+
+def test_replace_first_keeps_the_other_values_of_the_line() -> None:
+    h = Headers([("X-A", "1"), ("Via", "a, b"), ("Via", "c")])
+    h.replace_first("v", "z")
+    assert list(h) == [("X-A", "1"), ("Via", "z, b"), ("Via", "c")]
+    h.replace_first("X-A", "2, 3")
+    assert h.get("X-A") == "2, 3"
+    with pytest.raises(KeyError):
+        h.replace_first("Route", "r")
 
 
 def test_remove_and_copy() -> None:

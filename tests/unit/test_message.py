@@ -534,10 +534,56 @@ def test_bad_vias(text: str) -> None:
         parse_via(text)
 
 
+# (valid spellings, invalid or unusual ones) of each part of a Via value.
+_VIA_PARTS = [
+    (["SIP/2.0/"], ["sip/2.0/", "SIP / 2.0 /", "SIP/2.1/", "SIP/2.0"]),
+    (["UDP", "tcp", "WSS"], ["U(P", ""]),
+    ([" "], ["  ", "\t"]),
+    (["192.0.2.1", "pc33.example.com"], ["[2001:db8::1]", "bad_host", ""]),
+    (["", ":5060", ":65535"], [":65536", ":99999", ":"]),
+    (
+        ["", ";branch=z9hG4bK77;rport", ";rport=5061;received=192.0.2.9;ttl=3"],
+        [";branch", ";ttl=256"],
+    ),
+    (["", ";maddr=224.0.0.1"], [";received=host.example.com", ";rport=abc", "; lr", ";;"]),
+]
+
+
+@st.composite
+def via_values(draw: st.DrawFn) -> str:
+    """Via values of the usual shape, most with one unusual or invalid part."""
+    odd = draw(st.integers(-1, len(_VIA_PARTS) - 1))
+    return "".join(
+        draw(st.sampled_from(bad if i == odd else good)) for i, (good, bad) in enumerate(_VIA_PARTS)
+    )
+
+
+@given(via_values())
+def test_via_fast_path_agrees_with_the_general_parser(text: str) -> None:
+    # Leading LWS defeats the one-step match; the general parser allows it.
+    outcomes: list[object] = []
+    for candidate in (text, " " + text):
+        try:
+            outcomes.append(parse_via(candidate))
+        except SipParseError:
+            outcomes.append(None)
+    assert outcomes[0] == outcomes[1]
+
+
 def test_via_str_round_trip() -> None:
     text = "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK77;rport=5061;received=2001:db8::1"
     assert str(parse_via(text)) == text
     assert str(Via("TLS", "example.com")) == "SIP/2.0/TLS example.com"
+
+
+def test_from_to_and_contact_are_checked_at_once_but_parsed_on_first_use() -> None:
+    msg = request(invite())
+    assert not {"from_", "to", "contacts"} & msg.__dict__.keys()
+    assert msg.to.display_name == "Bob" and msg.from_.tag == "1928301774"
+    assert [str(c) for c in msg.contacts] == ["<sip:alice@pc33.atlanta.example.com>"]
+    bad = replace_header(invite(), "Contact: <sip:alice@", "Contact: <sip:alice@@")
+    with pytest.raises(SipParseError, match="bad Contact header"):
+        parse_message(bad)
 
 
 def test_invalidate_after_editing_headers() -> None:

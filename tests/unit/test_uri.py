@@ -12,6 +12,7 @@ from voipcore.sip.uri import (
     NameAddr,
     SipUri,
     TelUri,
+    check_name_addr,
     parse_host,
     parse_name_addr,
     parse_port,
@@ -401,3 +402,46 @@ def test_parse_uri_never_fails_with_anything_but_sip_parse_error(text: str) -> N
     except SipParseError:
         return
     assert parse_uri(str(uri)) == uri
+
+
+# -- the one-step fast path ------------------------------------------------------
+
+
+# (valid spellings, invalid or unusual ones) of each part of a name-addr.
+_ADDRESS_PARTS = [
+    (['"Bob" ', "Bob ", "Bob  Smith", ""], ['"B\\"o" ', "B<b ", '"Bob"', "é "]),
+    (["sip:", "sips:"], ["SIP:", "tel:", "", "sip: "]),
+    (["alice@", "a.b-c_d!~*'()&=+$,@", ""], ["al%41@", "a:pw@", "@", "é@"]),
+    (["example.com", "192.0.2.1", "a-b.c"], ["[::1]", "", "ex ample", "a_b"]),
+    (["", ":5060", ":65535"], [":65536", ":99999", ":", ":0x1"]),
+    (["", ";lr", ";transport=tcp;maddr=1.2.3.4"], [";a=", ";%41", ";a=b=c", "?x=1"]),
+    (["", ";tag=1", ";q=0.5;expires=60", ";tag"], [";=x", " ;tag=1", ';a="b"', ";a=<"]),
+]
+
+
+@st.composite
+def addresses(draw: st.DrawFn) -> str:
+    """name-addr values of the usual shape, most with one unusual or invalid part."""
+    odd = draw(st.integers(-1, len(_ADDRESS_PARTS) - 1))
+    display, scheme, user, host, port, uri_params, params = (
+        draw(st.sampled_from(bad if i == odd else good))
+        for i, (good, bad) in enumerate(_ADDRESS_PARTS)
+    )
+    return f"{display}<{scheme}{user}{host}{port}{uri_params}>{params}"
+
+
+@given(addresses())
+def test_name_addr_fast_path_agrees_with_the_general_parser(text: str) -> None:
+    # A leading space defeats the one-step match; the general parser strips it.
+    outcomes: list[object] = []
+    for candidate in (text, " " + text):
+        try:
+            outcomes.append(parse_name_addr(candidate))
+        except SipParseError:
+            outcomes.append(None)
+    assert outcomes[0] == outcomes[1]
+    if outcomes[0] is None:
+        with pytest.raises(SipParseError):
+            check_name_addr(text)
+    else:
+        check_name_addr(text)

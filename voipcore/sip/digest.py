@@ -15,15 +15,17 @@ import binascii
 import enum
 import hashlib
 import hmac
+import itertools
 import math
-import secrets
+import os
+import re
 import struct
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from voipcore.sip.errors import SipParseError
-from voipcore.sip.headers import is_token, quote, read_quoted
+from voipcore.sip.headers import is_token, quote, read_quoted, unescape_pairs
 
 #: Algorithms the server challenges with, in order (RFC 8760 §2.4: SHA-256 first).
 ALGORITHMS: tuple[str, ...] = ("SHA-256", "MD5")
@@ -32,14 +34,24 @@ ALGORITHMS: tuple[str, ...] = ("SHA-256", "MD5")
 _CANONICAL_ALGORITHMS = {
     name.lower(): name for name in ("MD5", "MD5-sess", "SHA-256", "SHA-256-sess")
 }
-_HASHLIB_NAMES = {"md5": "md5", "sha-256": "sha256"}
+_HASHES: dict[str, Callable[[bytes], hashlib._Hash]] = {
+    "md5": hashlib.md5,
+    "sha-256": hashlib.sha256,
+}
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 
-_NONCE_TIME = struct.Struct(">q")  # issue time in milliseconds
-_NONCE_SALT_LEN = 8
+_NONCE_HEAD = struct.Struct(">qQ")  # issue time in milliseconds, salt
 _NONCE_MAC_LEN = 16
-_NONCE_LEN = _NONCE_TIME.size + _NONCE_SALT_LEN + _NONCE_MAC_LEN
+_NONCE_LEN = _NONCE_HEAD.size + _NONCE_MAC_LEN
+
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_AUTH_PARAM = rf'({_TOKEN})[ \t]*=[ \t]*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|({_TOKEN}))'
+_AUTH_PARAM_RE = re.compile(_AUTH_PARAM, re.DOTALL)
+# ``scheme param, param...`` with no empty list elements, recognised in one step.
+_AUTH_FAST_RE = re.compile(
+    rf"({_TOKEN})[ \t]+((?:{_AUTH_PARAM})(?:[ \t]*,[ \t]*(?:{_AUTH_PARAM}))*)", re.DOTALL
+)
 
 
 def _canonical_algorithm(name: str) -> str:
@@ -55,11 +67,10 @@ def _hash(algorithm: str, data: str | bytes) -> str:
     """``H(data)`` as lower-case hex for ``algorithm`` (RFC 7616 §3.4.2)."""
     base = algorithm.lower().removesuffix("-sess")
     try:
-        name = _HASHLIB_NAMES[base]
+        new = _HASHES[base]
     except KeyError:
         raise ValueError(f"unsupported digest algorithm {algorithm!r}") from None
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    return hashlib.new(name, raw).hexdigest()
+    return new(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
 
 
 def compute_ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
@@ -116,6 +127,17 @@ def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
     parameter is an error (RFC 7616 §3.3 allows each at most once).
     """
     text = value.strip()
+    fast = _AUTH_FAST_RE.fullmatch(text)
+    if fast is not None:
+        found = _AUTH_PARAM_RE.findall(fast.group(2))
+        params = {name.lower(): token or unescape_pairs(quoted) for name, quoted, token in found}
+        if len(params) == len(found):
+            return fast.group(1), params
+    return _parse_auth_params(value, text)
+
+
+def _parse_auth_params(value: str, text: str) -> tuple[str, dict[str, str]]:
+    """:func:`parse_auth_params` for any form, with the error that names the problem."""
     n = len(text)
     i = 0
     while i < n and text[i] not in " \t":
@@ -362,22 +384,26 @@ class DigestAuthenticator:
     """Server side: stateless HMAC nonces + a bounded table of nonce-counts.
 
     A nonce is ``base64url(issued_ms | salt | HMAC-SHA256(secret, issued_ms |
-    salt | realm)[:16])``, so any nonce this server issued (with this secret)
-    can be checked and dated without storage (RFC 7616 §3.3 and §5.4).  The
-    last nonce-count of each nonce used with ``qop=auth`` is kept in an LRU
-    table of at most ``max_tracked_nonces`` entries; a nonce evicted from it
-    while still fresh, or any older one, is answered ``STALE`` rather than
-    trusted again, so eviction never opens a replay window.
+    salt | realm)[:16])``, the salt a counter that makes each nonce unique, so
+    any nonce this server issued (with this secret) can be checked and dated
+    without storage (RFC 7616 §3.3 and §5.4).  The last nonce-count of each
+    nonce used with ``qop=auth`` is kept in an LRU table of at most
+    ``max_tracked_nonces`` entries; a nonce evicted from it while still fresh,
+    or any older one, is answered ``STALE`` rather than trusted again, so
+    eviction never opens a replay window.
     """
 
     __slots__ = (
         "realm",
         "algorithms",
-        "_secret",
         "_ttl_ms",
         "_max_tracked",
         "_counts",
         "_evicted_ms",
+        "_realm_bytes",
+        "_salts",
+        "_inner",
+        "_outer",
     )
 
     def __init__(
@@ -397,7 +423,15 @@ class DigestAuthenticator:
         self.realm = realm
         #: Offered in this order of preference (RFC 8760 §2.4).
         self.algorithms = tuple(algorithms)
-        self._secret = secret
+        self._realm_bytes = realm.encode("utf-8")
+        # Nonces need to be unique, not unpredictable (the MAC makes them
+        # unforgeable): a counter from a random start avoids a getrandom() call
+        # per nonce, and the start keeps restarts from reusing values.
+        self._salts = itertools.count(int.from_bytes(os.urandom(7)))
+        # HMAC (RFC 2104) with its two keyed pads hashed once, not per nonce.
+        key = secret if len(secret) <= 64 else hashlib.sha256(secret).digest()
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key.ljust(64, b"\0")))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key.ljust(64, b"\0")))
         self._ttl_ms = nonce_ttl * 1000.0
         self._max_tracked = max_tracked_nonces
         #: nonce -> (issue time in ms, last nonce-count), least recently used first.
@@ -461,12 +495,16 @@ class DigestAuthenticator:
         return self._advance_count(creds.nonce, issued_ms, nc)
 
     def _new_nonce(self, now: float) -> str:
-        head = _NONCE_TIME.pack(math.floor(now * 1000.0)) + secrets.token_bytes(_NONCE_SALT_LEN)
+        head = _NONCE_HEAD.pack(math.floor(now * 1000.0), next(self._salts))
         return _b64(head + self._mac(head))
 
     def _mac(self, head: bytes) -> bytes:
-        msg = head + self.realm.encode("utf-8")
-        return hmac.new(self._secret, msg, hashlib.sha256).digest()[:_NONCE_MAC_LEN]
+        """HMAC-SHA256(secret, head | realm), truncated."""
+        inner = self._inner.copy()
+        inner.update(head + self._realm_bytes)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:_NONCE_MAC_LEN]
 
     def _check_nonce(self, nonce: str) -> int | None:
         """The issue time of a nonce this server made, or ``None`` if forged."""
@@ -480,7 +518,7 @@ class DigestAuthenticator:
         head, mac = raw[:-_NONCE_MAC_LEN], raw[-_NONCE_MAC_LEN:]
         if not hmac.compare_digest(mac, self._mac(head)):
             return None
-        issued_ms: int = _NONCE_TIME.unpack_from(head)[0]
+        issued_ms: int = _NONCE_HEAD.unpack_from(head)[0]
         return issued_ms
 
     def _advance_count(self, nonce: str, issued_ms: int, nc: int) -> AuthResult:

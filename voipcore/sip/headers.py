@@ -129,6 +129,11 @@ _PARAM_RE = re.compile(
     re.DOTALL,
 )
 
+#: Generic parameters in their usual form on the wire: no LWS, no quoted values.
+#: Text that matches is what :func:`parse_params` accepts, and it splits at ``;``.
+PLAIN_PARAMS = r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[^\s\";,=<>]+)?)*"
+_PLAIN_PARAMS_RE = re.compile(PLAIN_PARAMS)
+
 #: Spelling of header names already seen (raw name -> canonical name).  Bounded so
 #: that a peer sending random names cannot grow it without limit.
 _NAME_CACHE: dict[str, str] = {}
@@ -158,6 +163,34 @@ def header_name(raw: str) -> str:
     if not _TOKEN_RE.fullmatch(raw):
         raise SipParseError(f"bad header name {raw!r}")
     return canonical_name(raw)
+
+
+def parse_header_lines(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """Split header lines into (canonical name, value) pairs (RFC 3261 §7.3.1).
+
+    Values lose the LWS around them; a line starting with SP or HTAB continues
+    the previous one and is joined to it by one SP (folding).
+    """
+    items: list[tuple[str, str]] = []
+    append = items.append
+    known = _NAME_CACHE.get
+    for line in lines:
+        raw, colon, value = line.partition(":")
+        name = known(raw)
+        if name is None or not colon:
+            c0 = line[:1]
+            if c0 == " " or c0 == "\t":
+                if not items:
+                    raise SipParseError("continuation line before the first header")
+                name, value = items[-1]
+                more = line.strip(" \t")
+                items[-1] = (name, f"{value} {more}" if value and more else value or more)
+                continue
+            if not raw or not colon:
+                raise SipParseError(f"header line without a name: {line[:40]!r}")
+            name = header_name(raw.rstrip(" \t"))
+        append((name, value.strip(" \t")))
+    return items
 
 
 def is_token(text: str) -> bool:
@@ -212,7 +245,6 @@ def read_quoted(text: str, start: int) -> tuple[str, int]:
     """
     i = start + 1
     n = len(text)
-    escaped = False
     while True:
         close = text.find('"', i)
         if close == -1:
@@ -223,12 +255,13 @@ def read_quoted(text: str, start: int) -> tuple[str, int]:
         if backslash + 1 >= n:
             raise SipParseError(f"unterminated quoted string in {text!r}")
         # A quoted-pair: the next character (which may be '"') is literal.
-        escaped = True
         i = backslash + 2
-    content = text[start + 1 : close]
-    if escaped:
-        content = _QUOTED_PAIR_RE.sub(r"\1", content)
-    return content, close + 1
+    return unescape_pairs(text[start + 1 : close]), close + 1
+
+
+def unescape_pairs(content: str) -> str:
+    """Resolve the quoted-pairs (``\\x`` stands for ``x``) of a quoted-string's content."""
+    return _QUOTED_PAIR_RE.sub(r"\1", content) if "\\" in content else content
 
 
 def quote(text: str) -> str:
@@ -243,9 +276,9 @@ def parse_params(text: str, *, lower_names: bool = True) -> dict[str, str | None
     unescaped.  Names are folded to lower case, as parameter names compare
     case-insensitively.  LWS is allowed around ``;`` and ``=``.
     """
+    if lower_names and _PLAIN_PARAMS_RE.fullmatch(text):
+        return split_plain_params(text)
     params: dict[str, str | None] = {}
-    if not text:
-        return params
     if '"' not in text and " " not in text and "\t" not in text:
         # Fast path: no LWS and no quoted strings, the common case on the wire.
         parts = text.split(";")
@@ -274,7 +307,7 @@ def parse_params(text: str, *, lower_names: bool = True) -> dict[str, str | None
         quoted, plain = m.group(2), m.group(3)
         value: str | None
         if quoted is not None:
-            value = _QUOTED_PAIR_RE.sub(r"\1", quoted) if "\\" in quoted else quoted
+            value = unescape_pairs(quoted)
         elif plain is not None:
             if not _PVALUE_RE.fullmatch(plain):
                 raise SipParseError(f"bad value for parameter {name!r} in {text!r}")
@@ -283,6 +316,16 @@ def parse_params(text: str, *, lower_names: bool = True) -> dict[str, str | None
             value = None
         params[name.lower() if lower_names else name] = value
         pos = m.end()
+    return params
+
+
+def split_plain_params(text: str) -> dict[str, str | None]:
+    """Split parameters that match :data:`PLAIN_PARAMS`; names are lower-cased."""
+    params: dict[str, str | None] = {}
+    if text:
+        for part in text[1:].split(";"):
+            name, sep, value = part.partition("=")
+            params[name.lower()] = value if sep else None
     return params
 
 
@@ -298,19 +341,15 @@ def format_params(params: dict[str, str | None]) -> str:
     for name, value in params.items():
         if value is None:
             out.append(f";{name}")
-        elif _TOKEN_RE.fullmatch(value) or _is_host_like(value):
+        elif _UNQUOTED_RE.fullmatch(value):
             out.append(f";{name}={value}")
         else:
             out.append(f";{name}={quote(value)}")
     return "".join(out)
 
 
-_HOST_LIKE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]:]+")
-
-
-def _is_host_like(value: str) -> bool:
-    # IPv6 references and ports appear unquoted in received/maddr parameters.
-    return _HOST_LIKE_RE.fullmatch(value) is not None
+# Tokens, and the IPv6 references and ports of received/maddr parameters.
+_UNQUOTED_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]:]+")
 
 
 class Headers:
@@ -385,6 +424,23 @@ class Headers:
                 ]
                 return
         self._items.append((key, value))
+
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the first value of ``name``, e.g. the top Via (RFC 3261 §18.2.1).
+
+        A comma-separated line keeps its other values; raises KeyError when
+        there is no ``name`` line.
+        """
+        key = canonical_name(name)
+        _checked(value)
+        items = self._items
+        for idx, (n, v) in enumerate(items):
+            if n == key:
+                if "," in v and key.lower() in LIST_HEADERS:
+                    value = ", ".join([value, *split_list(v)[1:]])
+                items[idx] = (key, value)
+                return
+        raise KeyError(name)
 
     def remove(self, name: str) -> None:
         """Delete every line of ``name``."""

@@ -12,15 +12,25 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from typing import Any, Generic, TypeVar, overload
 
 from voipcore.sip.errors import SipParseError
-from voipcore.sip.headers import Headers, format_params, header_name, parse_params, split_list
+from voipcore.sip.headers import (
+    PLAIN_PARAMS,
+    Headers,
+    format_params,
+    parse_header_lines,
+    parse_params,
+    split_list,
+    split_plain_params,
+)
 from voipcore.sip.uri import (
     NameAddr,
     SipUri,
     Uri,
+    check_name_addr,
     parse_host,
     parse_name_addr,
     parse_port,
@@ -120,6 +130,11 @@ _VIA_RE = re.compile(
     r"[ \t]*([^\s/;]+)[ \t]*/[ \t]*([^\s/;]+)[ \t]*/[ \t]*([^\s/;]+)[ \t]+([^;]+?)[ \t]*(;.*)?",
     re.DOTALL,
 )
+# The usual Via in one step: no LWS beyond the one SP, a hostname or IPv4 address.
+_VIA_FAST_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+) ([A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?"
+    rf"({PLAIN_PARAMS})"
+)
 
 
 @dataclass(slots=True)
@@ -170,6 +185,9 @@ class Via:
 
 def parse_via(text: str) -> Via:
     """Parse one Via value; LWS is allowed around ``/``, ``:``, ``;`` and ``=`` (§7.3.1)."""
+    fast = _VIA_FAST_RE.fullmatch(text)
+    if fast is not None:
+        return _fast_via(text, *fast.groups())
     m = _VIA_RE.fullmatch(text)
     if m is None:
         raise SipParseError(f"bad Via {text!r}")
@@ -198,6 +216,15 @@ def parse_via(text: str) -> Via:
     if params:
         _check_via_params(params, text)
     return Via(transport, parse_host(host), port, params)
+
+
+def _fast_via(text: str, transport: str, host: str, port_text: str | None, ptext: str) -> Via:
+    """The Via of a :data:`_VIA_FAST_RE` match."""
+    params = split_plain_params(ptext)
+    if params:
+        _check_via_params(params, text)
+    port = None if port_text is None else parse_port(port_text)
+    return Via(transport.upper(), host, port, params)
 
 
 def _check_via_params(params: dict[str, str | None], text: str) -> None:
@@ -252,12 +279,39 @@ def parse_uint(text: str, name: str, maximum: int) -> int:
     text = text.strip()
     if not text.isdigit() or not text.isascii():
         raise SipParseError(f"bad {name} {text!r}")
-    # Compare lengths first: leading zeros are legal (RFC 4475 §3.1.1.1) and
-    # int() refuses strings of thousands of digits.
-    digits = text.lstrip("0") or "0"
-    if len(digits) > len(str(maximum)) or int(digits) > maximum:
+    # Leading zeros are legal (RFC 4475 §3.1.1.1) and int() refuses strings
+    # of thousands of digits: no maximum here has more than 20.
+    digits = (text.lstrip("0") or "0") if text[0] == "0" else text
+    if len(digits) > 20 or (value := int(digits)) > maximum:
         raise SipParseError(f"{name} out of range: {text[:40]}")
-    return int(digits)
+    return value
+
+
+_T = TypeVar("_T")
+
+
+class _cached(Generic[_T]):
+    """:class:`functools.cached_property` without its lock (taken on every first use in 3.11).
+
+    The value goes into the instance ``__dict__``, where later reads find it.
+    """
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self._func = func
+        self._name = func.__name__
+        self.__doc__ = func.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _cached[_T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, instance: object, owner: type | None = None) -> _T | _cached[_T]:
+        if instance is None:
+            return self
+        value = instance.__dict__[self._name] = self._func(instance)
+        return value
 
 
 class Message:
@@ -268,7 +322,7 @@ class Message:
     headers: Headers
     body: bytes
 
-    @cached_property
+    @_cached
     def vias(self) -> list[Via]:
         """Every Via value, topmost first."""
         return [parse_via(v) for v in self.headers.get_all("Via")]
@@ -278,12 +332,12 @@ class Message:
         """The topmost Via."""
         return self.vias[0]
 
-    @cached_property
+    @_cached
     def from_(self) -> NameAddr:
         """The From header."""
         return parse_name_addr(self._required("From"))
 
-    @cached_property
+    @_cached
     def to(self) -> NameAddr:
         """The To header."""
         return parse_name_addr(self._required("To"))
@@ -293,12 +347,12 @@ class Message:
         """The Call-ID header."""
         return self._required("Call-ID")
 
-    @cached_property
+    @_cached
     def cseq(self) -> CSeq:
         """The CSeq header."""
         return parse_cseq(self._required("CSeq"))
 
-    @cached_property
+    @_cached
     def contacts(self) -> list[NameAddr | str]:
         """Contact values; ``"*"`` stays a plain string (§10.2.2)."""
         out: list[NameAddr | str] = []
@@ -355,7 +409,7 @@ class Request(Message):
         if not isinstance(uri, str):
             self.__dict__["uri"] = uri
 
-    @cached_property
+    @_cached
     def uri(self) -> Uri:
         """The parsed Request-URI."""
         return parse_uri(self.uri_text)
@@ -442,24 +496,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         raise SipParseError(f"header section is not UTF-8 (octet {exc.start})") from exc
     lines = _header_lines(head, body_start - head_end == 4)
 
-    items: list[tuple[str, str]] = []
-    append = items.append
-    for k in range(1, len(lines)):
-        line = lines[k]
-        c0 = line[:1]
-        if c0 == " " or c0 == "\t":
-            # §7.3.1 folding: a continuation line joins the previous one as one SP.
-            if not items:
-                raise SipParseError("continuation line before the first header")
-            name, value = items[-1]
-            more = line.strip(" \t")
-            items[-1] = (name, f"{value} {more}" if value and more else value or more)
-            continue
-        colon = line.find(":")
-        if colon <= 0:
-            raise SipParseError(f"header line without a name: {line[:40]!r}")
-        name = header_name(line[:colon].rstrip(" \t"))
-        append((name, line[colon + 1 :].strip(" \t")))
+    items = parse_header_lines(lines[1:])
     headers = Headers._from_canonical(items)
 
     start = lines[0]
@@ -481,6 +518,8 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
             vias.append(value)
         elif name == "Contact":
             contacts.append(value)
+        elif name == "Expires" and name not in first:
+            first[name] = value
 
     body = data[body_start:]
     length_text = first.get("Content-Length")
@@ -561,42 +600,47 @@ def _request_line_problem(line: str, parts: list[str]) -> str:
 def _validate(
     msg: Request | Response, first: dict[str, str], vias: list[str], contacts: list[str]
 ) -> None:
-    """Check the headers every transaction and dialog relies on (§8.1.1, §8.2)."""
-    missing = [n for n in REQUIRED_HEADERS if not (vias if n == "Via" else first.get(n))]
-    if missing:
+    """Check the headers every transaction and dialog relies on (§8.1.1, §8.2).
+
+    From, To and Contact are checked here and parsed on first use: a REGISTER
+    that is challenged never parses its From or Contact.
+    """
+    cseq_text = first.get("CSeq")
+    if not (vias and cseq_text and first.get("From") and first.get("To") and first.get("Call-ID")):
+        missing = [n for n in REQUIRED_HEADERS if not (vias if n == "Via" else first.get(n))]
         raise SipParseError(f"missing required header(s): {', '.join(missing)}")
-    cache = msg.__dict__
     try:
-        via_values: list[str] = []
-        for value in vias:
-            via_values.extend(split_list(value) if "," in value else (value,))
-        cache["vias"] = [parse_via(v) for v in via_values]
+        parsed_vias = [
+            parse_via(v) for line in vias for v in (split_list(line) if "," in line else (line,))
+        ]
     except SipParseError as exc:
         raise SipParseError(f"bad Via header: {exc.reason}") from None
-    for name, key in (("From", "from_"), ("To", "to")):
+    for name in ("From", "To"):
         try:
-            cache[key] = parse_name_addr(first[name])
+            check_name_addr(first[name])
         except SipParseError as exc:
             raise SipParseError(f"bad {name} header: {exc.reason}") from None
     parse_call_id(first["Call-ID"])
     try:
-        cseq = cache["cseq"] = parse_cseq(first["CSeq"])
+        cseq = parse_cseq(cseq_text)
     except SipParseError as exc:
         raise SipParseError(f"bad CSeq header: {exc.reason}") from None
     max_forwards = first.get("Max-Forwards")
     if max_forwards is not None:
         parse_uint(max_forwards, "Max-Forwards", 255)
-    expires = msg.headers.get("Expires")
+    expires = first.get("Expires")
     if expires is not None:
         parse_uint(expires, "Expires", 2**32 - 1)
     try:
-        parsed: list[NameAddr | str] = []
         for value in contacts:
-            for item in split_list(value) if "," in value else (value.strip(),):
-                parsed.append("*" if item == "*" else parse_name_addr(item))
-        cache["contacts"] = parsed
+            for item in split_list(value) if "," in value else (value,):
+                if item != "*":
+                    check_name_addr(item)
     except SipParseError as exc:
         raise SipParseError(f"bad Contact header: {exc.reason}") from None
+    cache = msg.__dict__
+    cache["vias"] = parsed_vias
+    cache["cseq"] = cseq
     if isinstance(msg, Request):
         if cseq.method != msg.method and not (msg.method == "ACK" and cseq.method == "INVITE"):
             if msg.method not in KNOWN_METHODS:
@@ -710,28 +754,30 @@ def make_response(
             bucket.append(value)
         elif name == "Timestamp" and timestamp is None:
             timestamp = value
-    if status > 100 and copied["To"] and request.to.tag is None:
-        tag = to_tag or response_tag(request)
-        copied["To"][0] = f"{copied['To'][0]};tag={tag}"
+    to = copied["To"]
+    if status > 100 and to and request.to.tag is None:
+        to[0] = f"{to[0]};tag={to_tag or response_tag(request)}"
     items = [(name, value) for name, values in copied.items() for value in values]
     if status == 100 and timestamp is not None:
         items.append(("Timestamp", timestamp))
     response = Response(status, reason, Headers._from_canonical(items))
-    parsed = request.__dict__.get("vias")
-    if parsed is not None:
-        # The Via lines are the request's, verbatim: share their parse rather than
-        # redo it when the transaction layer looks the response's transaction up.
-        response.__dict__["vias"] = parsed
+    # Via and CSeq are the request's, verbatim: share their parses rather than
+    # redo them when the transaction layer looks the response's transaction up.
+    cache = request.__dict__
+    for key in ("vias", "cseq"):
+        parsed = cache.get(key)
+        if parsed is not None:
+            response.__dict__[key] = parsed
     return response
 
 
 def response_tag(request: Request) -> str:
     """A To tag that is the same for every response to ``request`` (§8.2.6.2, §19.3).
 
-    Derived from Call-ID, From tag and branch, so a retransmitted request gets
-    the same tag without the server keeping state.
+    Derived from Call-ID, From (which holds the From tag) and branch, so a
+    retransmitted request gets the same tag without the server keeping state.
     """
-    return stable_tag(request.call_id, request.from_.tag or "", request.via.branch or "")
+    return stable_tag(request.call_id, request._required("From"), request.via.branch or "")
 
 
 def stable_tag(*parts: str) -> str:

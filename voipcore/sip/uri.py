@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from voipcore.sip.errors import SipParseError
-from voipcore.sip.headers import format_params, parse_params, quote, read_quoted
+from voipcore.sip.headers import (
+    PLAIN_PARAMS,
+    format_params,
+    parse_params,
+    quote,
+    read_quoted,
+    split_plain_params,
+)
 
 # RFC 3261 §25.1 character classes, as compiled expressions (hot path).
 _HOST_RE = re.compile(r"[A-Za-z0-9\-.]+")
@@ -29,9 +36,16 @@ _TEL_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()pw]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()pw]
 _TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
 # The common shape, recognised in one step: [user@]host[:port][;params] with no
 # password, no escapes, no IPv6 and no headers.  Anything else takes the general path.
-_SIP_FAST_RE = re.compile(
-    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?([A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?"
+_SIP_FAST = (
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?([A-Za-z0-9\-.]+)(?::(?P<port>[0-9]{1,5}))?"
     r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)"
+)
+_SIP_FAST_RE = re.compile(_SIP_FAST)
+# The common name-addr likewise: a quoted (no escapes) or token display name,
+# ``<sip:...>`` in the fast form above and plain generic parameters.
+_NAME_ADDR_FAST_RE = re.compile(
+    r'(?:"([^"\\]*)"[ \t]*|([A-Za-z0-9\-.!%*_+`\'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`\'~]+)*)[ \t]*)?'
+    rf"<(sips?):{_SIP_FAST}>({PLAIN_PARAMS})"
 )
 
 
@@ -91,7 +105,9 @@ def _parse_uri_params(ptext: str) -> dict[str, str | None]:
 
 def _format_uri_params(params: dict[str, str | None]) -> str:
     # URI parameters are kept as written (escapes included): never quoted.
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    if not params:
+        return ""
+    return "".join([f";{k}" if v is None else f";{k}={v}" for k, v in params.items()])
 
 
 @dataclass(slots=True)
@@ -113,19 +129,15 @@ class SipUri:
     headers: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        out = [self.scheme, ":"]
-        if self.user is not None:
-            out.append(self.user)
-            if self.password is not None:
-                out.append(":" + self.password)
-            out.append("@")
-        out.append(self.host)
-        if self.port is not None:
-            out.append(f":{self.port}")
-        out.append(_format_uri_params(self.params))
+        user = self.user
+        if user is not None:
+            password = "" if self.password is None else ":" + self.password
+            user = f"{user}{password}@"
+        port = "" if self.port is None else f":{self.port}"
+        text = f"{self.scheme}:{user or ''}{self.host}{port}{_format_uri_params(self.params)}"
         if self.headers:
-            out.append("?" + "&".join(f"{k}={v}" for k, v in self.headers.items()))
-        return "".join(out)
+            text += "?" + "&".join(f"{k}={v}" for k, v in self.headers.items())
+        return text
 
     @property
     def transport(self) -> str:
@@ -213,17 +225,26 @@ def parse_uri(text: str) -> Uri:
 def _parse_sip(scheme: str, rest: str) -> SipUri:
     fast = _SIP_FAST_RE.fullmatch(rest)
     if fast is not None:
-        user, host, port_text, ptext = fast.groups()
-        port = None
-        if port_text is not None:
-            port = int(port_text)
-            if port > 65535:
-                raise SipParseError(f"bad port {port_text!r}")
-        params: dict[str, str | None] = {}
-        if ptext:
-            params = _split_uri_params(ptext)
-        return SipUri(host, user, None, port, scheme, params)
+        return _fast_sip(scheme, *fast.groups())
     return _parse_sip_general(scheme, rest)
+
+
+def _fast_sip(
+    scheme: str, user: str | None, host: str, port_text: str | None, ptext: str
+) -> SipUri:
+    """The SIP URI of a :data:`_SIP_FAST` match."""
+    port = _fast_port(port_text)
+    return SipUri(host, user, None, port, scheme, _split_uri_params(ptext) if ptext else {})
+
+
+def _fast_port(text: str | None) -> int | None:
+    """The port of a :data:`_SIP_FAST` match (1 to 5 digits), which must fit 16 bits."""
+    if text is None:
+        return None
+    port = int(text)
+    if port > 65535:
+        raise SipParseError(f"bad port {text!r}")
+    return port
 
 
 def _parse_sip_general(scheme: str, rest: str) -> SipUri:
@@ -321,6 +342,9 @@ def parse_name_addr(text: str) -> NameAddr:
     comma, question mark or semicolon must be in ``<>`` (RFC 3261 §20.10).
     Whitespace is not allowed inside ``<>`` (LAQUOT/RAQUOT, §25.1).
     """
+    fast = _NAME_ADDR_FAST_RE.fullmatch(text)
+    if fast is not None:
+        return _fast_name_addr(*fast.groups())
     text = text.strip()
     if not text:
         raise SipParseError("empty address")
@@ -356,6 +380,35 @@ def parse_name_addr(text: str) -> NameAddr:
                 f"a URI containing {c!r} must be enclosed in <> (RFC 3261 §20.10): {text!r}"
             )
     return NameAddr(parse_uri(uri_text), None, parse_params(ptext))
+
+
+def _fast_name_addr(
+    quoted: str | None,
+    tokens: str | None,
+    scheme: str,
+    user: str | None,
+    host: str,
+    port_text: str | None,
+    uri_params: str,
+    params: str,
+) -> NameAddr:
+    """The name-addr of a :data:`_NAME_ADDR_FAST_RE` match."""
+    display = quoted if tokens is None else " ".join(tokens.split())
+    uri = _fast_sip(scheme, user, host, port_text, uri_params)
+    return NameAddr(uri, display, split_plain_params(params))
+
+
+def check_name_addr(text: str) -> None:
+    """Raise :class:`SipParseError` where :func:`parse_name_addr` would, building nothing.
+
+    The usual form is recognised in one step, so validating an address that
+    is never used costs little.
+    """
+    fast = _NAME_ADDR_FAST_RE.fullmatch(text)
+    if fast is None:
+        parse_name_addr(text)
+    else:
+        _fast_port(fast.group("port"))
 
 
 #: Parameters that make two SIP URIs differ even when only one has them (§19.1.4).

@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS users (
     display_name TEXT,
     caller_id    TEXT
 );
+-- Clustered on its key (WITHOUT ROWID): an upsert updates one B-tree, not two.
 CREATE TABLE IF NOT EXISTS bindings (
     aor        TEXT NOT NULL,
     contact    TEXT NOT NULL,
@@ -29,7 +30,7 @@ CREATE TABLE IF NOT EXISTS bindings (
     source     TEXT NOT NULL,
     user_agent TEXT NOT NULL,
     PRIMARY KEY (aor, contact)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS settings (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import cast
+from typing import Any, cast
 
 from media.qos import set_dscp
 from voipcore.config import ListenSpec
@@ -44,8 +44,9 @@ class UdpTransport(Transport, asyncio.DatagramProtocol):
         # uvloop's UDPTransport does not subclass asyncio.DatagramTransport.
         self._transport = cast(asyncio.DatagramTransport, transport)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self._receiver(data, ("UDP", str(addr[0]), int(str(addr[1]))))
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        # (host, port), or (host, port, flowinfo, scope_id) on IPv6.
+        self._receiver(data, ("UDP", addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable and the like: the transaction layer times out.
