@@ -265,6 +265,10 @@ class B2BUA:
         elif method == "CANCEL":
             self._cancel(request, now)
 
+    def has_dialog(self, call_id: str) -> bool:
+        """Whether ``call_id`` is either leg of a call in progress."""
+        return call_id in self.calls or call_id in self._by_b
+
     def on_ack(self, ack: Request) -> None:
         """The caller's ACK for our 2xx (§13.3.1.4): stop retransmitting it."""
         call = self.calls.get(ack.call_id)

@@ -94,6 +94,9 @@ class CallHandler(Protocol):
     def on_timeout(self, key: TransactionKey, now: float) -> None:
         """One of the handler's client transactions timed out."""
 
+    def has_dialog(self, call_id: str) -> bool:
+        """Whether a call in progress has a leg with this Call-ID."""
+
 
 class ServiceEvent:
     """Base class of what the service asks its adapter to do."""
@@ -274,6 +277,13 @@ class SipService:
         elif method in CALL_METHODS and self.calls is not None:
             self.calls.on_request(request, addr, now)
         elif method == "OPTIONS":
+            if request.to.tag is not None and (
+                self.calls is None or not self.calls.has_dialog(request.call_id)
+            ):
+                # In-dialog OPTIONS (a phone's keep-alive) for a call we do not
+                # have: 481 tells the phone its call is gone (§12.2.2).
+                self._reply(make_response(request, 481), now)
+                return
             response = make_response(request, 200)
             response.headers.add("Accept", "application/sdp")
             if self.calls is not None:

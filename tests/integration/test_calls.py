@@ -563,3 +563,18 @@ def test_byes_that_cross_both_get_200_and_no_second_bye(server: ServerProcess) -
             alice.recv_message()  # no BYE for Alice: she hung up herself
 
     asyncio.run(main())
+
+
+def test_in_dialog_options_gets_200_during_the_call_and_481_after(server: ServerProcess) -> None:
+    async def main() -> None:
+        alice, _, invite, _, ok = await connected(server, RtpPhone.open(), RtpPhone.open())
+        cseq = invite.cseq.seq
+        await blocking(alice.send_raw, alice.in_dialog("OPTIONS", invite, ok, cseq + 1))
+        assert (await blocking(alice.recv)).status == 200
+        await blocking(alice.send_raw, alice.in_dialog("BYE", invite, ok, cseq + 2))
+        assert (await blocking(alice.recv)).status == 200
+        # A phone probing its call after the server lost it learns it is gone.
+        await blocking(alice.send_raw, alice.in_dialog("OPTIONS", invite, ok, cseq + 3))
+        assert (await blocking(alice.recv)).status == 481
+
+    asyncio.run(main())
