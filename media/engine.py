@@ -28,12 +28,12 @@ import numpy.typing as npt
 from media import g711
 from media.control import ControlError, EventCallback, Json
 from media.dtmf import DIGITS, DtmfEnd, DtmfPacket, DtmfSender, DtmfStart
-from media.mixer import mix_minus_grouped
+from media.mixer import mix_minus_grouped, mix_minus_pairs
 from media.plc import Plc
 from media.ports import PortAllocator, PortsExhausted
-from media.quality import QualityCleared, QualityMonitor, QualityWarning, mos
+from media.quality import QualityCleared, QualityMonitor, QualityWarning
 from media.recorder import Recorder, RecorderError
-from media.stream import Addr, Codec, RtcpProtocol, RtpProtocol, Stream
+from media.stream import Addr, Codec, Filed, RtcpProtocol, Stream
 from media.tones import ToneGenerator
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,31 @@ class Call:
 
 
 @dataclass
+class _Layout:
+    """The audio streams of a tick, grouped for numpy; valid until a call changes."""
+
+    streams: list[Stream]
+    plcs: list[Plc]
+    groups: npt.NDArray[np.int64]
+    """Each row's call, for the mixer."""
+    partners: npt.NDArray[np.intp] | None
+    """Each row's other leg (-1: none) when no call has more than two: mixing is a swap."""
+    codecs: list[tuple[int, npt.NDArray[np.intp], list[Stream]]]
+    """Rows by codec: the G.711 payload type, the rows and their streams."""
+    kinds: npt.NDArray[np.int8]
+    """Each row's index into ``codecs``."""
+    players: list[tuple[Call, str, int]]
+    dtmf: dict[Stream, Call]
+    """Streams with DTMF queued, and their calls."""
+    recorders: list[tuple[Recorder, int, int]]
+    """Each recorder and its channels' slice of the taps."""
+    taps: npt.NDArray[np.intp]
+    """The row recorded on each channel of every recorder."""
+    tapped: npt.NDArray[np.bool_]
+    """False for channels with no leg (recorded as silence)."""
+
+
+@dataclass
 class _Quality:
     monitor: QualityMonitor = field(default_factory=QualityMonitor)
     expected: int = 0
@@ -191,6 +216,9 @@ class MediaEngine:
         self.tick_overruns = 0
         self.ticks = 0
         self._audio: list[Stream] = []
+        self._layout: _Layout | None = None
+        #: Audio-path packets received since the last tick, filed at the next one.
+        self._inbox: list[Filed] = []
         self._quality: dict[int, _Quality] = {}
         self._callbacks: list[EventCallback] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -334,13 +362,12 @@ class MediaEngine:
             remote=remote,
             rtcp_remote=rtcp,
             on_event=self._stream_event,
-            clock=self._now,
+            clock=self._loop.time,
             jitter_min=self.jitter_min,
             jitter_max=self.jitter_max,
+            inbox=self._inbox,
         )
-        rtp_transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: RtpProtocol(stream), sock=rtp_sock
-        )
+        rtp_transport, _ = await self._loop.create_datagram_endpoint(lambda: stream, sock=rtp_sock)
         rtcp_transport, _ = await self._loop.create_datagram_endpoint(
             lambda: RtcpProtocol(stream), sock=rtcp_sock
         )
@@ -512,6 +539,7 @@ class MediaEngine:
             and s.call_id in self.calls
             and self.calls[s.call_id].streams.get(s.leg) is s
         ]
+        self._layout = None
 
     def _stream_event(self, call_id: str, leg: str, event: object) -> None:
         if isinstance(event, DtmfStart):
@@ -543,8 +571,14 @@ class MediaEngine:
         assert self._loop is not None
         now = self._loop.time()
         self.ticks += 1
+        if self._inbox:
+            # Filed late but with their arrival times: the buffers end up as if filed
+            # on arrival, and one tight loop over all of them is cheaper.
+            for jitter, seq, ts, ssrc, data, arrival, marker in self._inbox:
+                jitter.push(seq, ts, ssrc, data, arrival, marker)
+            self._inbox.clear()
         if self._audio:
-            self._audio_tick(self._audio, now)
+            self._audio_tick(now)
         self._visit_streams(now)
         self._next_tick += TICK
         if self._next_tick < now:
@@ -553,92 +587,144 @@ class MediaEngine:
             self._next_tick = now + TICK
         self._tick_handle = self._loop.call_at(self._next_tick, self._tick)
 
-    def _audio_tick(self, streams: list[Stream], now: float) -> None:
+    def _audio_tick(self, now: float) -> None:
+        """Pop, decode, conceal, mix, record, encode and send every audio stream at once."""
+        layout = self._layout if self._layout is not None else self._build_layout()
+        streams = layout.streams
         count = len(streams)
         frames = np.zeros((count, FRAME), np.int16)
         present = np.zeros(count, bool)
-        payloads: dict[str, tuple[list[int], list[bytes]]] = {}
+        heard: list[int] = []
+        rows: list[int] = []
+        payloads: list[bytes] = []
         for row, stream in enumerate(streams):
             frame = stream.jitter.pop(now)
             if frame is None:
                 continue
-            present[row] = True
-            if frame.payload is None or len(frame.payload) != FRAME:
-                frames[row] = stream.plc.conceal() if stream.plc is not None else 0
-            else:
-                rows, data = payloads.setdefault(stream.audio_codec.name.upper(), ([], []))
+            heard.append(row)
+            payload = frame.payload
+            if payload is not None and len(payload) == FRAME:
                 rows.append(row)
-                data.append(frame.payload)
-        for name, (rows, data) in payloads.items():
-            encoded = np.frombuffer(b"".join(data), np.uint8).reshape(len(rows), FRAME)
-            frames[rows] = g711.decode(G711[name], encoded)
-            for row in rows:
-                plc = streams[row].plc
-                if plc is not None:
-                    view = frames[row]
-                    healed = plc.good(view)
-                    if healed is not view:  # only the first frame after a loss changes
-                        frames[row] = healed
+                payloads.append(payload)
+            else:
+                frames[row] = layout.plcs[row].conceal()
+        present[heard] = True
+        if rows:
+            self._decode(layout, frames, rows, payloads)
+        if layout.partners is not None:
+            outputs = mix_minus_pairs(frames, layout.partners, mask=present)
+        else:
+            outputs = mix_minus_grouped(frames, layout.groups, mask=present)
 
-        call_index = {call_id: i for i, call_id in enumerate(self.calls)}
-        groups = np.fromiter((call_index[s.call_id] for s in streams), np.int64, count)
-        outputs = mix_minus_grouped(frames, groups, mask=present)
-
-        rows_by_call: dict[str, list[int]] = {}
-        for row, stream in enumerate(streams):
-            rows_by_call.setdefault(stream.call_id, []).append(row)
         changed: set[str] = set()
-        recording: list[tuple[Recorder, int]] = []
-        tap_rows: list[int] = []
-        for call_id, rows in rows_by_call.items():
-            call = self.calls[call_id]
-            for row in rows:
-                player = call.players.get(streams[row].leg)
-                if player is not None:
-                    prompt = player.next_frame()
-                    if prompt is None:
-                        del call.players[streams[row].leg]
-                        changed.add(call_id)
-                    else:
-                        mixed = outputs[row].astype(np.int32) + prompt
-                        outputs[row] = np.clip(mixed, -32768, 32767)
-            if call.recorder is not None:
-                # One channel per leg in joining order; -1 pads channels with no leg.
-                channels = call.recorder.channels
-                recording.append((call.recorder, len(tap_rows)))
-                tap_rows += (rows + [-1] * channels)[:channels]
-        if recording:
-            self._tap_recorders(frames, present, recording, tap_rows)
+        for call, leg, row in layout.players:
+            prompt = call.players[leg].next_frame()
+            if prompt is None:
+                del call.players[leg]
+                changed.add(call.call_id)
+            else:
+                mixed = outputs[row].astype(np.int32) + prompt
+                outputs[row] = np.clip(mixed, -32768, 32767)
+        if layout.recorders:
+            taps = frames[layout.taps]
+            taps[~(present[layout.taps] & layout.tapped)] = 0
+            for recorder, start, end in layout.recorders:
+                recorder.write(taps[start:end])
 
-        encoded_rows: dict[str, list[int]] = {}
-        for row, stream in enumerate(streams):
-            encoded_rows.setdefault(stream.audio_codec.name.upper(), []).append(row)
-        for name, rows in encoded_rows.items():
-            block = g711.encode(G711[name], outputs[rows]).tobytes()
-            for index, row in enumerate(rows):
-                stream = streams[row]
-                payload = block[index * FRAME : (index + 1) * FRAME]
-                if not self._send_frame(self.calls[stream.call_id], stream, payload):
+        dtmf = layout.dtmf
+        for law, law_rows, law_streams in layout.codecs:
+            block = g711.encode(law, outputs[law_rows]).tobytes()
+            for stream, start in zip(law_streams, range(0, len(block), FRAME), strict=True):
+                payload = block[start : start + FRAME]
+                if stream not in dtmf:
+                    stream.send_payload(payload, samples=FRAME)
+                elif not self._send_frame(dtmf[stream], stream, payload):
                     changed.add(stream.call_id)
         # A prompt or a DTMF run that ended may let the call go back to relaying.
         for call_id in changed:
             self._update_mode(self.calls[call_id])
 
     @staticmethod
-    def _tap_recorders(
-        frames: npt.NDArray[np.int16],
-        present: npt.NDArray[np.bool_],
-        recording: list[tuple[Recorder, int]],
-        tap_rows: list[int],
+    def _decode(
+        layout: _Layout, frames: npt.NDArray[np.int16], rows: list[int], payloads: list[bytes]
     ) -> None:
-        """Hand every recorder its channels with one gather for all calls."""
-        index = np.asarray(tap_rows)
-        missing = index < 0
-        taps = frames[np.where(missing, 0, index)]
-        here = present[np.where(missing, 0, index)] & ~missing
-        for recorder, offset in recording:
-            end = offset + recorder.channels
-            recorder.write(taps[offset:end], here[offset:end])
+        """Decode the received payloads into their rows, then let PLC see them (I.2.4)."""
+        encoded = np.frombuffer(b"".join(payloads), np.uint8).reshape(len(rows), FRAME)
+        index = np.asarray(rows)
+        if len(layout.codecs) == 1:
+            frames[index] = g711.decode(layout.codecs[0][0], encoded)
+        else:
+            kinds = layout.kinds[index]
+            for kind, (law, _, _) in enumerate(layout.codecs):
+                chosen = kinds == kind
+                frames[index[chosen]] = g711.decode(law, encoded[chosen])
+        plcs = layout.plcs
+        for row in rows:
+            view = frames[row]
+            healed = plcs[row].good(view)
+            if healed is not view:  # only the first frame after a loss changes
+                frames[row] = healed
+
+    def _build_layout(self) -> _Layout:
+        """Group the audio streams for the tick's numpy work (rebuilt when calls change)."""
+        streams = self._audio
+        plcs = []
+        for stream in streams:
+            assert stream.plc is not None, "audio streams conceal losses"
+            plcs.append(stream.plc)
+        call_number: dict[str, int] = {}
+        rows_by_call: dict[str, list[int]] = {}
+        by_codec: dict[str, tuple[list[int], list[Stream]]] = {}
+        for row, stream in enumerate(streams):
+            call_number.setdefault(stream.call_id, len(call_number))
+            rows_by_call.setdefault(stream.call_id, []).append(row)
+            law_rows, law_streams = by_codec.setdefault(stream.audio_codec.name.upper(), ([], []))
+            law_rows.append(row)
+            law_streams.append(stream)
+        kinds = np.zeros(len(streams), np.int8)
+        for kind, (law_rows, _) in enumerate(by_codec.values()):
+            kinds[law_rows] = kind
+        players: list[tuple[Call, str, int]] = []
+        dtmf: dict[Stream, Call] = {}
+        recorders: list[tuple[Recorder, int, int]] = []
+        taps: list[int] = []
+        for call_id, rows in rows_by_call.items():
+            call = self.calls[call_id]
+            for row in rows:
+                leg = streams[row].leg
+                if leg in call.players:
+                    players.append((call, leg, row))
+                if leg in call.dtmf_out:
+                    dtmf[streams[row]] = call
+            if call.recorder is not None:
+                # One channel per leg in joining order; -1 pads channels with no leg.
+                channels = call.recorder.channels
+                recorders.append((call.recorder, len(taps), len(taps) + channels))
+                taps += (rows + [-1] * channels)[:channels]
+        tap_index = np.asarray(taps, np.intp)
+        partners: npt.NDArray[np.intp] | None = None
+        if all(len(rows) <= 2 for rows in rows_by_call.values()):
+            partners = np.full(len(streams), -1, np.intp)
+            for rows in rows_by_call.values():
+                if len(rows) == 2:
+                    partners[rows] = rows[::-1]
+        self._layout = _Layout(
+            streams=list(streams),
+            plcs=plcs,
+            groups=np.fromiter((call_number[s.call_id] for s in streams), np.int64, len(streams)),
+            partners=partners,
+            codecs=[
+                (G711[name], np.asarray(law_rows, np.intp), law_streams)
+                for name, (law_rows, law_streams) in by_codec.items()
+            ],
+            kinds=kinds,
+            players=players,
+            dtmf=dtmf,
+            recorders=recorders,
+            taps=np.maximum(tap_index, 0),
+            tapped=tap_index >= 0,
+        )
+        return self._layout
 
     def _send_frame(self, call: Call, stream: Stream, payload: bytes) -> bool:
         """Send one tick's audio, or the leg's next DTMF packet; False once DTMF is done."""
@@ -698,13 +784,14 @@ class MediaEngine:
         rtt = stream.counters.rtt or 0.0
         jitter, loss = stats.jitter_seconds, min(loss, 1.0)
         events = quality.monitor.sample(now, rtt, jitter, loss)
-        if self._callbacks:
+        score = quality.monitor.latest_mos
+        if self._callbacks and score is not None:
             self._emit(
                 {
                     "event": "quality",
                     "call_id": stream.call_id,
                     "leg": stream.leg,
-                    "mos": round(mos(rtt, jitter, loss), 3),
+                    "mos": round(score, 3),
                     "jitter": jitter,
                     "loss": loss,
                     "rtt": stream.counters.rtt,

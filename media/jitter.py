@@ -40,9 +40,11 @@ import bisect
 import itertools
 import logging
 import math
+from array import array
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from media.rtp import seq_diff, ts_diff
 
@@ -64,9 +66,8 @@ class JitterBufferError(ValueError):
     """A packet field is out of its RTP range (RFC 3550 §5.1)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One 20 ms slot of playout."""
+class Frame(NamedTuple):
+    """One 20 ms slot of playout (a tuple: made once per stream and tick)."""
 
     payload: bytes | None
     """The RTP payload, or ``None`` when the slot must be concealed (PLC)."""
@@ -142,11 +143,12 @@ class JitterBuffer:
     _ssrc: int | None
     _buf: dict[int, _Packet]
     """Packets not yet played, by unwrapped timestamp; all at or after ``_play_ts``."""
-    _seen: set[int]
-    _seen_order: deque[int]
-    _delays: deque[float]
-    """Relative delays of the window, in arrival order."""
-    _sorted: list[float]
+    _seen: array[int]
+    """Sequence numbers received, each in slot ``ext_seq % len``: the last ``len`` numbers."""
+    _delays: array[float]
+    """Relative delays of the window, a ring: the oldest at ``_oldest`` once full."""
+    _oldest: int
+    _sorted: array[float]
     """The same, sorted: ``[0]`` is the running minimum."""
     _d_min: float
     _estimate: float
@@ -206,9 +208,14 @@ class JitterBuffer:
         # cannot alternate a stall and a drop.
         self._slack = self._frame_time / 2 + 1e-6
         self._window_len = max(1, round(window / self._frame_time))
+        # The index of the percentile in a sorted window of n delays, for every n.
+        self._rank = [0] + [
+            min(n - 1, math.ceil(percentile * n) - 1) for n in range(1, self._window_len + 1)
+        ]
         # A spike that drains can leave max_delay worth of frames queued; twice that is abuse.
         self._capacity = 2 * math.ceil(max_delay / self._frame_time) + 2
-        self._seen_len = 4 * self._window_len
+        # Duplicates are told within four windows' worth of sequence numbers.
+        self._seen_len = 1 << (4 * self._window_len - 1).bit_length()
         self._target = min_delay
         self._current = 0.0
         self._retired: tuple[int | None, float] = (None, 0.0)
@@ -252,23 +259,25 @@ class JitterBuffer:
         if not 0 <= ssrc < TS_MOD:
             raise JitterBufferError(f"SSRC {ssrc} is not 32-bit")
         self.stats.received += 1
-        if self._ssrc is None:
-            self._start_stream(ssrc, seq, timestamp, arrival)
-        elif ssrc != self._ssrc:
-            old, switched = self._retired
-            if ssrc == old and arrival - switched < self.resync_threshold:
-                self.stats.late += 1  # A straggler of the stream just replaced.
-                return
-            logger.debug("SSRC %08x -> %08x: resync", self._ssrc, ssrc)
-            self._retired = (self._ssrc, arrival)
-            self._resync()
-            self._start_stream(ssrc, seq, timestamp, arrival)
+        if ssrc != self._ssrc:
+            if self._ssrc is None:
+                self._start_stream(ssrc, seq, timestamp, arrival)
+            else:
+                old, switched = self._retired
+                if ssrc == old and arrival - switched < self.resync_threshold:
+                    self.stats.late += 1  # A straggler of the stream just replaced.
+                    return
+                logger.debug("SSRC %08x -> %08x: resync", self._ssrc, ssrc)
+                self._retired = (self._ssrc, arrival)
+                self._resync()
+                self._start_stream(ssrc, seq, timestamp, arrival)
 
-        ext_seq = self._hi_seq + seq_diff(seq, self._hi_seq % SEQ_MOD)
-        ext_ts = self._hi_ts + ts_diff(timestamp, self._hi_ts % TS_MOD)
+        hi_seq, hi_ts = self._hi_seq, self._hi_ts
+        ext_seq = hi_seq + seq_diff(seq, hi_seq)
+        ext_ts = hi_ts + ts_diff(timestamp, hi_ts)
         talkspurt = marker
-        if ext_seq > self._hi_seq:
-            jump = (ext_ts - self._hi_ts) / self.clock_rate - (arrival - self._hi_arrival)
+        if ext_seq > hi_seq:
+            jump = (ext_ts - hi_ts) / self.clock_rate - (arrival - self._hi_arrival)
             if abs(jump) > self.resync_threshold:
                 logger.debug("timestamp jump of %.3f s: resync", jump)
                 self._resync()
@@ -276,22 +285,23 @@ class JitterBuffer:
                 ext_seq, ext_ts = seq, timestamp
             else:
                 # Silence suppression: the timestamp moved on further than the lost packets explain.
-                gap = ext_ts - self._hi_ts - (ext_seq - self._hi_seq) * self.frame_samples
-                talkspurt = talkspurt or gap > 0
+                talkspurt = talkspurt or ext_ts - hi_ts > (ext_seq - hi_seq) * self.frame_samples
                 self._hi_seq, self._hi_ts, self._hi_arrival = ext_seq, ext_ts, arrival
 
-        if ext_seq in self._seen or ext_ts in self._buf:
+        buf = self._buf
+        slot = ext_seq & (self._seen_len - 1)
+        if self._seen[slot] == ext_seq or ext_ts in buf:
             self.stats.duplicates += 1
             return
-        self._remember(ext_seq)
+        self._seen[slot] = ext_seq
         self._observe(arrival - ext_ts / self.clock_rate, arrival)
         if self._state is PlayoutState.PLAYING and ext_ts < self._play_ts:
             self.stats.late += 1
             return
-        if len(self._buf) >= self._capacity:
-            del self._buf[min(self._buf)]
+        if len(buf) >= self._capacity:
+            del buf[min(buf)]
             self.stats.discarded += 1
-        self._buf[ext_ts] = _Packet(ext_seq, ext_ts, payload, talkspurt)
+        buf[ext_ts] = _Packet(ext_seq, ext_ts, payload, talkspurt)
 
     def pop(self, now: float) -> Frame | None:
         """The frame to play at ``now`` (one call per frame time), or ``None`` while buffering."""
@@ -393,18 +403,24 @@ class JitterBuffer:
 
     def _observe(self, delay: float, arrival: float) -> None:
         """Add one relative delay to the window (O(log n) search, one memmove)."""
-        if self._delays and delay - self._d_min - self._estimate > self.peak_height:
+        delays, ordered = self._delays, self._sorted
+        if delays and delay - self._d_min - self._estimate > self.peak_height:
             self._record_peak(arrival, delay - self._d_min)
-        if len(self._delays) == self._window_len:
-            old = self._delays.popleft()
-            del self._sorted[bisect.bisect_left(self._sorted, old)]
-        self._delays.append(delay)
-        bisect.insort(self._sorted, delay)
-        n = len(self._sorted)
-        self._d_min = self._sorted[0]
-        spread = self._sorted[min(n - 1, math.ceil(self.percentile * n) - 1)] - self._d_min
+        if len(delays) == self._window_len:
+            oldest = self._oldest
+            del ordered[bisect.bisect_left(ordered, delays[oldest])]
+            delays[oldest] = delay
+            self._oldest = (oldest + 1) % self._window_len
+        else:
+            delays.append(delay)
+        bisect.insort(ordered, delay)
+        n = len(ordered)
+        d_min = self._d_min = ordered[0]
+        spread = ordered[self._rank[n]] - d_min
         self._estimate = self._clamp(spread + self.margin)
-        self._target = max(self._target, self._level(arrival))
+        level = self._level(arrival)
+        if level > self._target:
+            self._target = level
 
     def _record_peak(self, when: float, height: float) -> None:
         """Note a delay peak; recurring peaks hold the target up (cf. NetEQ's peak detector).
@@ -457,10 +473,10 @@ class JitterBuffer:
         self._state = PlayoutState.BUFFERING
         self._ssrc = None
         self._buf = {}
-        self._seen = set()
-        self._seen_order = deque()
-        self._delays = deque()
-        self._sorted = []
+        self._seen = array("q", [-1 << 62]) * self._seen_len  # no sequence number is this
+        self._delays = array("d")
+        self._oldest = 0
+        self._sorted = array("d")
         self._d_min = 0.0
         self._estimate = self.min_delay
         self._peaks = deque(maxlen=PEAK_COUNT)
@@ -484,9 +500,3 @@ class JitterBuffer:
         self.stats.discarded += len(self._buf)
         self._reset_stream()
         self._target = self.min_delay
-
-    def _remember(self, ext_seq: int) -> None:
-        self._seen.add(ext_seq)
-        self._seen_order.append(ext_seq)
-        if len(self._seen_order) > self._seen_len:
-            self._seen.discard(self._seen_order.popleft())

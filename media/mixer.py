@@ -29,17 +29,30 @@ class MixerError(ValueError):
     """Frames, mask, gains or group ids of the wrong type or shape."""
 
 
+def _check_frames(frames: Int16Array) -> int:
+    """The number of rows of a valid ``[participants, samples]`` int16 array."""
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.int16 or frames.ndim != 2:
+        raise MixerError("frames must be a 2-D int16 array [participants, samples]")
+    rows: int = frames.shape[0]
+    if rows > MAX_PARTICIPANTS:
+        raise MixerError(f"at most {MAX_PARTICIPANTS} participants per call, got {rows}")
+    return rows
+
+
+def _check_mask(mask: npt.ArrayLike, rows: int) -> npt.NDArray[np.bool_]:
+    checked = np.asarray(mask)
+    if checked.dtype != np.bool_ or checked.shape != (rows,):
+        raise MixerError(f"mask must be a bool array of {rows} entries")
+    return checked
+
+
 def _contributions(
     frames: Int16Array,
     mask: npt.NDArray[np.bool_] | None,
     gains: npt.NDArray[np.floating] | None,
 ) -> npt.NDArray[np.int32]:
     """What each row adds to the mix, as int32 (zero for absent rows)."""
-    if not isinstance(frames, np.ndarray) or frames.dtype != np.int16 or frames.ndim != 2:
-        raise MixerError("frames must be a 2-D int16 array [participants, samples]")
-    rows = frames.shape[0]
-    if rows > MAX_PARTICIPANTS:
-        raise MixerError(f"at most {MAX_PARTICIPANTS} participants per call, got {rows}")
+    rows = _check_frames(frames)
     if gains is None:
         contrib = frames.astype(np.int32)
     else:
@@ -49,10 +62,7 @@ def _contributions(
         scaled = np.rint(frames * gains[:, np.newaxis].astype(np.float32))
         contrib = np.clip(scaled, PCM16_MIN, PCM16_MAX).astype(np.int32)
     if mask is not None:
-        mask = np.asarray(mask)
-        if mask.dtype != np.bool_ or mask.shape != (rows,):
-            raise MixerError(f"mask must be a bool array of {rows} entries")
-        contrib[~mask] = 0
+        contrib[~_check_mask(mask, rows)] = 0
     return contrib
 
 
@@ -116,3 +126,29 @@ def mix_minus_grouped(
     row_group[order] = np.cumsum(run_starts) - 1
     np.subtract(totals[row_group], contrib, out=contrib)
     return _saturate(contrib)
+
+
+def mix_minus_pairs(
+    frames: Int16Array, partners: npt.ArrayLike, mask: npt.NDArray[np.bool_] | None = None
+) -> Int16Array:
+    """:func:`mix_minus_grouped` for conferences of one or two: each row hears its partner.
+
+    ``partners[i]`` is the other row of row i's conference, or -1 when it has none.  The
+    result equals :func:`mix_minus_grouped`'s (one row's sum needs no saturation) for one
+    gather instead of the int32 sums: the common case of a tick where every call has two legs.
+    """
+    rows = _check_frames(frames)
+    others = np.asarray(partners)
+    if (
+        others.shape != (rows,)
+        or not np.issubdtype(others.dtype, np.integer)
+        or np.any((others < -1) | (others >= rows))
+    ):
+        raise MixerError(f"partners must be {rows} row numbers or -1, one per row")
+    heard = others >= 0
+    source = np.where(heard, others, 0)
+    if mask is not None:
+        heard &= _check_mask(mask, rows)[source]
+    out = frames[source]
+    out[~heard] = 0
+    return out

@@ -26,6 +26,8 @@ joins it to the last played sample.
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
@@ -83,14 +85,20 @@ class Plc:
     """Concealment state of one stream (int16, 8000 Hz, 160-sample frames)."""
 
     def __init__(self) -> None:
-        self._history: _Float = np.zeros(HISTORY)
+        silence = np.zeros(HISTORY)
+        self._played: deque[Int16Array | _Float] = deque([silence], maxlen=-(-HISTORY // FRAME))
+        """The last frames of output, newest last: at least ``HISTORY`` samples.
+
+        Kept by reference and joined only when an erasure starts, so a good frame
+        costs an append rather than a copy.
+        """
         self._erased = 0
         """Samples concealed so far in the current erasure (0: not in one)."""
         self._pitch = PITCH_MAX
         self._overlap = PITCH_MAX // 4
-        self._snapshot: _Float = self._history
+        self._snapshot: _Float = silence
         self._periods = 1
-        self._cycle: _Float = self._history
+        self._cycle: _Float = silence
         self._pos = 0
 
     @property
@@ -102,12 +110,13 @@ class Plc:
         """Feed a received frame; it comes back unchanged unless it ends an erasure.
 
         After an erasure its start is overlap-added with the continued synthetic
-        signal (G.711 Appendix I, I.2.4) and a new array is returned.
+        signal (G.711 Appendix I, I.2.4) and a new array is returned.  The frame
+        is kept, not copied, as history for three frames: do not modify it.
         """
         if frame.shape != (FRAME,) or frame.dtype != np.int16:
             raise PlcError(f"expected {FRAME} int16 samples, got {frame.shape} {frame.dtype}")
         if not self._erased:
-            self._remember(frame.astype(np.float64))
+            self._played.append(frame)
             return frame
         steps = -(-self._erased // STEP)
         n = min(self._overlap + RECOVERY_GROWTH * (steps - 1), STEP)
@@ -117,14 +126,14 @@ class Plc:
         x[:n] = tail * (1.0 - w) + x[:n] * w
         self._erased = 0
         out = _saturate(x)
-        self._remember(out.astype(np.float64))
+        self._played.append(out)
         return out
 
     def conceal(self) -> Int16Array:
         """A frame to play in place of a lost one (G.711 Appendix I, I.2.2-I.2.3)."""
         if self._erased >= SILENT_AFTER:
             self._erased += FRAME
-            self._remember(np.zeros(FRAME))
+            self._played.append(np.zeros(FRAME))
             return np.zeros(FRAME, dtype=np.int16)
         if not self._erased:
             self._begin()
@@ -137,17 +146,17 @@ class Plc:
         if self._erased == 0:
             # Join the first period to the last played sample with a fading offset.
             n = self._overlap
-            offset = self._history[-1] - self._snapshot[-self._pitch - 1]
+            offset = self._snapshot[-1] - self._snapshot[-self._pitch - 1]
             out[:n] += offset * (1.0 - _ramp(n))
         out *= self._gain(FRAME)
         self._erased += FRAME
-        self._remember(out)
+        self._played.append(out)
         return _saturate(out)
 
     # -- synthesis -----------------------------------------------------------
 
     def _begin(self) -> None:
-        self._snapshot = self._history.copy()
+        self._snapshot = np.concatenate(self._played)[-HISTORY:].astype(np.float64)
         self._pitch = estimate_pitch(self._snapshot)
         self._overlap = self._pitch // 4
         self._periods = 1
@@ -192,6 +201,3 @@ class Plc:
         """Fade for the next ``n`` concealed samples: flat for 10 ms, then -20 % per 10 ms."""
         t = self._erased + np.arange(n, dtype=np.float64)
         return np.clip(1.0 - FADE_PER_STEP * (t - STEP) / STEP, 0.0, 1.0)
-
-    def _remember(self, samples: _Float) -> None:
-        self._history = np.concatenate((self._history[len(samples) :], samples))

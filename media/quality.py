@@ -193,6 +193,11 @@ class QualityMonitor:
         self._rtt_max = 0.0
 
     @property
+    def latest_mos(self) -> float | None:
+        """MOS of the latest sample; ``None`` before the first."""
+        return self._window[-1].mos if self._window else None
+
+    @property
     def active_warnings(self) -> frozenset[str]:
         """Names of the warnings raised and not yet cleared."""
         return frozenset(self._active)

@@ -128,9 +128,11 @@ class Recorder:
         """Frames captured and not yet written to disk."""
         return self._frames - self._written
 
-    def write(self, frames: npt.NDArray[np.int16], present: npt.NDArray[np.bool_]) -> None:
+    def write(
+        self, frames: npt.NDArray[np.int16], present: npt.NDArray[np.bool_] | None = None
+    ) -> None:
         """Queue one tick: ``frames`` is int16 ``[channels, samples]``, ``present`` one bool
-        per channel; absent channels are recorded as silence. Never waits for I/O."""
+        per channel (None: all); absent channels are recorded as silence. Never waits for I/O."""
         self._check_running()
         if (
             not isinstance(frames, np.ndarray)
@@ -139,13 +141,14 @@ class Recorder:
             or frames.shape[0] != self.channels
         ):
             raise RecorderError(f"frames must be int16 [{self.channels}, samples]")
-        present = np.asarray(present)
-        if present.dtype != np.bool_ or present.shape != (self.channels,):
-            raise RecorderError(f"present must be a bool array of {self.channels} entries")
+        if present is not None:
+            present = np.asarray(present)
+            if present.dtype != np.bool_ or present.shape != (self.channels,):
+                raise RecorderError(f"present must be a bool array of {self.channels} entries")
         if self._paused:
             return
         block = frames.copy()
-        if not present.all():
+        if present is not None:
             block[~present] = 0
         self._pending.append(block)
         self._frames += 1

@@ -1,8 +1,9 @@
 """RTP data packets (RFC 3550 §5.1, §5.3.1) and wrap-aware sequence/timestamp arithmetic.
 
-The relay calls :func:`peek_header` and :func:`rewrite_header` on every packet, so those two
-never build an :class:`RtpPacket`; :meth:`RtpPacket.parse` allocates nothing beyond the
-packet object, its CSRC list and the payload slice.
+The relay reads the fixed header with :data:`RTP_HEADER` and, only when the numbering must
+change, copies the packet with :func:`rewrite_header`: it never builds an :class:`RtpPacket`.
+:meth:`RtpPacket.parse` allocates nothing beyond the packet object, its CSRC list and the
+payload slice.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ RTP_VERSION = 2
 #: Fixed header length in octets (RFC 3550 §5.1).
 RTP_HEADER_SIZE = 12
 
-# V/P/X/CC, M/PT, sequence number, timestamp, SSRC.
-_HEADER = struct.Struct("!BBHII")
+#: The fixed header: V/P/X/CC, M/PT, sequence number, timestamp, SSRC (RFC 3550 §5.1).
+RTP_HEADER = struct.Struct("!BBHII")
+# Octets 1-11 of the fixed header: M/PT, sequence number, timestamp, SSRC.
+_REWRITTEN = struct.Struct("!BHII")
+#: Second octets of RTCP packets (types 192-223) on a multiplexed port (RFC 5761 §4).
+RTCP_TYPE_FIRST = 192
+RTCP_TYPE_LAST = 223
 # Header extension: profile-defined 16 bits, length in 32-bit words (RFC 3550 §5.3.1).
 _EXTENSION = struct.Struct("!HH")
 _CSRC = tuple(struct.Struct(f"!{count}I") for count in range(16))
@@ -64,7 +70,7 @@ class RtpPacket:
         length = len(data)
         if length < RTP_HEADER_SIZE:
             raise RtpError(f"RTP packet too short: {length} octets, the header needs 12")
-        first, second, seq, ts, ssrc = _HEADER.unpack_from(data)
+        first, second, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
         if first >> 6 != RTP_VERSION:
             raise RtpError(f"RTP version must be 2, got {first >> 6}")
         offset = RTP_HEADER_SIZE
@@ -129,7 +135,7 @@ class RtpPacket:
             first |= 0x10
         try:
             parts = [
-                _HEADER.pack(
+                RTP_HEADER.pack(
                     first,
                     (0x80 if self.marker else 0) | self.payload_type,
                     self.sequence_number,
@@ -154,18 +160,6 @@ class RtpPacket:
         if self.padding:
             parts.append(bytes(self.padding - 1) + bytes((self.padding,)))
         return b"".join(parts)
-
-
-def pack_header(
-    payload_type: int, sequence_number: int, timestamp: int, ssrc: int, marker: bool = False
-) -> bytes:
-    """The 12-octet header of a packet with no CSRC, extension or padding (RFC 3550 §5.1).
-
-    The audio path's send loop: cheaper than building an :class:`RtpPacket`.
-    """
-    return _HEADER.pack(
-        0x80, (0x80 if marker else 0) | payload_type, sequence_number, timestamp, ssrc
-    )
 
 
 def seq_diff(a: int, b: int) -> int:
@@ -195,38 +189,32 @@ def uint32_add(a: int, delta: int) -> int:
 
 def is_rtcp(data: bytes) -> bool:
     """Whether a datagram on a muxed port is RTCP (RFC 5761 §4: second octet 192-223)."""
-    return len(data) >= 2 and 192 <= data[1] <= 223
-
-
-def peek_header(data: bytes) -> tuple[int, int, int, int]:
-    """Return ``(payload_type, sequence_number, timestamp, ssrc)`` without a full parse."""
-    if len(data) < RTP_HEADER_SIZE:
-        raise RtpError(f"RTP packet too short: {len(data)} octets, the header needs 12")
-    first, second, seq, ts, ssrc = _HEADER.unpack_from(data)
-    if first >> 6 != RTP_VERSION:
-        raise RtpError(f"RTP version must be 2, got {first >> 6}")
-    return second & 0x7F, seq, ts, ssrc
+    return len(data) >= 2 and RTCP_TYPE_FIRST <= data[1] <= RTCP_TYPE_LAST
 
 
 def rewrite_header(
     data: bytes,
-    *,
     payload_type: int | None = None,
     sequence_number: int | None = None,
     timestamp: int | None = None,
     ssrc: int | None = None,
-) -> bytes:
-    """Copy ``data`` with the given fixed-header fields replaced; the marker bit is kept."""
+) -> bytearray:
+    """Copy ``data`` with the given fixed-header fields replaced; the marker bit is kept.
+
+    One copy of the packet, the new fields packed into it in place.
+    """
     if len(data) < RTP_HEADER_SIZE:
         raise RtpError(f"RTP packet too short: {len(data)} octets, the header needs 12")
-    first, second, seq, ts, old_ssrc = _HEADER.unpack_from(data)
+    packet = bytearray(data)
+    _, second, seq, ts, old_ssrc = RTP_HEADER.unpack_from(packet)
     if payload_type is not None:
         if not 0 <= payload_type <= 127:
             raise RtpError(f"RTP payload type must be 0-127, got {payload_type}")
         second = (second & 0x80) | payload_type
     try:
-        header = _HEADER.pack(
-            first,
+        _REWRITTEN.pack_into(
+            packet,
+            1,
             second,
             seq if sequence_number is None else sequence_number,
             ts if timestamp is None else timestamp,
@@ -234,4 +222,4 @@ def rewrite_header(
         )
     except struct.error as exc:
         raise RtpError(f"RTP header field out of range: {exc}") from exc
-    return header + data[RTP_HEADER_SIZE:]
+    return packet

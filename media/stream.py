@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from media.dtmf import DtmfEnd, DtmfReceiver, DtmfStart
 from media.jitter import JitterBuffer
@@ -32,11 +32,14 @@ from media.rtcp import (
     parse_compound,
 )
 from media.rtp import (
+    RTCP_TYPE_FIRST,
+    RTCP_TYPE_LAST,
+    RTP_HEADER,
+    RTP_HEADER_SIZE,
+    RTP_VERSION,
     RtpError,
     RtpPacket,
     is_rtcp,
-    pack_header,
-    peek_header,
     rewrite_header,
     uint16_add,
     uint32_add,
@@ -53,6 +56,8 @@ Addr = tuple[str, int]
 SESSION_BANDWIDTH = 80_000
 #: IPv4 + UDP header octets, counted in the RTCP average size (§6.3.3).
 UDP_OVERHEAD = 28
+#: A packet to file: the buffer, then :meth:`JitterBuffer.push`'s arguments.
+Filed = tuple[JitterBuffer, int, int, int, bytes, float, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +106,15 @@ class OutputState:
     source_ssrc: int | None = None
     seq_offset: int = 0
     ts_offset: int = 0
+    rewrite: bool = False
+    """Whether relayed headers need new numbering or SSRC (offsets or SSRC differ)."""
 
 
-class Stream:
-    """The media of one call leg: what it receives and what we send to it."""
+class Stream(asyncio.DatagramProtocol):
+    """The media of one call leg: what it receives and what we send to it.
+
+    It is its RTP socket's protocol itself, so a datagram costs one Python call.
+    """
 
     def __init__(
         self,
@@ -119,6 +129,7 @@ class Stream:
         clock: Callable[[], float],
         jitter_min: float = 0.02,
         jitter_max: float = 0.5,
+        inbox: list[Filed] | None = None,
     ) -> None:
         self.call_id = call_id
         self.leg = leg
@@ -129,8 +140,6 @@ class Stream:
         self.codecs = codecs
         self.peer: Stream | None = None
         self.relaying = True
-        #: What the remote party declared in its SDP (RFC 3264 §6.1): a
-        #: "sendonly" party is not sent media, a "recvonly" one is not listened to.
         self.direction = "sendrecv"
         self.counters = StreamCounters()
         self.recv_stats = ReceiverStats(self.audio_codec.clock_rate)
@@ -141,6 +150,9 @@ class Stream:
         self.jitter = JitterBuffer(
             clock_rate=self.audio_codec.clock_rate, min_delay=jitter_min, max_delay=jitter_max
         )
+        self.inbox: list[Filed] = [] if inbox is None else inbox
+        """Audio-path packets for :meth:`JitterBuffer.push`, filed by whoever drains the
+        list: the engine files a whole tick's packets at once, in arrival order."""
         self.plc: Plc | None = None
         self.dtmf = DtmfReceiver()
         self.last_packet_at: float | None = None
@@ -171,6 +183,20 @@ class Stream:
         )
         """The telephone-event payload type, if negotiated (RFC 4733 §7.1.1)."""
 
+    @property
+    def direction(self) -> str:
+        """What the remote party declared in its SDP (RFC 3264 §6.1).
+
+        A "sendonly" party is not sent media, a "recvonly" one is not listened to.
+        """
+        return self._direction
+
+    @direction.setter
+    def direction(self, direction: str) -> None:
+        self._direction = direction
+        self._listening = direction not in ("recvonly", "inactive")
+        self._sending = direction in ("sendrecv", "recvonly")
+
     # -- sockets --------------------------------------------------------------
 
     def attach(self, rtp: asyncio.BaseTransport, rtcp: asyncio.BaseTransport) -> None:
@@ -186,26 +212,39 @@ class Stream:
 
     # -- receive path -----------------------------------------------------------
 
-    def rtp_received(self, data: bytes, addr: Addr) -> None:
-        """One datagram on the RTP port (RTCP too when multiplexed, RFC 5761 §4)."""
-        if len(data) >= 2 and is_rtcp(data):
+    def rtp_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        """One datagram on the RTP port (RTCP too when multiplexed, RFC 5761 §4).
+
+        Only the fixed header is read (RFC 3550 §5.1): relaying builds no packet
+        object, and the audio path slices the payload out without one unless the
+        packet carries CSRCs, an extension or padding.
+        """
+        addr = addr[:2]  # IPv6 adds flow info and scope id; a 2-tuple comes back as is
+        if len(data) < RTP_HEADER_SIZE:
+            if is_rtcp(data):
+                self.rtcp_received(data, addr)
+            else:
+                self.counters.dropped_invalid += 1
+            return
+        first, second, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
+        if RTCP_TYPE_FIRST <= second <= RTCP_TYPE_LAST:
             self.rtcp_received(data, addr)
             return
-        try:
-            pt, seq, ts, ssrc = peek_header(data)
-        except RtpError:
+        if first >> 6 != RTP_VERSION:
             self.counters.dropped_invalid += 1
             return
+        pt = second & 0x7F
         is_dtmf = pt == self.dtmf_payload_type
-        packet = None
+        payload = b""
         if is_dtmf or not self.relaying:
-            # The relay forwards what it got; everything else needs the payload.
+            # The relay forwards what it got; everything else needs the payload, which
+            # follows the fixed header unless there is padding, an extension or a CSRC.
             try:
-                packet = RtpPacket.parse(data)
+                payload = data[RTP_HEADER_SIZE:] if first == 0x80 else RtpPacket.parse(data).payload
             except RtpError:  # a sound fixed header, but CSRCs/extension/padding are not
                 self.counters.dropped_invalid += 1
                 return
-        if not self._accept_source(addr):
+        if (not self.latched or addr != self.remote) and not self._accept_source(addr):
             return
         now = self._clock()
         counters = self.counters
@@ -216,15 +255,22 @@ class Stream:
             self.in_ssrc = ssrc
             self.recv_stats = ReceiverStats(self.audio_codec.clock_rate)
         self.recv_stats.on_packet(seq, ts, now)
-        if is_dtmf and packet is not None:
-            self._dtmf_received(packet)
-        if self.direction in ("recvonly", "inactive"):
+        marker = second > 0x7F
+        if is_dtmf:
+            self._dtmf_received(ts, payload, marker)
+        if not self._listening:
             return  # the party said it would not send: it is not part of the call
         if self.relaying:
             if self.peer is not None:
-                self.peer.forward(data, pt, seq, ts, ssrc, self)
-        elif packet is not None and not is_dtmf:
-            self.jitter.push(seq, ts, ssrc, packet.payload, now, packet.marker)
+                self.peer.forward(data, pt, seq, ts, ssrc, is_dtmf)
+        elif not is_dtmf:
+            self.inbox.append((self.jitter, seq, ts, ssrc, payload, now, marker))
+
+    #: asyncio hands the RTP socket's datagrams straight to :meth:`rtp_received`.
+    datagram_received = rtp_received
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("rtp socket error on %s/%s: %s", self.call_id, self.leg, exc)
 
     def _accept_source(self, addr: Addr) -> bool:
         """Latch onto the first source; afterwards drop packets from others (RFC 4961)."""
@@ -239,8 +285,8 @@ class Stream:
             return False
         return True
 
-    def _dtmf_received(self, packet: RtpPacket) -> None:
-        for event in self.dtmf.feed(packet.timestamp, packet.payload, packet.marker):
+    def _dtmf_received(self, timestamp: int, payload: bytes, marker: bool) -> None:
+        for event in self.dtmf.feed(timestamp, payload, marker):
             if isinstance(event, DtmfStart | DtmfEnd):
                 self._on_event(self.call_id, self.leg, event)
 
@@ -269,15 +315,14 @@ class Stream:
 
     # -- send path --------------------------------------------------------------
 
-    @property
-    def can_send(self) -> bool:
-        """Whether we may send to this party: address known, media accepted (RFC 3264 §6.1)."""
-        return self.remote is not None and self.direction in ("sendrecv", "recvonly")
+    def forward(self, data: bytes, pt: int, seq: int, ts: int, ssrc: int, dtmf: bool) -> None:
+        """Relay fast path: send a packet from the peer, rewriting only what must change.
 
-    def forward(self, data: bytes, pt: int, seq: int, ts: int, ssrc: int, source: Stream) -> None:
-        """Relay fast path: send a packet from the peer, rewriting only what must change."""
+        ``dtmf`` says ``pt`` is the peer's telephone-event type; payload types are
+        translated between the legs' numbering (RFC 3264 §5.1).
+        """
         rtp, remote = self._rtp, self.remote
-        if rtp is None or remote is None or not self.can_send:
+        if rtp is None or remote is None or not self._sending:
             return
         out = self.out
         if ssrc != out.source_ssrc:
@@ -289,28 +334,26 @@ class Stream:
                 out.seq_offset = out.ts_offset = 0
                 out.ssrc = ssrc
             out.source_ssrc = ssrc
-        new_pt = self._map_payload_type(pt, source)
-        out.seq = (seq + out.seq_offset) & 0xFFFF
-        out.timestamp = (ts + out.ts_offset) & 0xFFFFFFFF
+            out.rewrite = bool(out.seq_offset or out.ts_offset or ssrc != out.ssrc)
+        if not dtmf:
+            new_pt = self.audio_codec.payload_type
+        elif self.dtmf_payload_type is not None:
+            new_pt = self.dtmf_payload_type
+        else:
+            new_pt = pt
+        packet: bytes | bytearray = data
+        if out.rewrite or new_pt != pt:
+            seq = (seq + out.seq_offset) & 0xFFFF
+            ts = (ts + out.ts_offset) & 0xFFFFFFFF
+            packet = rewrite_header(data, new_pt, seq, ts, out.ssrc)
+        out.seq = seq
+        out.timestamp = ts
         out.started = True
-        if out.seq_offset or out.ts_offset or ssrc != out.ssrc or new_pt != pt:
-            data = rewrite_header(
-                data,
-                payload_type=new_pt,
-                sequence_number=out.seq,
-                timestamp=out.timestamp,
-                ssrc=out.ssrc,
-            )
-        rtp.sendto(data, remote)
-        self.counters.packets_out += 1
-        self.counters.bytes_out += len(data)
-        self.send_stats.on_packet(len(data) - 12, out.timestamp)
-
-    def _map_payload_type(self, pt: int, source: Stream) -> int:
-        """Translate a payload type between the legs' numbering (RFC 3264 §5.1)."""
-        if pt == source.dtmf_payload_type:
-            return self.dtmf_payload_type if self.dtmf_payload_type is not None else pt
-        return self.audio_codec.payload_type
+        rtp.sendto(packet, remote)
+        counters = self.counters
+        counters.packets_out += 1
+        counters.bytes_out += len(packet)
+        self.send_stats.on_packet(len(packet) - RTP_HEADER_SIZE, ts)
 
     def next_timestamp(self, samples: int) -> int:
         """The RTP timestamp the next packet sent by :meth:`send_payload` will carry."""
@@ -337,19 +380,21 @@ class Stream:
         out.started = True
         out.source_ssrc = None
         rtp, remote = self._rtp, self.remote
-        if rtp is None or remote is None or not self.can_send:
+        if rtp is None or remote is None or not self._sending:
             return
-        out.seq = uint16_add(out.seq, 1)
-        header = pack_header(
-            self.audio_codec.payload_type if payload_type is None else payload_type,
-            out.seq,
+        out.seq = seq = (out.seq + 1) & 0xFFFF
+        header = RTP_HEADER.pack(
+            0x80,  # version 2, no padding, extension or CSRC
+            (0x80 if marker else 0)
+            | (self.audio_codec.payload_type if payload_type is None else payload_type),
+            seq,
             out.timestamp if timestamp is None else timestamp,
             out.ssrc,
-            marker,
         )
         rtp.sendto(header + payload, remote)
-        self.counters.packets_out += 1
-        self.counters.bytes_out += len(payload) + 12
+        counters = self.counters
+        counters.packets_out += 1
+        counters.bytes_out += len(payload) + RTP_HEADER_SIZE
         self.send_stats.on_packet(len(payload), out.timestamp)
 
     def send_rtcp(self, cname: str) -> float:
@@ -386,21 +431,14 @@ class Stream:
         self._rtcp.sendto(build_compound([report, Bye([self.out.ssrc])]), self.rtcp_remote)
 
 
-class RtpProtocol(asyncio.DatagramProtocol):
-    """Feeds a stream's RTP socket."""
+class RtcpProtocol(asyncio.DatagramProtocol):
+    """Feeds a stream's RTCP socket."""
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self.stream.rtp_received(data, (str(addr[0]), int(str(addr[1]))))
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.stream.rtcp_received(data, addr[:2])
 
     def error_received(self, exc: Exception) -> None:
-        log.debug("rtp socket error on %s/%s: %s", self.stream.call_id, self.stream.leg, exc)
-
-
-class RtcpProtocol(RtpProtocol):
-    """Feeds a stream's RTCP socket."""
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self.stream.rtcp_received(data, (str(addr[0]), int(str(addr[1]))))
+        log.debug("rtcp socket error on %s/%s: %s", self.stream.call_id, self.stream.leg, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from media.control import ControlError, Json
 from media.engine import MediaEngine
+from media.rtp import RtpPacket
 from media.tones import dominant_frequency, sine
 from tests.rtpphone import RtpPhone
 
@@ -88,6 +90,69 @@ def test_relay_carries_tones_both_ways_and_marks_dscp() -> None:
         assert summary["legs"]["b"]["packets_out"] == 50
 
     run(test)
+
+
+def test_relay_keeps_numbering_across_a_new_source_and_maps_dtmf_types() -> None:
+    async def test(engine: MediaEngine) -> None:
+        dtmf_b = {"pt": 96, "name": "telephone-event", "rate": 8000}
+        phone_a, phone_b, to_a, _ = await two_legs(engine, [PCMU, DTMF], [PCMU, dtmf_b])
+        await phone_a.send_tone(to_a, 1000, 0.1)
+        # A re-INVITE or a restarted phone: new SSRC, sequence and timestamp (RFC 3550 §5.1).
+        phone_a.ssrc ^= 0x5A5A5A5A
+        phone_a.seq = (phone_a.seq + 12345) & 0xFFFF
+        phone_a.timestamp = (phone_a.timestamp + 987654) & 0xFFFFFFFF
+        await phone_a.send_tone(to_a, 1000, 0.1)
+        await phone_a.send_dtmf(to_a, "5")
+        await asyncio.sleep(0.1)
+        packets = [r.packet for r in phone_b.received]
+        assert len([p for p in packets if p.payload_type == 0]) == 10
+        # B sees one source numbered without a jump, and A's events under its own type.
+        assert {p.ssrc for p in packets} == {phone_a.ssrc ^ 0x5A5A5A5A}
+        seqs = [p.sequence_number for p in packets]
+        assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+        audio = [p.timestamp for p in packets if p.payload_type == 0]
+        assert all((b - a) & 0xFFFFFFFF == 160 for a, b in zip(audio, audio[1:], strict=False))
+        assert [e.digit for e in phone_b.dtmf_events(96) if type(e).__name__ == "DtmfEnd"] == ["5"]
+
+    run(test)
+
+
+def test_relay_over_ipv6_latches_and_forwards() -> None:
+    async def main() -> None:
+        engine = MediaEngine(rtp_ports=(31000, 31998), host="::1")
+        await engine.start()
+        phones = [socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) for _ in range(2)]
+        try:
+            for phone in phones:
+                phone.bind(("::1", 0))
+                phone.settimeout(2)
+            locals_ = []
+            for leg, phone in zip("ab", phones, strict=True):
+                reply = await engine.request(
+                    "offer",
+                    {
+                        "call_id": "c6",
+                        "leg": leg,
+                        "codecs": [PCMU],
+                        "remote": {"host": "::1", "port": phone.getsockname()[1]},
+                    },
+                )
+                locals_.append(("::1", reply["local"]["port"]))
+            packet = bytes(RtpPacket(0, 1, 160, 0x1234, b"\xff" * 160))
+            phones[0].sendto(packet, locals_[0])
+            loop = asyncio.get_running_loop()
+            data, source = await loop.run_in_executor(None, phones[1].recvfrom, 2048)
+            assert data == packet
+            assert source[1] == locals_[1][1]
+            legs = (await engine.request("query", {"call_id": "c6"}))["legs"]
+            assert legs["a"]["remote"] == {"host": "::1", "port": phones[0].getsockname()[1]}
+            assert legs["a"]["dropped_source"] == 0
+        finally:
+            for phone in phones:
+                phone.close()
+            await engine.stop()
+
+    asyncio.run(main())
 
 
 def test_transcoding_goes_through_audio_path() -> None:

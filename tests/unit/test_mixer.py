@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from media.mixer import MAX_PARTICIPANTS, MixerError, mix, mix_minus, mix_minus_grouped
+from media.mixer import (
+    MAX_PARTICIPANTS,
+    MixerError,
+    mix,
+    mix_minus,
+    mix_minus_grouped,
+    mix_minus_pairs,
+)
 
 Int16Array = npt.NDArray[np.int16]
 
@@ -102,6 +109,38 @@ def test_grouped_mixing_equals_mixing_each_group_alone(
     for label in np.unique(groups):
         rows_of = groups == label
         np.testing.assert_array_equal(out[rows_of], mix_minus(frames[rows_of], mask[rows_of]))
+
+
+@given(frames_strategy, st.data())
+def test_pair_mixing_equals_grouped_mixing_of_calls_of_one_or_two(
+    frames: Int16Array, data: st.DataObject
+) -> None:
+    rows = frames.shape[0]
+    order = data.draw(st.permutations(range(rows)))
+    sizes = data.draw(st.lists(st.sampled_from([1, 2]), min_size=rows, max_size=rows))
+    groups = np.zeros(rows, dtype=np.int64)
+    partners = np.full(rows, -1)
+    start = label = 0
+    while start < rows:
+        members = order[start : start + sizes[label]]
+        groups[members] = label
+        if len(members) == 2:
+            partners[members[0]], partners[members[1]] = members[1], members[0]
+        start += len(members)
+        label += 1
+    mask = data.draw(hnp.arrays(np.bool_, rows))
+    np.testing.assert_array_equal(
+        mix_minus_pairs(frames, partners, mask), mix_minus_grouped(frames, groups, mask)
+    )
+
+
+def test_pair_mixing_refuses_bad_partners() -> None:
+    frames = np.zeros((3, 4), dtype=np.int16)
+    for partners in ([1, 0], [1, 0, 3], [1, 0, -2], [0.5, 1.0, 2.0]):
+        with pytest.raises(MixerError, match="partners"):
+            mix_minus_pairs(frames, partners)
+    with pytest.raises(MixerError, match="mask"):
+        mix_minus_pairs(frames, [1, 0, -1], np.array([True, False]))
 
 
 def test_grouped_mixing_keeps_conferences_apart() -> None:

@@ -219,6 +219,13 @@ def test_summary_tracks_min_avg_max_mos_jitter_loss_and_worst_rtt() -> None:
     assert summary.rtt_max == 0.5
 
 
+def test_latest_mos_is_that_of_the_last_sample() -> None:
+    monitor = QualityMonitor()
+    assert monitor.latest_mos is None
+    feed(monitor, [(0.0, 0.0, 0.0), (0.1, 0.02, 0.04)])
+    assert monitor.latest_mos == mos(0.1, 0.02, 0.04)
+
+
 def test_monitor_rejects_bad_samples_without_recording_them() -> None:
     monitor = QualityMonitor()
     with pytest.raises(QualityInputError):
