@@ -37,6 +37,7 @@ packet is assumed to carry one frame of ``frame_samples`` samples.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import logging
 import math
@@ -60,6 +61,13 @@ PEAK_MERGE = 1.0
 """Seconds within which delay peaks count as one (the packets of one spike drain together)."""
 PEAK_PERIOD_MAX = 20.0
 """Seconds after which a delay peak no longer recurs with the previous ones."""
+
+
+@functools.cache
+def _ranks(percentile: float, window_len: int) -> tuple[int, ...]:
+    """The index of the percentile in a sorted window of n delays, for every n up to
+    ``window_len`` (shared by every buffer with the same settings)."""
+    return (0, *(min(n - 1, math.ceil(percentile * n) - 1) for n in range(1, window_len + 1)))
 
 
 class JitterBufferError(ValueError):
@@ -208,10 +216,7 @@ class JitterBuffer:
         # cannot alternate a stall and a drop.
         self._slack = self._frame_time / 2 + 1e-6
         self._window_len = max(1, round(window / self._frame_time))
-        # The index of the percentile in a sorted window of n delays, for every n.
-        self._rank = [0] + [
-            min(n - 1, math.ceil(percentile * n) - 1) for n in range(1, self._window_len + 1)
-        ]
+        self._rank = _ranks(percentile, self._window_len)
         # A spike that drains can leave max_delay worth of frames queued; twice that is abuse.
         self._capacity = 2 * math.ceil(max_delay / self._frame_time) + 2
         # Duplicates are told within four windows' worth of sequence numbers.
