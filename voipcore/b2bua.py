@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import random
 import secrets
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
@@ -1110,9 +1111,29 @@ class B2BUA:
         timer.apply_response(response, now)
         if response.status == 422 and timer.interval > interval:
             self._refresh(call, update.leg)  # again, at the peer's Min-SE (RFC 4028 §7.3)
+        elif response.status == 491:
+            # Glare: the phone was changing the session too.  Try again after a random
+            # wait: 2.1-4 s on the leg whose Call-ID we chose, else 0-2 s (§14.1).
+            wait = random.uniform(2.1, 4.0) if update.leg == "b" else random.uniform(0.0, 2.0)
+            asyncio.get_running_loop().call_later(wait, self._after_glare, update)
         elif 200 <= response.status < 300 and response.body:
             self._spawn(self._apply_answer(call, update.leg, response.body))
         self._arm(call)
+
+    def _after_glare(self, update: _Update) -> None:
+        """Send again what met a 491, brought up to date: a refresh, or the other
+        phone's current direction (it may have changed meanwhile)."""
+        call, leg = update.call, update.leg
+        if call.ended:
+            return
+        if update.refresh:
+            self._refresh(call, leg)
+            return
+        other = "b" if leg == "a" else "a"
+        self._relay_direction(
+            call, to_a=leg == "a", direction=call.directions.get(other, "sendrecv")
+        )
+        self.flush()
 
     async def _apply_answer(self, call: Call, leg: str, body: bytes) -> None:
         try:

@@ -1,4 +1,5 @@
-"""RFC 4028 session timers over time: the server's clock is moved, not waited for."""
+"""Dialog timers over time (RFC 4028 session timers, §14.1 glare): the server's clock is
+moved, not waited for."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.integration.test_calls import (
 )
 from tests.rtpphone import RtpPhone
 from tests.sipclient import SipClient
+from voipcore.sdp import PCMU, SessionDescription, build_offer
 from voipcore.sip.message import Request
 
 pytestmark = pytest.mark.integration
@@ -57,7 +59,7 @@ def test_caller_that_stops_refreshing_is_hung_up(clocked: ClockedServer) -> None
         )
         assert ok.headers.get("Session-Expires") == "90;refresher=uac"
 
-        clocked.advance(59)
+        clocked.advance(58.5)  # (the checks take real time too)
         silent(alice)
         # Alice never refreshed: the session ends min(32, 90 / 3) s before 90 s.
         clocked.advance(2)
@@ -124,10 +126,39 @@ def test_callee_that_wants_a_longer_interval_gets_it_and_is_refreshed(
         await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
         await expect(bob, "ACK")
 
-        clocked.advance(1799)
+        clocked.advance(1798.5)
         silent(bob)
         clocked.advance(2)  # half of 3600 s: our refresh, as Bob's 2xx named us (uac)
         refresh = await expect(bob, "INVITE")
         assert refresh.headers.get("Session-Expires") == "3600;refresher=uac"
+
+    asyncio.run(main())
+
+
+def test_relayed_hold_that_meets_glare_is_sent_again(clocked: ClockedServer) -> None:
+    """Bob's phone answers our relayed re-INVITE with 491 (it was changing the session
+    too): we try again after 2.1-4 s, as the owner of that leg's Call-ID (§14.1)."""
+
+    async def main() -> None:
+        phone_a = RtpPhone.open()
+        alice, bob, invite, incoming, ok = await connected(clocked, phone_a, RtpPhone.open())
+        host, port = phone_a.address
+        hold = build_offer(
+            address=host, port=port, formats=[PCMU], session_id=1, version=2, direction="sendonly"
+        ).to_bytes()
+        cseq = invite.cseq.seq + 1
+        await blocking(alice.send_raw, alice.in_dialog("INVITE", invite, ok, cseq, hold))
+        assert (await next_final(alice)).status == 200
+        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, cseq))
+        first = await expect(bob, "INVITE")
+        await blocking(bob.answer, first, 491)
+        await expect(bob, "ACK")
+        clocked.advance(1.7)  # (plus the real time the checks take: still under 2.1 s)
+        silent(bob)
+        clocked.advance(2.4)
+        again = await expect(bob, "INVITE")
+        audio = SessionDescription.parse(again.body).audio
+        assert audio is not None and audio.direction == "sendonly"
+        assert again.cseq.seq > first.cseq.seq
 
     asyncio.run(main())
