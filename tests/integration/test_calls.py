@@ -578,3 +578,41 @@ def test_in_dialog_options_gets_200_during_the_call_and_481_after(server: Server
         assert (await blocking(alice.recv)).status == 481
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("tcp_side", ["caller", "callee"])
+def test_call_between_a_tcp_phone_and_a_udp_phone(server: ServerProcess, tcp_side: str) -> None:
+    """Signalling for a TCP phone goes over its own connection (the one it registered on)."""
+
+    async def main() -> None:
+        def client(user: str) -> SipClient:
+            tcp = (tcp_side == "caller") == (user == "alice")
+            if tcp:
+                return SipClient("127.0.0.1", server.tcp_port, "TCP")
+            return SipClient("127.0.0.1", server.udp_port)
+
+        alice, bob = client("alice"), client("bob")
+        for user, phone in (("alice", alice), ("bob", bob)):
+            assert (await blocking(phone.register, user, f"{user}-secret", DOMAIN)).status == 200
+        phone_a, phone_b = RtpPhone.open(), RtpPhone.open()
+        invite = await call(alice, "bob", phone_a)
+        incoming = await blocking(bob.recv_message)
+        assert isinstance(incoming, Request) and incoming.method == "INVITE"
+        await blocking(bob.answer, incoming, 200, sdp_for(phone_b))
+        ok = await next_final(alice)
+        assert ok.status == 200
+        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+        ack = await blocking(bob.recv_message)
+        assert isinstance(ack, Request) and ack.method == "ACK"
+        await asyncio.gather(
+            phone_a.send_tone(media_target(ok), 1000, 0.5),
+            phone_b.send_tone(media_target(incoming), 440, 0.5),
+        )
+        await asyncio.sleep(0.3)
+        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=5)
+        assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
+        await blocking(bob.send_raw, bob.callee_bye(incoming))
+        bye = await blocking(alice.recv_message)
+        assert isinstance(bye, Request) and bye.method == "BYE"
+
+    asyncio.run(main())
