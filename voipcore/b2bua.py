@@ -154,6 +154,8 @@ class Call:
     """The SDP we last sent each side, by leg: a session refresh repeats it (RFC 3264 §8)."""
     leg_formats: dict[str, list[Format]] = field(default_factory=dict)
     """Formats a later offer on one leg settled on (a codec change), by leg."""
+    offered: set[str] = field(default_factory=set)
+    """Legs whose offerless re-INVITE got our offer in a 200: the answer is in the ACK."""
     directions: dict[str, str] = field(default_factory=dict)
     """The direction each phone last offered (its hold state), by leg."""
     timers: dict[str, SessionTimer] = field(default_factory=dict)
@@ -271,13 +273,20 @@ class B2BUA:
         return call_id in self.calls or call_id in self._by_b
 
     def on_ack(self, ack: Request) -> None:
-        """The caller's ACK for our 2xx (§13.3.1.4): stop retransmitting it."""
-        call = self.calls.get(ack.call_id)
+        """An ACK for a 2xx of ours (§13.3.1.4): the caller's first one stops our 200's
+        retransmissions; one answering the offer we made in a 200 carries that answer."""
+        call = self.calls.get(ack.call_id) or self._by_b.get(ack.call_id)
         if call is None:
             return
-        if call.offer is None and ack.body and not call.acked:
-            self._spawn(self._ack_answer(call, ack))
-        call.acked = True
+        leg = "a" if ack.call_id == call.call_id else "b"
+        if leg == "a" and not call.acked:
+            call.acked = True
+            if call.offer is None and ack.body:
+                self._spawn(self._ack_answer(call, ack))
+        elif leg in call.offered and ack.body:
+            # The answer to the offer in our 200 to an offerless re-INVITE (§14.2).
+            call.offered.discard(leg)
+            self._spawn(self._apply_answer(call, leg, ack.body))
 
     def on_response(self, response: Response, key: TransactionKey, now: float) -> None:
         """A response to one of our INVITEs towards the callee."""
@@ -1054,6 +1063,7 @@ class B2BUA:
             body = self._sdp(call, leg, answering=offer)
         elif request.method == "INVITE":
             body = call.last_sdp[leg]
+            call.offered.add(leg)
         if body:
             ok.body = body
             ok.headers.add("Content-Type", SDP)

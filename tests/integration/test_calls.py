@@ -616,3 +616,24 @@ def test_call_between_a_tcp_phone_and_a_udp_phone(server: ServerProcess, tcp_sid
         assert isinstance(bye, Request) and bye.method == "BYE"
 
     asyncio.run(main())
+
+
+def test_reinvite_without_offer_takes_the_answer_from_the_ack(server: ServerProcess) -> None:
+    """Alice's phone moves its media: an offerless re-INVITE (§14.2), our offer in the 200,
+    her answer with a new RTP address in the ACK; Bob's audio follows her there."""
+
+    async def main() -> None:
+        phone_b = RtpPhone.open()
+        alice, bob, invite, incoming, ok = await connected(server, RtpPhone.open(), phone_b)
+        cseq = invite.cseq.seq + 1
+        await blocking(alice.send_raw, alice.in_dialog("INVITE", invite, ok, cseq))
+        offered = await next_final(alice)
+        assert offered.status == 200 and offered.body  # our offer
+        moved = RtpPhone.open()
+        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, cseq, sdp_for(moved)))
+        await asyncio.sleep(0.2)
+        await phone_b.send_tone(media_target(incoming), 440, 0.5)
+        await asyncio.sleep(0.3)
+        assert dominant_frequency(moved.audio(0)) == pytest.approx(440, abs=5)
+
+    asyncio.run(main())
