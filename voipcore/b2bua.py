@@ -69,7 +69,8 @@ from voipcore.trunks.twilio import TwilioTrunk
 
 log = logging.getLogger(__name__)
 
-#: What the engine's audio path can take (RFC 3551 static types, RFC 4733 events).
+#: What the engine's audio path can take (RFC 3551 static types, RFC 4733 events), in
+#: the order the trunk is offered them (Twilio: PCMU first, PCMA second, RFC 4733 DTMF).
 SUPPORTED = [PCMU, PCMA, TELEPHONE_EVENT]
 SDP = "application/sdp"
 #: What we accept in a dialog (RFC 3261 §20.5) and the extensions we support (§20.37).
@@ -463,6 +464,8 @@ class B2BUA:
         call = self._start(request, addr, caller, number.e164, dialled, offer, formats, negotiated)
         call.e164 = number.e164
         call.edges = self.trunk.ordered_edges()
+        # Twilio's order whatever the phone prefers: the anchor transcodes if they differ.
+        call.leg_formats["b"] = list(SUPPORTED)
         self._spawn(self._place_outbound(call))
 
     def _origination(self, request: Request, addr: Address, now: float) -> None:
@@ -613,9 +616,10 @@ class B2BUA:
             leg_a["remote"] = {"host": audio.connection_address, "port": audio.port}
         try:
             reply_a = await self.media.request("offer", leg_a)
+            b_formats = call.leg_formats.get("b", call.formats)
             reply_b = await self.media.request(
                 "offer",
-                {"call_id": call.call_id, "leg": "b", "codecs": to_engine_codecs(call.formats)},
+                {"call_id": call.call_id, "leg": "b", "codecs": to_engine_codecs(b_formats)},
             )
         except ControlError as exc:
             log.error("media for call %s failed: %s", call.call_id, exc)

@@ -15,6 +15,7 @@ from tests.carrier import CarrierCall, Party, TwilioCarrier
 from tests.harness import DEFAULT_USERS, ServerProcess, TestUser
 from tests.integration.test_calls import blocking, logged, next_final, registered, sdp_for
 from tests.rtpphone import RtpPhone
+from voipcore.sdp import PCMA, TELEPHONE_EVENT, SessionDescription, build_offer
 from voipcore.sip.message import Request
 
 pytestmark = pytest.mark.integration
@@ -328,6 +329,32 @@ def test_calls_go_to_the_live_edge_with_the_shortest_round_trip(tmp_path: Path) 
             await dial(server, "alice", "4045551234", RtpPhone.open())
             call = await carrier.wait_for_call("+14045551234")
             assert call.edge == "umatilla"
+            await carrier.hangup(call)
+
+    asyncio.run(main())
+
+
+def test_trunk_is_offered_pcmu_then_pcma_and_a_pcma_phone_is_transcoded(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path) as (carrier, server):
+            alice, phone = await registered(server, "alice"), RtpPhone.open()
+            host, port = phone.address
+            pcma_only = build_offer(
+                address=host, port=port, formats=[PCMA, TELEPHONE_EVENT], session_id=1, version=1
+            ).to_bytes()
+            invite = await blocking(
+                alice.invite, "alice", "alice-secret", DOMAIN, "4045551234", pcma_only
+            )
+            ok = await next_final(alice)
+            assert ok.status == 200
+            await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+            call = await carrier.wait_for_call("+14045551234")
+            offered = SessionDescription.parse(call.invite.body).audio
+            assert offered is not None
+            assert [f.name for f in offered.codecs] == ["PCMU", "PCMA", "telephone-event"]
+            await asyncio.sleep(1.0)
+            # The carrier's 1000 Hz in PCMU reaches Alice's phone as PCMA.
+            assert dominant_frequency(phone.audio(8)) == pytest.approx(1000, abs=5)
             await carrier.hangup(call)
 
     asyncio.run(main())
