@@ -120,6 +120,7 @@ def test_extension_call_carries_audio_both_ways_and_hangs_up(server: ServerProce
         incoming = await blocking(bob.recv_message)
         assert isinstance(incoming, Request) and incoming.method == "INVITE"
         assert incoming.from_.uri.user == "alice"  # type: ignore[union-attr]
+        assert incoming.max_forwards == 69  # one hop less than Alice's 70 (§16.6 step 3)
         to_server_b = media_target(incoming)
         await blocking(bob.answer, incoming, 180)
         await blocking(bob.answer, incoming, 200, sdp_for(phone_b))
@@ -637,3 +638,41 @@ def test_reinvite_without_offer_takes_the_answer_from_the_ack(server: ServerProc
         assert dominant_frequency(moved.audio(0)) == pytest.approx(440, abs=5)
 
     asyncio.run(main())
+
+
+def test_invite_with_no_hops_left_gets_483(server: ServerProcess) -> None:
+    async def main() -> None:
+        alice = await registered(server, "alice")
+        invite = alice.request(
+            "INVITE",
+            "alice",
+            DOMAIN,
+            uri=f"sip:bob@{DOMAIN}",
+            to=f"<sip:bob@{DOMAIN}>",
+            headers=(f"Contact: <sip:alice@127.0.0.1:{alice.port}>",),
+        )
+        await blocking(alice.send_raw, invite.replace(b"Max-Forwards: 70", b"Max-Forwards: 0"))
+        assert (await next_final(alice)).status == 483  # a loop ends here (§16.3)
+
+    asyncio.run(main())
+
+
+def test_no_media_ports_left_gives_503_with_retry_after(tmp_path: Path) -> None:
+    low = 47000 + 4 * (free_udp_port() % 500)  # two RTP/RTCP pairs: one call's worth
+    server = ServerProcess(
+        tmp_path, extra_config=f"[media]\nrtp_ports = [{low}, {low + 3}]"
+    ).start()
+
+    async def main() -> None:
+        await ringing(server, RtpPhone.open(), "bob")  # holds both pairs while it rings
+        second = SipClient("127.0.0.1", server.udp_port)
+        await blocking(
+            second.invite, "alice", "alice-secret", DOMAIN, "bob", sdp_for(RtpPhone.open())
+        )
+        refused = await next_final(second)
+        assert refused.status == 503 and refused.headers.get("Retry-After") == "5"
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
