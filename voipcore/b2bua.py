@@ -1038,10 +1038,10 @@ class B2BUA:
         call.leg_formats[leg] = formats
         assert offer.audio is not None
         direction = offer.audio.direction
-        held = call.directions.get(leg, "sendrecv") != direction
+        turned = call.directions.get(leg, "sendrecv") != direction  # held or resumed
         call.directions[leg] = direction
         self._accept_modify(call, request, leg, negotiated, offer)
-        if held and call.answered:
+        if turned and call.answered:
             self._relay_direction(call, to_a=leg == "b", direction=direction)
         self.flush()
 
