@@ -2,9 +2,11 @@
 
     python -m benchmarks.media_load --mode relay [--calls 200,400,800] [--duration 10]
     python -m benchmarks.media_load --mode audio [--calls 50,100,200,300]
+    python -m benchmarks.media_load --mode relay --scaling 1,2,4,8 [--generators G]
 
 Each call is two G.711 streams of 50 packets/s (100 packets/s in per call),
-sent from this process over loopback to one engine worker process.  relay:
+sent over loopback to engine worker processes by ``--generators`` load
+generator processes (default 1), call i from generator i mod G.  relay:
 the relay fast path, passing when loss < 0.1 % and p99 added latency < 2 ms;
 the same load through ``benchmarks.naive_relay`` (stdlib asyncio, per-packet
 forwarding) is the baseline.  audio: every call is recorded, which puts it
@@ -12,14 +14,20 @@ through the audio path (jitter buffer, PLC, mixing, recorder, encoding);
 passing when >= 99.9 % of the frames the engine sent arrive (counted by RTP
 sequence number) and its 20 ms tick, a frame per leg each, never overruns.
 Worker CPU is read from /proc while packets are sent; ``calls/core`` projects
-it to one fully busy core, the robust figure while the load generator shares
-the machine.
+it to one fully busy core, the robust figure while the load generators share
+the machine; ``gen %`` is the busiest generator's CPU.
+
+``--scaling`` finds, for each worker count W, the highest passing load with W
+workers and W generators (or ``--generators``): calls per worker double from
+``--start`` until a load fails (or ``--max`` per worker is reached), then are
+bisected to within 1/8 of the failing load.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import socket
 import struct
@@ -28,11 +36,12 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 import numpy as np
 import uvloop
 
-from media.workers import WorkerPool
+from media.workers import WorkerPool, split_ports
 from tests.harness import cpu_seconds
 
 HEADER = struct.Struct("!BBHII")
@@ -42,6 +51,9 @@ TIMESPEC = struct.Struct("@qq")
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 PAYLOAD = 160
 WARMUP = 1.0
+#: Wide enough for 4 ports per call (RTP and RTCP per leg), split between the workers.
+RTP_PORTS = (10000, 65000)
+Target = tuple[tuple[str, int], tuple[str, int]]
 
 
 @dataclass
@@ -55,6 +67,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     cpu: float
+    generator_cpu: float
     overruns: int = 0
 
     @property
@@ -67,10 +80,36 @@ class Result:
         return 100 * self.calls / self.cpu if self.cpu > 0 else float("nan")
 
 
-class Generator:
-    """Two sockets playing every call's A and B side."""
+@dataclass
+class Counts:
+    """What generators measured over one load level."""
 
-    def __init__(self, targets: list[tuple[tuple[str, int], tuple[str, int]]]) -> None:
+    sent: int
+    received: int
+    #: Added latency of each relayed packet received while measuring, in ns.
+    latencies: np.ndarray
+    #: Audio-path frames the engine sent while measuring (:meth:`Generator.frames_sent`).
+    frames: int
+    #: CPU of the pids the generators were given, and of the busiest generator, in cores.
+    cpu: float
+    generator_cpu: float
+
+    @classmethod
+    def merge(cls, parts: list[Counts]) -> Counts:
+        return cls(
+            sum(p.sent for p in parts),
+            sum(p.received for p in parts),
+            np.concatenate([p.latencies for p in parts]),
+            sum(p.frames for p in parts),
+            sum(p.cpu for p in parts),
+            max(p.generator_cpu for p in parts),
+        )
+
+
+class Generator:
+    """Two sockets playing the A and B side of each of ``targets``' calls."""
+
+    def __init__(self, targets: list[Target]) -> None:
         self.targets = targets
         self.sides = [self._socket(), self._socket()]
         self.latencies: list[int] = []
@@ -136,19 +175,20 @@ class Generator:
                     seconds, nanos = TIMESPEC.unpack(data[: TIMESPEC.size])
                     self.latencies.append(seconds * 1_000_000_000 + nanos - sent_ns)
 
-    async def run(self, duration: float, *, marked: bool, pids: list[int]) -> tuple[int, float]:
+    async def run(self, duration: float, *, marked: bool, pids: list[int]) -> Counts:
         """Send for ``duration`` s after warm-up.
 
-        Returns the packets sent while measuring and the CPU ``pids`` used while
-        packets were sent (:func:`cpu_share`), warm-up included.
+        CPU (``pids``' and this process's) is measured while packets are sent
+        (:func:`cpu_share`), warm-up included.
         """
         loop = asyncio.get_running_loop()
         self.marked = marked
         since = cpu_snapshot(pids)
+        own_since = cpu_snapshot([os.getpid()])
         for sock in self.sides:
             loop.add_reader(sock.fileno(), self._readable, sock)
         seq = 0
-        ssrcs = [os.getpid() * 4096 + i for i in range(2 * len(self.targets))]
+        ssrcs = [(os.getpid() * 4096 + i) & 0xFFFFFFFF for i in range(2 * len(self.targets))]
         slots = 20
         per_slot = -(-len(self.targets) // slots)
         start = loop.time()
@@ -184,11 +224,13 @@ class Generator:
                 await asyncio.sleep(max(0.0, start + tick * 0.02 / slots - loop.time()))
             self.measuring = False
             cpu = cpu_share(pids, since)
+            own_cpu = cpu_share([os.getpid()], own_since)
             await asyncio.sleep(0.3)  # let the last packets arrive
         finally:
             for sock in self.sides:
                 loop.remove_reader(sock.fileno())
-        return sent, cpu
+        latencies = np.asarray(self.latencies, dtype=np.int64)
+        return Counts(sent, self.received, latencies, self.frames_sent(), cpu, own_cpu)
 
     def close(self) -> None:
         for sock in self.sides:
@@ -206,20 +248,104 @@ def cpu_share(pids: list[int], since: tuple[float, float]) -> float:
     return (cpu - since[1]) / (wall - since[0])
 
 
-def percentile_ms(values: list[int], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) / 1e6 if values else float("nan")
+def percentile_ms(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) / 1e6 if values.size else float("nan")
 
 
-async def engine_level(calls: int, duration: float, mode: str, workers: int) -> Result:
-    pool = WorkerPool(workers, rtp_ports=(20000, 30000), host="127.0.0.1")
-    await pool.start()
-    record_dir = tempfile.mkdtemp(prefix="voipcore-bench-")
+def _generate(conn: Connection) -> None:
+    """One generator process: sends its addresses, gets its calls, sends back its counts."""
+    uvloop.run(_play(conn))
+
+
+async def _play(conn: Connection) -> None:
     generator = Generator([])
     try:
-        side_a, side_b = generator.addresses()
+        conn.send(generator.addresses())
+        generator.targets, duration, marked, pids, start_at = conn.recv()
+        await asyncio.sleep(start_at - time.time())
+        conn.send(await generator.run(duration, marked=marked, pids=pids))
+    finally:
+        generator.close()
+        conn.close()
+
+
+class Generators:
+    """``count`` generator processes; call i is played by process i mod ``count``."""
+
+    def __init__(self, count: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.pipes: list[Connection] = []
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        for _ in range(count):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=_generate, args=(theirs,), daemon=True)
+            process.start()
+            theirs.close()
+            self.pipes.append(ours)
+            self.processes.append(process)
+        self.addresses: list[list[tuple[str, int]]] = []
+
+    async def start(self) -> None:
+        """Wait for every process's A and B side addresses."""
+        self.addresses = [await asyncio.to_thread(pipe.recv) for pipe in self.pipes]
+
+    def sides(self, call: int) -> list[tuple[str, int]]:
+        """The A and B side addresses playing call number ``call``."""
+        return self.addresses[call % len(self.addresses)]
+
+    async def run(
+        self, targets: list[Target], duration: float, *, marked: bool, pids: list[int]
+    ) -> Counts:
+        """Play every call's ``targets`` (in call order), all processes at once.
+
+        The first process also reads ``pids``' CPU.
+        """
+        start_at = time.time() + 0.5
+        count = len(self.pipes)
+        for index, pipe in enumerate(self.pipes):
+            mine = targets[index::count]
+            pipe.send((mine, duration, marked, pids if index == 0 else [], start_at))
+        parts = await asyncio.gather(*(asyncio.to_thread(pipe.recv) for pipe in self.pipes))
+        return Counts.merge(list(parts))
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            pipe.close()
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+
+def level_result(system: str, calls: int, counts: Counts, sent: int, overruns: int = 0) -> Result:
+    return Result(
+        system,
+        calls,
+        sent,
+        counts.received,
+        percentile_ms(counts.latencies, 50),
+        percentile_ms(counts.latencies, 99),
+        100 * counts.cpu,
+        100 * counts.generator_cpu,
+        overruns,
+    )
+
+
+async def engine_level(
+    calls: int, duration: float, mode: str, workers: int, generators: int
+) -> Result:
+    pool = WorkerPool(workers, rtp_ports=RTP_PORTS, host="127.0.0.1")
+    await pool.start()
+    record_dir = tempfile.mkdtemp(prefix="voipcore-bench-")
+    players = Generators(generators)
+    try:
+        await players.start()
+        targets: list[Target] = []
         pcmu = [{"pt": 0, "name": "PCMU", "rate": 8000}]
         for index in range(calls):
             call_id = f"bench-{index}"
+            side_a, side_b = players.sides(index)
             a = await pool.request(
                 "offer",
                 {
@@ -238,7 +364,7 @@ async def engine_level(calls: int, duration: float, mode: str, workers: int) -> 
                     "remote": {"host": side_b[0], "port": side_b[1]},
                 },
             )
-            generator.targets.append(
+            targets.append(
                 ((a["local"]["host"], a["local"]["port"]), (b["local"]["host"], b["local"]["port"]))
             )
             if mode == "audio":
@@ -251,26 +377,19 @@ async def engine_level(calls: int, duration: float, mode: str, workers: int) -> 
                     },
                 )
         ticks_before = await _worker_totals(pool)
-        sent, cpu = await generator.run(duration, marked=mode == "relay", pids=pool.pids)
+        counts = await players.run(targets, duration, marked=mode == "relay", pids=pool.pids)
         ticks_after = await _worker_totals(pool)
-        overruns = ticks_after[1] - ticks_before[1]
-        received = generator.received
-        if mode == "audio":
-            # One frame per leg per tick, whatever it receives; ticks it could not
-            # run show as overruns.
-            sent = generator.frames_sent()
-        return Result(
+        return level_result(
             "voipcore" + (f" x{workers}" if workers > 1 else ""),
             calls,
-            sent,
-            received,
-            percentile_ms(generator.latencies, 50),
-            percentile_ms(generator.latencies, 99),
-            100 * cpu,
-            overruns,
+            counts,
+            # One frame per leg per tick, whatever it receives; ticks it could not
+            # run show as overruns.
+            counts.frames if mode == "audio" else counts.sent,
+            ticks_after[1] - ticks_before[1],
         )
     finally:
-        generator.close()
+        players.close()
         await pool.stop()
 
 
@@ -279,7 +398,7 @@ async def _worker_totals(pool: WorkerPool) -> tuple[int, int]:
     return sum(r["ticks"] for r in replies), sum(r["tick_overruns"] for r in replies)
 
 
-async def naive_level(calls: int, duration: float) -> Result:
+async def naive_level(calls: int, duration: float, generators: int) -> Result:
     base = 40000
     proc = subprocess.Popen(
         [
@@ -295,22 +414,16 @@ async def naive_level(calls: int, duration: float) -> Result:
     )
     assert proc.stdout is not None
     proc.stdout.readline()
-    generator = Generator(
-        [(("127.0.0.1", base + 4 * i), ("127.0.0.1", base + 4 * i + 2)) for i in range(calls)]
-    )
+    players = Generators(generators)
     try:
-        sent, cpu = await generator.run(duration, marked=True, pids=[proc.pid])
-        return Result(
-            "naive asyncio",
-            calls,
-            sent,
-            generator.received,
-            percentile_ms(generator.latencies, 50),
-            percentile_ms(generator.latencies, 99),
-            100 * cpu,
-        )
+        await players.start()
+        targets = [
+            (("127.0.0.1", base + 4 * i), ("127.0.0.1", base + 4 * i + 2)) for i in range(calls)
+        ]
+        counts = await players.run(targets, duration, marked=True, pids=[proc.pid])
+        return level_result("naive asyncio", calls, counts, counts.sent)
     finally:
-        generator.close()
+        players.close()
         proc.terminate()
         proc.wait()
 
@@ -321,13 +434,80 @@ def passes(result: Result, mode: str) -> bool:
     return result.loss < 0.001 and result.overruns == 0
 
 
+HEADER_ROW = (
+    f"{'system':<14} {'calls':>6} {'loss %':>8} {'p50 ms':>8} {'p99 ms':>8} "
+    f"{'cpu %':>6} {'calls/core':>10} {'overruns':>9} {'gen %':>6}"
+)
+
+
 def row(result: Result, mode: str) -> str:
     ok = "pass" if passes(result, mode) else "FAIL"
     return (
         f"{result.system:<14} {result.calls:>6} {100 * result.loss:>8.3f} "
         f"{result.p50_ms:>8.3f} {result.p99_ms:>8.3f} {result.cpu:>6.1f} "
-        f"{result.calls_per_core:>10.0f} {result.overruns:>9} {ok}"
+        f"{result.calls_per_core:>10.0f} {result.overruns:>9} {result.generator_cpu:>6.1f} {ok}"
     )
+
+
+def sharing(workers: int, generators: int) -> str:
+    """A warning when workers and generators are more processes than the machine has cores."""
+    cpus = os.cpu_count() or 1
+    if workers + generators <= cpus:
+        return ""
+    return f"  WARNING: {workers} workers + {generators} generators share {cpus} cores"
+
+
+async def highest_passing(
+    mode: str, duration: float, workers: int, generators: int, start: int, most: int
+) -> Result | None:
+    """The highest passing load with ``workers`` workers, searched in calls per worker."""
+    passed, failed = 0, 0
+    best: Result | None = None
+    per_worker = min(start, most)
+    while True:
+        result = await engine_level(per_worker * workers, duration, mode, workers, generators)
+        print(row(result, mode), flush=True)
+        if passes(result, mode):
+            passed, best = per_worker, result
+        else:
+            failed = per_worker
+        if not failed:
+            if per_worker == most:
+                return best
+            per_worker = min(2 * per_worker, most)
+        elif failed - passed <= max(1, failed // 8):
+            return best
+        else:
+            per_worker = (passed + failed) // 2
+
+
+async def scaling(args: argparse.Namespace, worker_counts: list[int]) -> None:
+    start = args.start or (100 if args.mode == "relay" else 50)
+    table = []
+    for workers in worker_counts:
+        generators = args.generators or workers
+        low, high = split_ports(*RTP_PORTS, workers)[0]
+        capacity = (high - low) // 4  # ports for this many calls per worker
+        most = min(args.max or capacity, capacity)
+        print(f"workers={workers} generators={generators}{sharing(workers, generators)}")
+        print(HEADER_ROW)
+        best = await highest_passing(args.mode, args.duration, workers, generators, start, most)
+        table.append((workers, generators, best, most * workers))
+    print(f"\nscaling mode={args.mode} duration={args.duration}s cpus={os.cpu_count()}")
+    print(
+        f"{'workers':>7} {'generators':>10} {'calls':>7} {'calls/worker':>12} "
+        f"{'cpu %/100 calls':>15} {'gen %':>6}"
+    )
+    for workers, generators, best, most_calls in table:
+        if best is None:
+            print(f"{workers:>7} {generators:>10} {'none':>7}")
+            continue
+        calls = (">=" if best.calls == most_calls else "") + str(best.calls)
+        print(
+            f"{workers:>7} {generators:>10} {calls:>7} {best.calls / workers:>12.0f} "
+            f"{100 * best.cpu / best.calls:>15.1f} {best.generator_cpu:>6.1f}"
+            f"{sharing(workers, generators)}"
+        )
 
 
 async def main() -> None:
@@ -338,23 +518,34 @@ async def main() -> None:
     parser.add_argument("--calls", default=None, help="comma-separated load levels")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--generators", type=int, default=None, help="generator processes (1; --scaling: W)"
+    )
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--scaling", default=None, help="comma-separated worker counts")
+    parser.add_argument(
+        "--start", type=int, default=None, help="--scaling: first calls per worker (100/50)"
+    )
+    parser.add_argument(
+        "--max", type=int, default=None, help="--scaling: most calls per worker (ports)"
+    )
     args = parser.parse_args()
+    if args.scaling:
+        await scaling(args, [int(w) for w in args.scaling.split(",")])
+        return
+    generators = args.generators or 1
     default = "100,200,400,600,800,1000" if args.mode == "relay" else "50,100,200,300,400"
     levels = [int(c) for c in (args.calls or default).split(",")]
     print(
         f"media_load mode={args.mode} duration={args.duration}s workers={args.workers} "
-        f"cpus={os.cpu_count()} (load generator shares the machine)"
+        f"generators={generators} cpus={os.cpu_count()}{sharing(args.workers, generators)}"
     )
-    print(
-        f"{'system':<14} {'calls':>6} {'loss %':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'cpu %':>6} {'calls/core':>10} {'overruns':>9}"
-    )
+    print(HEADER_ROW)
     best: dict[str, int] = {}
     for calls in levels:
-        results = [await engine_level(calls, args.duration, args.mode, args.workers)]
+        results = [await engine_level(calls, args.duration, args.mode, args.workers, generators)]
         if args.mode == "relay" and not args.no_baseline:
-            results.append(await naive_level(calls, args.duration))
+            results.append(await naive_level(calls, args.duration, generators))
         for result in results:
             print(row(result, args.mode), flush=True)
             if passes(result, args.mode):
