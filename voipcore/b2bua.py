@@ -252,8 +252,9 @@ class B2BUA:
         media.subscribe(self._media_event)
         #: Our OPTIONS pings to trunk edges in flight: edge and when it was sent.
         self._pings: dict[TransactionKey, tuple[str, float]] = {}
+        self._pinger: asyncio.Task[None] | None = None
         if trunk is not None and trunk.config.ping_interval > 0:
-            self._spawn(self._ping_edges())
+            self._pinger = asyncio.get_running_loop().create_task(self._ping_edges())
 
     # -- from the service ---------------------------------------------------
 
@@ -565,6 +566,7 @@ class B2BUA:
         call.allows_update["a"] = _allows_update(request)
         self.calls[call.call_id] = call
         self._active[caller] += 1
+        self.record(self._call_record(call))
         self._by_b[call.b_call_id] = call
         self.service.respond(make_response(request, 100), self._now())
         return call
@@ -878,7 +880,9 @@ class B2BUA:
             return
         call.answered = True
         call.answered_at = self._wall()
-        call.status, call.cause = 200, "normal"
+        call.status = 200
+        self.record(self._call_record(call))
+        call.cause = "normal"
         call.b_dialog, call.b_fork = dialog, fork
         self._cancel_forks(call, loop.time(), keep=fork)
         try:
@@ -1255,6 +1259,28 @@ class B2BUA:
         call.status, call.cause, call.hung_up_by = 487, "cancelled", "caller"
         self._end(call)
 
+    # -- shutting down ---------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """End every call as the server stops: BYE on answered calls, 503 (with
+        Retry-After) to ringing ones; each is logged with cause ``shutdown``."""
+        if self._pinger is not None:
+            self._pinger.cancel()
+        now = self._now()
+        for call in list(self.calls.values()):
+            if call.answered:
+                call.hung_up_by, call.cause = "system", "shutdown"
+                self._hang_up(call, "ab")
+            else:
+                self._cancel_forks(call, now)
+                self._finish_a(call, 503, "Service Unavailable (shutting down)")
+                call.cause = "shutdown"
+
+    async def drained(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) for ended calls' media release and log records."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
     # -- bookkeeping -----------------------------------------------------------
 
     def _end(self, call: Call) -> None:
@@ -1287,7 +1313,12 @@ class B2BUA:
                 log.warning("call %s: media delete failed: %s", call.call_id, exc)
         self.record(self._call_record(call, ended_at, legs))
 
-    def _call_record(self, call: Call, ended_at: float, media: dict[str, Any]) -> CallRecord:
+    def _call_record(
+        self, call: Call, ended_at: float | None = None, media: dict[str, Any] | None = None
+    ) -> CallRecord:
+        """The call as the call log keeps it; without ``ended_at``, a call in progress
+        (written as it starts and when it is answered, so a crash cannot lose it)."""
+        media = media or {}
         answerer = (call.b_fork and call.b_fork.user) or call.callee
         peers: dict[str, tuple[str, LegRole, str]] = {
             "a": (call.caller, "caller", call.addr[0]),
@@ -1322,7 +1353,7 @@ class B2BUA:
             ringing_at=call.ringing_at,
             answered_at=call.answered_at,
             ended_at=ended_at,
-            hangup_cause=call.cause or "normal",
+            hangup_cause=call.cause or (None if ended_at is None else "normal"),
             sip_status=call.status,
             hung_up_by=call.hung_up_by,
             codec=call.formats[0].name if call.formats else None,

@@ -98,6 +98,12 @@ class Server:
         self.call_log = AsyncCallLog(
             SqliteCallLog(self.config.store.sqlite_path), executor=self.writer.executor
         )
+        # Calls a crash left in progress end now, as far as the log can tell.
+        unfinished = await loop.run_in_executor(
+            self.writer.executor, self.call_log.log.close_unfinished, time.time(), "server_restart"
+        )
+        if unfinished:
+            log.warning("%d calls were in progress when the server last stopped", unfinished)
         self.b2bua = B2BUA(
             self.service,
             self.media,
@@ -172,7 +178,10 @@ class Server:
         return engine
 
     async def stop(self) -> None:
-        """Stop listening, finish pending store writes, close the store."""
+        """End the calls, stop listening, finish pending store writes, close the store."""
+        if self.b2bua is not None:
+            self.b2bua.shutdown()
+            await self.b2bua.drained(timeout=5.0)
         self.transports.close()
         if self._timer is not None:
             self._timer.cancel()

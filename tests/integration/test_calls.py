@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -671,6 +672,46 @@ def test_no_media_ports_left_gives_503_with_retry_after(tmp_path: Path) -> None:
         )
         refused = await next_final(second)
         assert refused.status == 503 and refused.headers.get("Retry-After") == "5"
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
+
+
+def test_shutdown_hangs_up_calls_and_logs_them(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+
+    async def main() -> None:
+        alice, bob, invite, _, _ = await connected(server, RtpPhone.open(), RtpPhone.open())
+        ringing_alice, _, ringing_invite, _ = await ringing(server, RtpPhone.open(), "bob")
+        await blocking(server.stop, signal.SIGTERM)
+        # The answered call gets BYE on both legs, the ringing one 503 with Retry-After.
+        for phone in (alice, bob):
+            # (Bob's first phone also rang for the second call: skip that INVITE.)
+            message = await blocking(phone.recv_message)
+            while isinstance(message, Request) and message.method in ("INVITE", "CANCEL"):
+                message = await blocking(phone.recv_message)
+            assert isinstance(message, Request) and message.method == "BYE"
+        refused = await next_final(ringing_alice)
+        assert refused.status == 503 and refused.headers.get("Retry-After")
+        for call_id in (invite.call_id, ringing_invite.call_id):
+            row = await logged(server, call_id)
+            assert (row["hangup_cause"], row["hung_up_by"]) == ("shutdown", "system")
+
+    asyncio.run(main())
+
+
+def test_call_up_when_the_server_crashes_stays_in_the_log(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+
+    async def main() -> None:
+        _, _, invite, _, _ = await connected(server, RtpPhone.open(), RtpPhone.open())
+        await asyncio.sleep(0.2)  # the answer's log write commits in a few ms
+        await blocking(server.restart, signal.SIGKILL)
+        row = await logged(server, invite.call_id)
+        assert row["answered_at"] is not None
+        assert (row["hangup_cause"], row["hung_up_by"]) == ("server_restart", "system")
 
     try:
         asyncio.run(main())

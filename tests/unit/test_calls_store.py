@@ -488,3 +488,14 @@ def test_committed_calls_survive_the_process_being_killed(tmp_path: Path) -> Non
     assert [c.call_id for c in log.list()] == ["async", "sync"]
     stored = log.get("async")
     assert stored is not None and [leg.peer for leg in stored.legs] == ["alice"]
+
+
+def test_calls_left_in_progress_by_a_crash_are_closed_at_restart(calls: SqliteCallLog) -> None:
+    calls.upsert_many([started("up"), finished("done")])
+    assert calls.close_unfinished(T0 + 60, "server_restart") == 1
+    up, done = calls.get("up"), calls.get("done")
+    assert up is not None and done is not None
+    assert (up.ended_at, up.hangup_cause, up.hung_up_by) == (T0 + 60, "server_restart", "system")
+    assert all(leg.ended_at == T0 + 60 for leg in up.legs)
+    assert done == finished("done")  # ended calls are left alone
+    assert calls.close_unfinished(T0 + 90, "server_restart") == 0

@@ -393,6 +393,18 @@ class SqliteCallLog:
         if cursor.rowcount == 0:
             raise KeyError(f"no call {call_id!r} in the call log")
 
+    def close_unfinished(self, at: float, cause: str) -> int:
+        """End every call the log still shows in progress (the server died under it):
+        ``ended_at`` = ``at``, ``cause``, hung up by the system.  Returns how many."""
+        with self._transaction():
+            ended = self._db.execute(
+                "UPDATE calls SET ended_at = ?, hangup_cause = ?, hung_up_by = 'system'"
+                " WHERE ended_at IS NULL",
+                (at, cause),
+            ).rowcount
+            self._db.execute("UPDATE call_legs SET ended_at = ? WHERE ended_at IS NULL", (at,))
+        return int(ended)
+
     def get(self, call_id: str) -> CallRecord | None:
         """One call with its legs, or None."""
         found = self._select("WHERE call_id = ?", [call_id], 1)
