@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tests.harness import ServerProcess
 from voipcore.cli import seed_users
@@ -33,11 +33,13 @@ class ClockedLoop(asyncio.SelectorEventLoop):
 class ClockedServer(ServerProcess):
     """:class:`ServerProcess`'s config and users, served in-process on a :class:`ClockedLoop`."""
 
-    loop: ClockedLoop = field(default_factory=ClockedLoop)
+    loop: ClockedLoop | None = None
+    "The server's loop; each :meth:`start` makes a new one."
     _thread: threading.Thread | None = None
     _stopping: asyncio.Event | None = None
 
     def start(self, timeout: float = 15.0) -> ClockedServer:
+        loop = self.loop = ClockedLoop()  # a closed loop cannot run again (restart)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.write_config()
         config = load_config(self.config_path)
@@ -58,7 +60,7 @@ class ClockedServer(ServerProcess):
             await server.stop()
 
         self._thread = threading.Thread(
-            target=self.loop.run_until_complete, args=(serve(),), daemon=True
+            target=loop.run_until_complete, args=(serve(),), daemon=True
         )
         self._thread.start()
         if not ready.wait(timeout):
@@ -68,19 +70,23 @@ class ClockedServer(ServerProcess):
     def advance(self, seconds: float) -> None:
         """Move the server's clock ``seconds`` ahead and let what fell due run."""
 
+        loop = self.loop
+        assert loop is not None, "start() the server first"
+
         async def jump() -> None:
-            self.loop.offset += seconds
+            loop.offset += seconds
             for _ in range(5):
                 await asyncio.sleep(0)
 
-        asyncio.run_coroutine_threadsafe(jump(), self.loop).result(5.0)
+        asyncio.run_coroutine_threadsafe(jump(), loop).result(5.0)
 
     def stop(self, sig: int = 0) -> int | None:
-        if self._thread is not None and self._stopping is not None:
-            self.loop.call_soon_threadsafe(self._stopping.set)
+        loop = self.loop
+        if self._thread is not None and self._stopping is not None and loop is not None:
+            loop.call_soon_threadsafe(self._stopping.set)
             self._thread.join(10.0)
             self._thread = None
-            self.loop.close()
+            loop.close()
         return 0
 
     def alive(self) -> bool:
