@@ -36,6 +36,8 @@ from voipcore.trunks.twilio import TwilioTrunk
 log = logging.getLogger(__name__)
 trace = logging.getLogger(TRACE_LOGGER)
 
+#: Seconds the call log's group commit waits for company (see :class:`AsyncCallLog`).
+CALL_LOG_WINDOW = 0.02
 #: How often users edited by the CLI (another SQLite connection) are picked up.
 USER_REFRESH_SECONDS = 2.0
 
@@ -95,8 +97,12 @@ class Server:
             self.transports.add(transport)
             log.info("sip listening on %s", transport.bound, extra={"listen": str(transport.bound)})
         self.media = await self._start_media()
+        # Nothing waits on a call-log write, so batches may gather for 20 ms: at hundreds
+        # of calls per second one commit carries dozens of rows instead of one or two.
         self.call_log = AsyncCallLog(
-            SqliteCallLog(self.config.store.sqlite_path), executor=self.writer.executor
+            SqliteCallLog(self.config.store.sqlite_path),
+            executor=self.writer.executor,
+            window=CALL_LOG_WINDOW,
         )
         # Calls a crash left in progress end now, as far as the log can tell.
         unfinished = await loop.run_in_executor(
