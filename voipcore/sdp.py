@@ -307,19 +307,16 @@ class MediaDescription:
     def parse_media_line(cls, value: str) -> MediaDescription:
         """Parse what follows ``m=``: ``<media> <port>[/<count>] <proto> <fmt> ...``."""
         parts = value.split()
-        bad = SdpError(f"bad m= line {'m=' + value!r}")
-        if len(parts) < 4:
-            raise bad
-        port_text, slash, count_text = parts[1].partition("/")
-        port = _port(port_text)
-        if port is None or (slash and not (_DIGITS_RE.fullmatch(count_text))):
-            raise bad
-        media = cls(parts[0], port, parts[2], parts[3:], int(count_text) if slash else None)
-        if media.is_rtp and not all(
-            _DIGITS_RE.fullmatch(fmt) and int(fmt) <= 127 for fmt in media.fmts
-        ):
-            raise bad
-        return media
+        if len(parts) >= 4:
+            port_text, slash, count_text = parts[1].partition("/")
+            port = _port(port_text)
+            if port is not None and (not slash or _DIGITS_RE.fullmatch(count_text)):
+                media = cls(parts[0], port, parts[2], parts[3:], int(count_text) if slash else None)
+                if not media.is_rtp or all(
+                    _DIGITS_RE.fullmatch(fmt) and int(fmt) <= 127 for fmt in media.fmts
+                ):
+                    return media
+        raise SdpError(f"bad m= line {'m=' + value!r}")
 
     @property
     def is_rtp(self) -> bool:
