@@ -57,6 +57,7 @@ from voipcore.sip.dialog import (
     dialog_response,
     negotiate_uas,
     new_branch,
+    supports_timer,
 )
 from voipcore.sip.errors import SipParseError
 from voipcore.sip.headers import Headers, split_list
@@ -215,6 +216,7 @@ class B2BUA:
         max_calls_per_user: int = 4,
         session_expires: int = 1800,
         min_se: int = 90,
+        session_timers: str = "always",
         ring_groups: Sequence[RingGroupConfig] = (),
     ) -> None:
         self.service = service
@@ -234,6 +236,7 @@ class B2BUA:
         #: RFC 4028: the session interval we ask of both legs, and our Min-SE.
         self.session_expires = session_expires
         self.min_se = min_se
+        self.session_timers = session_timers
         self.ring_groups = ring_groups
         self.default_region = default_region
         self.policy = policy or CountryPolicy(frozenset({default_region}))
@@ -898,16 +901,20 @@ class B2BUA:
         ok.headers.add("Allow", ALLOW)
         ok.headers.add("Supported", SUPPORTED_TAGS)
         assert call.a_negotiated is not None
-        for name, value in call.a_negotiated.response_headers(call.invite):
-            ok.headers.add(name, value)
+        timed_a = self._timed(call.invite)
+        if timed_a:
+            for name, value in call.a_negotiated.response_headers(call.invite):
+                ok.headers.add(name, value)
         ok.body = call.answer_sdp
         ok.headers.add("Content-Type", SDP)
         call.a_dialog = Dialog.from_uas(call.invite, ok)
         now = loop.time()
         self.service.respond(ok, now)
         # Both legs' session timers start with the call (RFC 4028 §7.2, §9).
-        call.timers["a"].apply_negotiated(call.a_negotiated, now)
-        call.timers["b"].apply_response(response, now)
+        if timed_a:
+            call.timers["a"].apply_negotiated(call.a_negotiated, now)
+        if self._timed(response):
+            call.timers["b"].apply_response(response, now)
         call.allows_update["b"] = _allows_update(response)
         self._arm(call)
         self.flush()
@@ -1063,6 +1070,8 @@ class B2BUA:
         ok.headers.add("Contact", f"<{self.contact(request.via.transport)}>")
         ok.headers.add("Allow", ALLOW)
         ok.headers.add("Supported", SUPPORTED_TAGS)
+        if negotiated is not None and not self._timed(request):
+            negotiated = None
         if negotiated is not None:
             for name, value in negotiated.response_headers(request):
                 ok.headers.add(name, value)
@@ -1080,6 +1089,11 @@ class B2BUA:
         if negotiated is not None:
             call.timers[leg].apply_negotiated(negotiated, now)
             self._arm(call)
+
+    def _timed(self, message: Request | Response) -> bool:
+        """Whether the phone that sent ``message`` gets a session timer on its leg:
+        always, or with ``session_timers = "accept"`` only if it supports them (RFC 4028 §7.1)."""
+        return self.session_timers == "always" or supports_timer(message)
 
     def _session_interval(self, request: Request, now: float) -> Negotiated | None:
         """The session interval for an INVITE or UPDATE we answer (RFC 4028 §9);
@@ -1126,7 +1140,8 @@ class B2BUA:
             return
         timer = call.timers[update.leg]
         interval = timer.interval
-        timer.apply_response(response, now)
+        if timer.active or self._timed(response):
+            timer.apply_response(response, now)
         if response.status == 422 and timer.interval > interval:
             self._refresh(call, update.leg)  # again, at the peer's Min-SE (RFC 4028 §7.3)
         elif response.status == 491:

@@ -10,7 +10,7 @@ import ipaddress
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -95,6 +95,10 @@ class SipConfig(_Section):
     #: RFC 4028 session interval asked of both legs of every call, and our Min-SE.
     session_expires: int = Field(1800, ge=90)
     min_se: int = Field(90, ge=90)
+    #: "always": every leg gets a session timer, and we refresh phones without timer
+    #: support; "accept": only phones that support them (scripted UAs such as SIPp
+    #: scenarios do not expect our refresh re-INVITEs).
+    session_timers: Literal["always", "accept"] = "always"
 
     @field_validator("listen", mode="before")
     @classmethod

@@ -126,6 +126,7 @@ class Server:
             max_calls_per_user=self.config.sip.max_calls_per_user,
             session_expires=self.config.sip.session_expires,
             min_se=self.config.sip.min_se,
+            session_timers=self.config.sip.session_timers,
             ring_groups=self.config.ring_groups,
             policy=CountryPolicy(
                 self.config.dialing.countries, allow_premium=self.config.dialing.allow_premium

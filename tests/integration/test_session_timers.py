@@ -162,3 +162,28 @@ def test_relayed_hold_that_meets_glare_is_sent_again(clocked: ClockedServer) -> 
         assert again.cseq.seq > first.cseq.seq
 
     asyncio.run(main())
+
+
+def test_accept_mode_times_only_the_phones_that_ask(tmp_path: Path) -> None:
+    """``session_timers = "accept"``: a phone without timer support (a SIPp scenario, say)
+    is never sent a refresh; one that supports them still gets its interval."""
+    server = ClockedServer(
+        tmp_path,
+        extra_sip='session_timers = "accept"',
+        extra_config="[media]\nmedia_timeout = 100000\n",
+    ).start()
+
+    async def main() -> None:
+        alice, bob, _, _, ok = await connected(server, RtpPhone.open(), RtpPhone.open())
+        assert ok.headers.get("Session-Expires") is None
+        server.advance(1000)  # past half of the 1800 s we would otherwise refresh at
+        silent(alice)
+        silent(bob)
+        timer = ("Supported: timer", "Session-Expires: 600;refresher=uac")
+        _, _, _, _, timed = await connected(server, RtpPhone.open(), RtpPhone.open(), timer)
+        assert timed.headers.get("Session-Expires") == "600;refresher=uac"
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
