@@ -151,7 +151,6 @@ class Call:
     b_dialog: Dialog | None = None
     b_fork: Fork | None = None
     answer_sdp: bytes = b""
-    offer_sdp: bytes = b""
     last_sdp: dict[str, bytes] = field(default_factory=dict)
     """The SDP we last sent each side, by leg: a session refresh repeats it (RFC 3264 §8)."""
     leg_formats: dict[str, list[Format]] = field(default_factory=dict)
@@ -632,7 +631,7 @@ class B2BUA:
             return False
         call.local_a = (reply_a["local"]["host"], reply_a["local"]["port"])
         call.local_b = (reply_b["local"]["host"], reply_b["local"]["port"])
-        call.offer_sdp = self._sdp(call, "b")
+        self._sdp(call, "b")  # our offer to the callee, kept as its leg's current session
         return True
 
     async def _place(self, call: Call, targets: list[tuple[str, str, Address]]) -> None:
@@ -744,7 +743,7 @@ class B2BUA:
         for name, value in call.timers["b"].request_headers():
             headers.add(name, value)
         headers.add("Content-Type", SDP)
-        return Request("INVITE", uri, headers, call.offer_sdp)
+        return Request("INVITE", uri, headers, call.last_sdp["b"])
 
     def _ring_until_timeout(self, call: Call) -> None:
         """Give up on an unanswered call after the ring timeout (the answer re-arms
