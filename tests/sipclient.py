@@ -111,22 +111,8 @@ class SipClient:
         response = self.recv()
         if response.status != 401:
             return response
-        challenge = next(
-            c
-            for c in map(Challenge.parse, response.headers.get_all("WWW-Authenticate"))
-            if c.algorithm == algorithm
-        )
-        creds = answer_challenge(
-            challenge,
-            method="REGISTER",
-            uri=f"sip:{domain}",
-            username=user,
-            password=password,
-            cnonce=uuid.uuid4().hex[:12],
-        )
-        self.send_raw(
-            self.request("REGISTER", user, domain, headers=headers, authorization=str(creds))
-        )
+        creds = _credentials(response, algorithm, "REGISTER", f"sip:{domain}", user, password)
+        self.send_raw(self.request("REGISTER", user, domain, headers=headers, authorization=creds))
         return self.recv()
 
     # -- a minimal user agent for call tests ------------------------------------
@@ -155,18 +141,8 @@ class SipClient:
             challenge_response = self.recv()
         assert challenge_response.status == 407, challenge_response
         self.send_raw(self._ack_bytes(parse_message(first), challenge_response))
-        challenge = next(
-            c
-            for c in map(Challenge.parse, challenge_response.headers.get_all("Proxy-Authenticate"))
-            if c.algorithm == "MD5"
-        )
-        creds = answer_challenge(
-            challenge,
-            method="INVITE",
-            uri=f"sip:{target}@{domain}",
-            username=user,
-            password=password,
-            cnonce=uuid.uuid4().hex[:12],
+        creds = _credentials(
+            challenge_response, "MD5", "INVITE", f"sip:{target}@{domain}", user, password
         )
         second = self._invite_bytes(
             user, domain, target, (*headers, f"Proxy-Authorization: {creds}"), sdp
@@ -278,3 +254,25 @@ class SipClient:
             "Max-Forwards: 70",
         ]
         return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def _credentials(
+    challenge: Response, algorithm: str, method: str, uri: str, user: str, password: str
+) -> str:
+    """Credentials answering the ``algorithm`` challenge of a 401 or 407 (RFC 3261 §22)."""
+    header = "Proxy-Authenticate" if challenge.status == 407 else "WWW-Authenticate"
+    offered = next(
+        c
+        for c in map(Challenge.parse, challenge.headers.get_all(header))
+        if c.algorithm == algorithm
+    )
+    return str(
+        answer_challenge(
+            offered,
+            method=method,
+            uri=uri,
+            username=user,
+            password=password,
+            cnonce=uuid.uuid4().hex[:12],
+        )
+    )
