@@ -45,6 +45,10 @@ USER_REFRESH_SECONDS = 2.0
 class Server:
     """A running voipcore signalling process."""
 
+    #: The loop :meth:`start` ran on; kept because ``asyncio.get_running_loop()``
+    #: costs a ``getpid()`` system call, per datagram on this path.
+    _loop: asyncio.AbstractEventLoop
+
     def __init__(self, config: Config, store: SqliteStore) -> None:
         self.config = config
         self.store = store
@@ -74,11 +78,12 @@ class Server:
         self.b2bua: B2BUA | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._pump_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Load state, bind every listener and start serving."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.service.wall_offset = time.time() - loop.time()
         self._users = self._load_users() or {}
         bindings = self.store.load_bindings(time.time())
@@ -209,10 +214,22 @@ class Server:
     def _received(self, data: bytes, addr: Address) -> None:
         if trace.isEnabledFor(logging.DEBUG):
             trace.debug("recv %s %s:%s\n%s", *addr, data.decode("utf-8", "replace"))
-        self.service.receive(data, addr, asyncio.get_running_loop().time())
-        self._pump()
+        self.service.receive(data, addr, self._loop.time())
+        self._pump_soon()
+
+    def _pump_soon(self) -> None:
+        """Send what is queued once this loop iteration's callbacks are done.
+
+        The loop hands over a burst of datagrams one callback each; their
+        answers then leave back to back, so the peer is woken once for the
+        burst rather than per datagram, and the timer is re-armed once.
+        """
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._loop.call_soon(self._pump)
 
     def _pump(self) -> None:
+        self._pump_scheduled = False
         service = self.service
         for outgoing in service.datagrams_to_send():
             data, addr = outgoing.data, outgoing.addr
@@ -220,7 +237,7 @@ class Server:
                 trace.debug("send %s %s:%s\n%s", *addr, data.decode("utf-8", "replace"))
             if not self.transports.send(data, addr):
                 log.info("cannot send to %s:%s:%s: no connection", *addr)
-                service.send_failed(outgoing, asyncio.get_running_loop().time())
+                service.send_failed(outgoing, self._loop.time())
         while (event := service.next_event()) is not None:
             if isinstance(event, StoreBindings):
                 self.writer.submit(event.changes, functools.partial(self._persisted, event))
@@ -228,12 +245,12 @@ class Server:
 
     def _persisted(self, event: StoreBindings, error: BaseException | None) -> None:
         """The store has the changes (or failed): now the REGISTER gets its reply."""
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         if error is not None:
             self.service.store_failed(event, now)
         elif event.response is not None:
             self.service.respond(event.response, now)
-        self._pump()
+        self._pump_soon()
 
     def _rearm(self) -> None:
         deadline = self.service.get_timer()
@@ -242,11 +259,11 @@ class Server:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = deadline
-        self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+        self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
-        self.service.handle_timer(asyncio.get_running_loop().time())
+        self.service.handle_timer(self._loop.time())
         self._pump()
 
     def _spawn(self, coro: object) -> None:
