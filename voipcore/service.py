@@ -41,6 +41,7 @@ from voipcore.sip.transaction import (
     TransactionTimeout,
     TransportFailure,
     outgoing_key,
+    reply_address,
 )
 from voipcore.sip.uri import parse_name_addr
 from voipcore.store.sqlite import BindingChange
@@ -161,6 +162,9 @@ class SipService:
             )
             if addr[0] == "UDP":
                 _stamp_via(message, addr)
+            if message.method == "REGISTER" and "Authorization" not in message.headers:
+                self._answer_statelessly(message, addr, now)
+                return
         self.layer.receive(message, addr, now)
         self._drain_layer(now)
 
@@ -250,6 +254,33 @@ class SipService:
                 self.counters.transport_failures += 1
         self._collect_outgoing()
 
+    def _answer_statelessly(self, request: Request, addr: Address, now: float) -> None:
+        """Answer a REGISTER without credentials with no transaction (RFC 3261 §8.2.7).
+
+        The registrar authenticates every REGISTER (§10.3 step 3), so one that
+        carries no Authorization changes nothing: it gets a 401 challenge (or
+        an error) and nothing is remembered.  Unauthenticated traffic, a flood
+        included, then costs no memory; a retransmission is answered afresh.
+        """
+        response = self._unsupported(request)
+        if response is None:
+            result = self.registrar.register(request, _source(addr), now + self.wall_offset)
+            assert not result.changes, "an unauthenticated REGISTER changed bindings"
+            response = result.response
+        self._decorate(response)
+        self._out.append(Outgoing(bytes(response), reply_address(request, addr), None))
+
+    def _unsupported(self, request: Request) -> Response | None:
+        """420 when Require names an extension we lack (§8.2.2.3), else None."""
+        unsupported = _unsupported_extensions(
+            request, CALL_EXTENSIONS if self.calls is not None else frozenset()
+        )
+        if not unsupported:
+            return None
+        response = make_response(request, 420)
+        response.headers.add("Unsupported", ", ".join(unsupported))
+        return response
+
     def _dispatch(self, request: Request, addr: Address, now: float) -> None:
         method = request.method
         if method == "CANCEL":
@@ -259,13 +290,9 @@ class SipService:
                 # No INVITE is accepted, so nothing can be cancelled (§9.2).
                 self._reply(make_response(request, 481), now)
             return
-        unsupported = _unsupported_extensions(
-            request, CALL_EXTENSIONS if self.calls is not None else frozenset()
-        )
-        if unsupported:
-            response = make_response(request, 420)
-            response.headers.add("Unsupported", ", ".join(unsupported))
-            self._reply(response, now)
+        unsupported = self._unsupported(request)
+        if unsupported is not None:
+            self._reply(unsupported, now)
             return
         if method == "REGISTER":
             result = self.registrar.register(request, _source(addr), now + self.wall_offset)

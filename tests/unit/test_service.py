@@ -127,12 +127,37 @@ def test_garbage_is_dropped_and_service_keeps_answering() -> None:
     assert response.status == 200
 
 
-def test_register_retransmission_is_absorbed_by_the_transaction() -> None:
+def test_unauthenticated_register_is_challenged_without_a_transaction() -> None:
     service = make_service()
-    [(first, _)] = exchange(service, request("REGISTER"))
+    [(first, addr)] = exchange(service, request("REGISTER"))
+    assert first.status == 401 and addr == PHONE
+    assert len(service.layer) == 0 and service.get_timer() is None
+    # A retransmission is challenged afresh (RFC 3261 §8.2.7): same To tag, new nonce.
     [(again, _)] = exchange(service, request("REGISTER"), now=0.5)
-    assert first.status == again.status == 401
-    assert first.headers.get_all("WWW-Authenticate") == again.headers.get_all("WWW-Authenticate")
+    assert again.status == 401 and again.to.tag == first.to.tag
+    assert first.headers.get_all("WWW-Authenticate") != again.headers.get_all("WWW-Authenticate")
+    assert len(service.layer) == 0
+
+
+def test_unauthenticated_register_requiring_an_extension_gets_420() -> None:
+    service = make_service()
+    [(response, _)] = exchange(service, request("REGISTER", extra="Require: foo\r\n"))
+    assert response.status == 420 and response.headers.get("Unsupported") == "foo"
+
+
+def test_authenticated_register_retransmission_is_absorbed() -> None:
+    service = make_service()
+    register = _authorized_register(service)
+    service.receive(register, PHONE, 1.0)
+    event = service.next_event()
+    assert isinstance(event, StoreBindings) and event.response is not None
+    service.respond(event.response, 1.1)
+    [(sent, _, _)] = service.datagrams_to_send()
+    # The same request again: the stored 200 is resent, nothing is re-registered.
+    service.receive(register, PHONE, 1.5)
+    assert service.next_event() is None
+    [(resent, _, _)] = service.datagrams_to_send()
+    assert resent == sent and resent.startswith(b"SIP/2.0 200 OK")
 
 
 def _authorized_register(service: SipService, extra: str = "") -> bytes:
