@@ -162,6 +162,13 @@ def _read_gc_log(path: Path, pid: int) -> tuple[list[float], float]:
     return [float(r[1]) for r in mine if r[0] == "2"], sum(float(r[1]) for r in mine)
 
 
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Bind every thread of ``pid`` to ``cpus``; threads it starts later inherit it."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
 def children_cpu_seconds() -> float:
     """CPU time of waited-for children: SIPp runs are waited for, the server is not."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -172,13 +179,20 @@ class Bench:
     """Runs probes against one server."""
 
     def __init__(
-        self, server: ServerProcess, users_csv: Path, workdir: Path, transport: str, duration: float
+        self,
+        server: ServerProcess,
+        users_csv: Path,
+        workdir: Path,
+        transport: str,
+        duration: float,
+        server_cpu: int | None = None,
     ) -> None:
         self.server = server
         self.users_csv = users_csv
         self.workdir = workdir
         self.mode = transport_mode(transport)
         self.duration = duration
+        self.server_cpu = server_cpu
 
     def probe(
         self, rate: int, *, label: str = "", attach: Callable[[int], object] | None = None
@@ -196,6 +210,8 @@ class Bench:
         with _gc_logged(gc_log):
             self.server.restart()
         gc_log.write_text("")  # start-up collections are not the probe's
+        if self.server_cpu is not None:
+            pin_process(self.server.pid, {self.server_cpu})
         if attach is not None:
             attach(self.server.pid)
         calls = max(1, round(rate * self.duration))
@@ -325,7 +341,9 @@ def profile(bench: Bench, rate: int, seconds: float, out: Path, top: int = 10) -
     return lines
 
 
-def table(searches: Sequence[Search], duration: float, transport: str) -> str:
+def table(
+    searches: Sequence[Search], duration: float, transport: str, server_cpu: int | None = None
+) -> str:
     rows = [
         (
             "event loop",
@@ -372,8 +390,13 @@ def table(searches: Sequence[Search], duration: float, transport: str) -> str:
         f"target: {TARGET_RATE} authenticated REGISTER/s on one core; "
         f"{transport.upper()}, {duration:g} s probes; 1-core projection = 1 / CPU per REGISTER"
     )
+    placement = (
+        f"the server alone on CPU {server_cpu}, SIPp on the others"
+        if server_cpu is not None
+        else "shared by SIPp and the server"
+    )
     lines.append(
-        f"machine: {os.cpu_count()} cores shared by SIPp and the server "
+        f"machine: {os.cpu_count()} cores, {placement} "
         f"({platform.processor() or platform.machine()}, Python {platform.python_version()})"
     )
     return "\n".join(lines)
@@ -429,12 +452,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the uvloop server at its best rate"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="server (all threads) on the last CPU alone, SIPp and this script on the others",
+    )
     parser.add_argument("--workdir", type=Path, help="keep servers' and SIPp's files here")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.precision = 5.0, 0.25
     if shutil.which("sipp") is None:
         parser.error("sipp is not installed (Debian: apt-get install sip-tester)")
+    server_cpu: int | None = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        server_cpu = cpus[-1]
+        # SIPp runs as this process's child and inherits its CPUs.
+        os.sched_setaffinity(0, set(cpus[:-1]))
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="register-load-"))
     users = [Account(f"user{i:04d}", f"pw-{i:04d}-secret") for i in range(args.users)]
@@ -455,7 +491,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir / f"server-{loop}", users, loop, args.algorithms.split(",")
         ) as server:
             bench = Bench(
-                server, users_csv, workdir / f"sipp-{loop}", args.transport, args.duration
+                server,
+                users_csv,
+                workdir / f"sipp-{loop}",
+                args.transport,
+                args.duration,
+                server_cpu,
             )
             if args.rate:
                 probes = [bench.probe(args.rate) for _ in range(args.repeat)]
@@ -471,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(f"REGISTER with digest auth, {started:%Y-%m-%d %H:%M} UTC")
     print(f"load average (1/5/15 min) before: {load_before}, after: {_load_average()}")
-    print(table(searches, args.duration, args.transport))
+    print(table(searches, args.duration, args.transport, server_cpu))
     if args.rate:
         print(spread(searches, args.rate))
     for line in profile_lines:
