@@ -48,10 +48,10 @@ _NONCE_LEN = _NONCE_HEAD.size + _NONCE_MAC_LEN
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 _AUTH_PARAM = rf'({_TOKEN})[ \t]*=[ \t]*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|({_TOKEN}))'
 _AUTH_PARAM_RE = re.compile(_AUTH_PARAM, re.DOTALL)
-# ``scheme param, param...`` with no empty list elements, recognised in one step.
-_AUTH_FAST_RE = re.compile(
-    rf"({_TOKEN})[ \t]+((?:{_AUTH_PARAM})(?:[ \t]*,[ \t]*(?:{_AUTH_PARAM}))*)", re.DOTALL
-)
+# The usual shape, ``scheme param, param...``: the scheme, then each parameter
+# with what follows it up to the next one (a comma, or the end).
+_AUTH_SCHEME_RE = re.compile(rf"({_TOKEN})[ \t]+")
+_AUTH_PIECE_RE = re.compile(rf"([ \t]*{_AUTH_PARAM}[ \t]*(?:,|$))", re.DOTALL)
 
 
 def _canonical_algorithm(name: str) -> str:
@@ -127,12 +127,17 @@ def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
     parameter is an error (RFC 7616 §3.3 allows each at most once).
     """
     text = value.strip()
-    fast = _AUTH_FAST_RE.fullmatch(text)
-    if fast is not None:
-        found = _AUTH_PARAM_RE.findall(fast.group(2))
-        params = {name.lower(): token or unescape_pairs(quoted) for name, quoted, token in found}
-        if len(params) == len(found):
-            return fast.group(1), params
+    scheme = _AUTH_SCHEME_RE.match(text)
+    if scheme is not None:
+        rest = text[scheme.end() :]
+        found = _AUTH_PIECE_RE.findall(rest)
+        # The pieces cover the whole list only if nothing was skipped between them.
+        if found and sum(len(piece[0]) for piece in found) == len(rest):
+            params = {
+                name.lower(): token or unescape_pairs(quoted) for _, name, quoted, token in found
+            }
+            if len(params) == len(found):
+                return scheme.group(1), params
     return _parse_auth_params(value, text)
 
 

@@ -602,7 +602,7 @@ def _validate(
 ) -> None:
     """Check the headers every transaction and dialog relies on (§8.1.1, §8.2).
 
-    From, To and Contact are checked here and parsed on first use: a REGISTER
+    From and Contact are checked here and parsed on first use: a REGISTER
     that is challenged never parses its From or Contact.
     """
     cseq_text = first.get("CSeq")
@@ -615,11 +615,15 @@ def _validate(
         ]
     except SipParseError as exc:
         raise SipParseError(f"bad Via header: {exc.reason}") from None
-    for name in ("From", "To"):
-        try:
-            check_name_addr(first[name])
-        except SipParseError as exc:
-            raise SipParseError(f"bad {name} header: {exc.reason}") from None
+    try:
+        check_name_addr(first["From"])
+    except SipParseError as exc:
+        raise SipParseError(f"bad From header: {exc.reason}") from None
+    try:
+        # Every request handler and every response built reads To: parse it once.
+        to = parse_name_addr(first["To"])
+    except SipParseError as exc:
+        raise SipParseError(f"bad To header: {exc.reason}") from None
     parse_call_id(first["Call-ID"])
     try:
         cseq = parse_cseq(cseq_text)
@@ -641,6 +645,7 @@ def _validate(
     cache = msg.__dict__
     cache["vias"] = parsed_vias
     cache["cseq"] = cseq
+    cache["to"] = to
     if isinstance(msg, Request):
         if cseq.method != msg.method and not (msg.method == "ACK" and cseq.method == "INVITE"):
             if msg.method not in KNOWN_METHODS:
