@@ -22,6 +22,8 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, owner: TcpTransport) -> None:
         self._owner = owner
+        # Kept: asyncio.get_running_loop() costs a getpid() on every call.
+        self._loop = asyncio.get_running_loop()
         self._framer = StreamFramer()
         self._transport: asyncio.Transport | None = None
         self._idle_handle: asyncio.TimerHandle | None = None
@@ -74,17 +76,15 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     def _touch(self) -> None:
-        self._last_active = asyncio.get_running_loop().time()
+        self._last_active = self._loop.time()
 
     def _arm_idle(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._idle_handle = loop.call_at(
+        self._idle_handle = self._loop.call_at(
             self._last_active + self._owner.idle_timeout, self._check_idle
         )
 
     def _check_idle(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._last_active >= self._owner.idle_timeout:
+        if self._loop.time() - self._last_active >= self._owner.idle_timeout:
             log.info("closing idle connection %s:%s", self.peer[1], self.peer[2])
             self.close()
         else:
