@@ -42,7 +42,7 @@ import numpy as np
 import uvloop
 
 from media.workers import WorkerPool, split_ports
-from tests.harness import cpu_seconds
+from tests.harness import cpu_seconds, pin_process, split_cpus
 
 HEADER = struct.Struct("!BBHII")
 MARK = struct.Struct("!IBq")
@@ -333,10 +333,18 @@ def level_result(system: str, calls: int, counts: Counts, sent: int, overruns: i
 
 
 async def engine_level(
-    calls: int, duration: float, mode: str, workers: int, generators: int
+    calls: int,
+    duration: float,
+    mode: str,
+    workers: int,
+    generators: int,
+    system_cpu: int | None = None,
 ) -> Result:
     pool = WorkerPool(workers, rtp_ports=RTP_PORTS, host="127.0.0.1")
     await pool.start()
+    if system_cpu is not None:
+        for pid in pool.pids:
+            pin_process(pid, {system_cpu})
     record_dir = tempfile.mkdtemp(prefix="voipcore-bench-")
     players = Generators(generators)
     try:
@@ -398,7 +406,9 @@ async def _worker_totals(pool: WorkerPool) -> tuple[int, int]:
     return sum(r["ticks"] for r in replies), sum(r["tick_overruns"] for r in replies)
 
 
-async def naive_level(calls: int, duration: float, generators: int) -> Result:
+async def naive_level(
+    calls: int, duration: float, generators: int, system_cpu: int | None = None
+) -> Result:
     base = 40000
     proc = subprocess.Popen(
         [
@@ -414,6 +424,8 @@ async def naive_level(calls: int, duration: float, generators: int) -> Result:
     )
     assert proc.stdout is not None
     proc.stdout.readline()
+    if system_cpu is not None:
+        pin_process(proc.pid, {system_cpu})
     players = Generators(generators)
     try:
         await players.start()
@@ -529,23 +541,48 @@ async def main() -> None:
     parser.add_argument(
         "--max", type=int, default=None, help="--scaling: most calls per worker (ports)"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the worker(s) and the naive relay alone on the last CPU, generators on the others",
+    )
     args = parser.parse_args()
+    system_cpu: int | None = None
+    if args.pin:
+        if args.scaling:
+            parser.error("--pin measures one core; --scaling spreads workers over the machine")
+        try:
+            load_cpus, system_cpu = split_cpus()
+        except RuntimeError as exc:
+            parser.error(str(exc))
+        # Generators and workers are this process's children and start on its CPUs;
+        # workers and the naive relay are then moved to the CPU of their own.
+        os.sched_setaffinity(0, load_cpus)
     if args.scaling:
         await scaling(args, [int(w) for w in args.scaling.split(",")])
         return
     generators = args.generators or 1
     default = "100,200,400,600,800,1000" if args.mode == "relay" else "50,100,200,300,400"
     levels = [int(c) for c in (args.calls or default).split(",")]
+    placement = (
+        f" pinned: system under test alone on CPU {system_cpu}, generators on the others"
+        if system_cpu is not None
+        else sharing(args.workers, generators)
+    )
     print(
         f"media_load mode={args.mode} duration={args.duration}s workers={args.workers} "
-        f"generators={generators} cpus={os.cpu_count()}{sharing(args.workers, generators)}"
+        f"generators={generators} cpus={os.cpu_count()}{placement}"
     )
     print(HEADER_ROW)
     best: dict[str, int] = {}
     for calls in levels:
-        results = [await engine_level(calls, args.duration, args.mode, args.workers, generators)]
+        results = [
+            await engine_level(
+                calls, args.duration, args.mode, args.workers, generators, system_cpu
+            )
+        ]
         if args.mode == "relay" and not args.no_baseline:
-            results.append(await naive_level(calls, args.duration, generators))
+            results.append(await naive_level(calls, args.duration, generators, system_cpu))
         for result in results:
             print(row(result, args.mode), flush=True)
             if passes(result, args.mode):

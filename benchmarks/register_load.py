@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness import ServerProcess, cpu_seconds
+from tests.harness import ServerProcess, cpu_seconds, pin_process, split_cpus
 from tests.harness import TestUser as Account
 from tests.sipp import (
     SippError,
@@ -160,13 +160,6 @@ def _read_gc_log(path: Path, pid: int) -> tuple[list[float], float]:
     rows = [line.split() for line in path.read_text(errors="replace").splitlines()]
     mine = [r[1:] for r in rows if len(r) == 4 and r[0] == str(pid)]
     return [float(r[1]) for r in mine if r[0] == "2"], sum(float(r[1]) for r in mine)
-
-
-def pin_process(pid: int, cpus: set[int]) -> None:
-    """Bind every thread of ``pid`` to ``cpus``; threads it starts later inherit it."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(tid), cpus)
 
 
 def children_cpu_seconds() -> float:
@@ -465,12 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("sipp is not installed (Debian: apt-get install sip-tester)")
     server_cpu: int | None = None
     if args.pin:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) < 2:
-            parser.error("--pin needs at least 2 CPUs")
-        server_cpu = cpus[-1]
+        try:
+            load_cpus, server_cpu = split_cpus()
+        except RuntimeError as exc:
+            parser.error(str(exc))
         # SIPp runs as this process's child and inherits its CPUs.
-        os.sched_setaffinity(0, set(cpus[:-1]))
+        os.sched_setaffinity(0, load_cpus)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="register-load-"))
     users = [Account(f"user{i:04d}", f"pw-{i:04d}-secret") for i in range(args.users)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -21,6 +22,24 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Bind every thread of ``pid`` to ``cpus``; threads it starts later inherit it."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def split_cpus() -> tuple[set[int], int]:
+    """This process's CPUs but the last, and the last: load on the first, the server alone.
+
+    Raises ``RuntimeError`` with fewer than two CPUs.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise RuntimeError("pinning needs at least 2 CPUs")
+    return set(cpus[:-1]), cpus[-1]
 
 
 def free_udp_port() -> int:
