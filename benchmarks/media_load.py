@@ -294,13 +294,20 @@ class Generators:
         return self.addresses[call % len(self.addresses)]
 
     async def run(
-        self, targets: list[Target], duration: float, *, marked: bool, pids: list[int]
+        self,
+        targets: list[Target],
+        duration: float,
+        *,
+        marked: bool,
+        pids: list[int],
+        start_at: float | None = None,
     ) -> Counts:
         """Play every call's ``targets`` (in call order), all processes at once.
 
-        The first process also reads ``pids``' CPU.
+        Sending starts at ``start_at`` (wall clock; default in 0.5 s), measuring
+        ``WARMUP`` seconds later.  The first process also reads ``pids``' CPU.
         """
-        start_at = time.time() + 0.5
+        start_at = time.time() + 0.5 if start_at is None else start_at
         count = len(self.pipes)
         for index, pipe in enumerate(self.pipes):
             mine = targets[index::count]
@@ -384,9 +391,17 @@ async def engine_level(
                         "file": os.path.join(record_dir, f"{index}.wav"),
                     },
                 )
-        ticks_before = await _worker_totals(pool)
-        counts = await players.run(targets, duration, marked=mode == "relay", pids=pool.pids)
-        ticks_after = await _worker_totals(pool)
+        # Overruns are counted over the measured window, like the frames: once the
+        # generators stop, every stream conceals at once, which is not the load's doing.
+        start_at = time.time() + 0.5
+        measured = start_at + WARMUP
+        ticks_before, ticks_after, counts = await asyncio.gather(
+            _worker_totals_at(pool, measured),
+            _worker_totals_at(pool, measured + duration),
+            players.run(
+                targets, duration, marked=mode == "relay", pids=pool.pids, start_at=start_at
+            ),
+        )
         return level_result(
             "voipcore" + (f" x{workers}" if workers > 1 else ""),
             calls,
@@ -401,7 +416,9 @@ async def engine_level(
         await pool.stop()
 
 
-async def _worker_totals(pool: WorkerPool) -> tuple[int, int]:
+async def _worker_totals_at(pool: WorkerPool, when: float) -> tuple[int, int]:
+    """Ticks and tick overruns of all workers so far, read at wall-clock ``when``."""
+    await asyncio.sleep(max(0.0, when - time.time()))
     replies = (await pool.request("stats", {}))["workers"]
     return sum(r["ticks"] for r in replies), sum(r["tick_overruns"] for r in replies)
 

@@ -10,7 +10,10 @@ second file holds the mono mix of all parties.
 
 One shared thread fed one chunk a second, rather than a thread per call fed every tick:
 each wake-up of another thread can take the GIL from the audio tick for up to the
-interpreter's switch interval (5 ms), so threads and wake-ups are kept few.
+interpreter's switch interval (5 ms), so threads and wake-ups are kept few. Recorders
+started together (a burst of calls) would hand over their chunks on the same tick and make
+the writer hold the GIL for one long stretch each second, so each recorder's first chunk
+is shorter by a different amount: the chunks arrive spread over the second.
 
 Pausing skips audio: nothing is captured while paused, so the file is shorter than the call
 by the paused time (Twilio's ``pauseBehavior="skip"``), and no silence marks the gap.
@@ -22,6 +25,7 @@ shows how far the writer is behind.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import queue
@@ -89,6 +93,8 @@ class Recorder:
 
     #: Frames (20 ms each) collected before they go to the writer as one chunk.
     CHUNK_FRAMES = 50
+    #: Numbers recorders in order of creation, to stagger their chunks.
+    _created = itertools.count()
 
     def __init__(
         self,
@@ -111,6 +117,8 @@ class Recorder:
         self._samples = 0
         self._written = 0
         self._pending: list[npt.NDArray[np.int16]] = []
+        #: Frames the first chunk gathers: 1 to CHUNK_FRAMES, in turn by creation.
+        self._chunk_frames = 1 + next(Recorder._created) % self.CHUNK_FRAMES
         self._error: BaseException | None = None
         self._done = threading.Event()
         # Owned by the writer thread.
@@ -153,8 +161,9 @@ class Recorder:
         self._pending.append(block)
         self._frames += 1
         self._samples += block.shape[1]
-        if len(self._pending) >= self.CHUNK_FRAMES:
+        if len(self._pending) >= self._chunk_frames:
             self._flush()
+            self._chunk_frames = self.CHUNK_FRAMES
 
     def pause(self) -> None:
         """Stop capturing until :meth:`resume`; paused time is left out of the file."""

@@ -209,3 +209,22 @@ def test_bad_channel_count_or_rate_is_rejected(tmp_path: Path) -> None:
         Recorder(tmp_path / "a.wav", channels=0)
     with pytest.raises(RecorderError, match="rate"):
         Recorder(tmp_path / "a.wav", rate=0)
+
+
+def test_recorders_started_together_hand_over_their_chunks_on_different_ticks(
+    tmp_path: Path,
+) -> None:
+    count = Recorder.CHUNK_FRAMES
+    recorders = [Recorder(tmp_path / f"{i}.wav") for i in range(count)]
+    frame = np.zeros((2, FRAME), dtype=np.int16)
+    handed_over: list[int] = []
+    for tick in range(1, count + 1):
+        for index, recorder in enumerate(recorders):
+            recorder.write(frame, BOTH)
+            if not recorder._pending:  # this write completed a chunk
+                handed_over.append(index)
+        # Each tick, exactly one recorder's first chunk is complete.
+        assert len(handed_over) == tick
+    assert sorted(handed_over) == list(range(count))
+    for recorder in recorders:
+        assert recorder.stop().frames_written == count
