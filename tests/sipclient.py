@@ -140,7 +140,7 @@ class SipClient:
         while challenge_response.status == 100:
             challenge_response = self.recv()
         assert challenge_response.status == 407, challenge_response
-        self.send_raw(self._ack_bytes(parse_message(first), challenge_response))
+        self.send_raw(self.ack_bytes(parse_message(first), challenge_response))
         creds = _credentials(
             challenge_response, "MD5", "INVITE", f"sip:{target}@{domain}", user, password
         )
@@ -167,7 +167,7 @@ class SipClient:
         return head + b"\r\n\r\n" + sdp
 
     @staticmethod
-    def _ack_bytes(invite: Request | Response, response: Response) -> bytes:
+    def ack_bytes(invite: Request | Response, response: Response) -> bytes:
         """ACK for a non-2xx final response: same branch and CSeq number (§17.1.1.3)."""
         assert isinstance(invite, Request)
         lines = [

@@ -240,6 +240,9 @@ class B2BUA:
         self.default_region = default_region
         self.policy = policy or CountryPolicy(frozenset({default_region}))
         self.calls: dict[str, Call] = {}
+        #: Users by extension, built from the users dict it was made from (the
+        #: server swaps in a new dict when users change).
+        self._extensions: tuple[dict[str, User] | None, dict[str, User]] = (None, {})
         #: INVITEs claiming to come from the trunk that did not (403).
         self.origination_refused = 0
         self._by_b: dict[str, Call] = {}
@@ -603,10 +606,16 @@ class B2BUA:
         )
 
     def _find_user(self, target: str) -> User | None:
+        """The user whose name or extension is ``target``."""
         users = self.users()
-        if target in users:
-            return users[target]
-        return next((u for u in users.values() if u.extension == target), None)
+        user = users.get(target)
+        if user is not None:
+            return user
+        indexed, by_extension = self._extensions
+        if indexed is not users:
+            by_extension = {u.extension: u for u in users.values() if u.extension is not None}
+            self._extensions = (users, by_extension)
+        return by_extension.get(target)
 
     async def _anchor(self, call: Call) -> bool:
         """Open the call's two media legs; False (and the caller told) if that fails."""

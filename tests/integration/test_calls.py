@@ -15,6 +15,7 @@ from tests.harness import DEFAULT_USERS, ServerProcess, TestUser, free_udp_port
 from tests.rtpphone import RtpPhone
 from tests.sipclient import SipClient
 from tests.sipp import run_sipp, scenario, start_uas, write_users_csv
+from voipcore.cli import main as cli_main
 from voipcore.sdp import PCMA, PCMU, TELEPHONE_EVENT, SessionDescription, build_offer
 from voipcore.sip.message import Request, Response
 from voipcore.store.calls import SqliteCallLog, to_json
@@ -188,6 +189,35 @@ def test_unknown_or_unregistered_callee(
         row = await logged(server, invite.call_id)
         assert row["sip_status"] == status and row["answered_at"] is None
         assert row["hangup_cause"] == ("failed" if status == 404 else "unavailable")
+
+    asyncio.run(main())
+
+
+def test_extension_added_while_running_can_be_called(server: ServerProcess) -> None:
+    async def main() -> None:
+        alice = await registered(server, "alice")
+
+        async def attempt() -> int:
+            invite = await call(alice, "299", RtpPhone.open())
+            final = await next_final(alice)
+            await blocking(alice.send_raw, alice.ack_bytes(invite, final))
+            return final.status
+
+        assert await attempt() == 404
+        added = cli_main(
+            ["users", "add", "dave", "--password", "dave-secret", "--extension", "299"]
+            + ["--config", str(server.config_path)]
+        )
+        assert added == 0
+        # The server reloads users every USER_REFRESH_SECONDS; then 299 is Dave, who has
+        # not registered: 480 instead of 404.
+        deadline = asyncio.get_running_loop().time() + 10.0
+        while True:
+            status = await attempt()
+            if status != 404 or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert status == 480
 
     asyncio.run(main())
 
