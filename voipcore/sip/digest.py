@@ -47,7 +47,6 @@ _NONCE_LEN = _NONCE_HEAD.size + _NONCE_MAC_LEN
 
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 _AUTH_PARAM = rf'({_TOKEN})[ \t]*=[ \t]*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|({_TOKEN}))'
-_AUTH_PARAM_RE = re.compile(_AUTH_PARAM, re.DOTALL)
 # The usual shape, ``scheme param, param...``: the scheme, then each parameter
 # with what follows it up to the next one (a comma, or the end).
 _AUTH_SCHEME_RE = re.compile(rf"({_TOKEN})[ \t]+")
