@@ -42,7 +42,7 @@ import numpy as np
 import uvloop
 
 from media.workers import WorkerPool, split_ports
-from tests.harness import cpu_seconds, pin_process, split_cpus
+from tests.harness import cpu_seconds, pin_process, reserve_cpu
 
 HEADER = struct.Struct("!BBHII")
 MARK = struct.Struct("!IBq")
@@ -569,12 +569,11 @@ async def main() -> None:
         if args.scaling:
             parser.error("--pin measures one core; --scaling spreads workers over the machine")
         try:
-            load_cpus, system_cpu = split_cpus()
+            # Generators and workers start off the reserved CPU; workers and the
+            # naive relay are then moved onto it.
+            system_cpu = reserve_cpu()
         except RuntimeError as exc:
             parser.error(str(exc))
-        # Generators and workers are this process's children and start on its CPUs;
-        # workers and the naive relay are then moved to the CPU of their own.
-        os.sched_setaffinity(0, load_cpus)
     if args.scaling:
         await scaling(args, [int(w) for w in args.scaling.split(",")])
         return

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness import ServerProcess, cpu_seconds, pin_process, split_cpus
+from tests.harness import ServerProcess, cpu_seconds, pin_process, reserve_cpu
 from tests.harness import TestUser as Account
 from tests.sipp import (
     SippError,
@@ -459,11 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     server_cpu: int | None = None
     if args.pin:
         try:
-            load_cpus, server_cpu = split_cpus()
+            server_cpu = reserve_cpu()  # SIPp, started by this process, stays off it
         except RuntimeError as exc:
             parser.error(str(exc))
-        # SIPp runs as this process's child and inherits its CPUs.
-        os.sched_setaffinity(0, load_cpus)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="register-load-"))
     users = [Account(f"user{i:04d}", f"pw-{i:04d}-secret") for i in range(args.users)]

@@ -31,15 +31,17 @@ def pin_process(pid: int, cpus: set[int]) -> None:
             os.sched_setaffinity(int(tid), cpus)
 
 
-def split_cpus() -> tuple[set[int], int]:
-    """This process's CPUs but the last, and the last: load on the first, the server alone.
+def reserve_cpu() -> int:
+    """Keep the last CPU for the system under test: this process, and the processes it
+    starts from now on (load generators), move to the others.  Returns the reserved CPU.
 
     Raises ``RuntimeError`` with fewer than two CPUs.
     """
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         raise RuntimeError("pinning needs at least 2 CPUs")
-    return set(cpus[:-1]), cpus[-1]
+    os.sched_setaffinity(0, set(cpus[:-1]))
+    return cpus[-1]
 
 
 def free_udp_port() -> int:
