@@ -33,7 +33,7 @@ from media.plc import Plc
 from media.ports import PortAllocator, PortsExhausted
 from media.quality import QualityCleared, QualityMonitor, QualityWarning
 from media.recorder import Recorder, RecorderError
-from media.stream import Addr, Codec, Filed, RtcpProtocol, Stream
+from media.stream import Addr, Codec, Filed, Stream
 from media.tones import ToneGenerator
 
 log = logging.getLogger(__name__)
@@ -335,7 +335,7 @@ class MediaEngine:
             call = self.calls[call_id] = Call(call_id, created=self._now())
         stream = call.streams.get(leg)
         if stream is None:
-            stream = await self._open_stream(call, leg, codecs, remote, rtcp)
+            stream = self._open_stream(call, leg, codecs, remote, rtcp)
         else:
             stream.codecs = codecs
             if remote is not None and remote != stream.remote:
@@ -346,7 +346,7 @@ class MediaEngine:
         self._update_mode(call)
         return self.advertise, stream.local[1]
 
-    async def _open_stream(
+    def _open_stream(
         self, call: Call, leg: str, codecs: list[Codec], remote: Addr | None, rtcp: Addr | None
     ) -> Stream:
         assert self._loop is not None, "engine not started"
@@ -367,11 +367,7 @@ class MediaEngine:
             jitter_max=self.jitter_max,
             inbox=self._inbox,
         )
-        rtp_transport, _ = await self._loop.create_datagram_endpoint(lambda: stream, sock=rtp_sock)
-        rtcp_transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: RtcpProtocol(stream), sock=rtcp_sock
-        )
-        stream.attach(rtp_transport, rtcp_transport)
+        stream.attach(self._loop, rtp_sock, rtcp_sock)
         call.streams[leg] = stream
         self._rounds.append(stream)
         self._quality[id(stream)] = _Quality(
@@ -426,6 +422,7 @@ class MediaEngine:
             "rtt": counters.rtt,
             "dropped_source": counters.dropped_source,
             "dropped_invalid": counters.dropped_invalid,
+            "send_errors": counters.send_errors,
             "late": stream.jitter.stats.late,
             "mos": None
             if summary is None

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from media.dtmf import DtmfEnd, DtmfReceiver, DtmfStart
 from media.jitter import JitterBuffer
@@ -58,6 +59,8 @@ SESSION_BANDWIDTH = 80_000
 UDP_OVERHEAD = 28
 #: A packet to file: the buffer, then :meth:`JitterBuffer.push`'s arguments.
 Filed = tuple[JitterBuffer, int, int, int, bytes, float, bool]
+#: Read size: the largest UDP payload, so no datagram is ever cut short.
+MAX_DATAGRAM = 65535
 
 
 #: Randomises every stream's RTCP interval (RFC 3550 §6.3.1); one generator for all,
@@ -89,6 +92,8 @@ class StreamCounters:
     bytes_out: int = 0
     dropped_source: int = 0
     dropped_invalid: int = 0
+    send_errors: int = 0
+    """Packets the socket refused (send buffer full, unreachable): dropped, not queued."""
     rtcp_in: int = 0
     rtcp_out: int = 0
     rtt: float | None = None
@@ -115,11 +120,52 @@ class OutputState:
     """Whether relayed headers need new numbering or SSRC (offsets or SSRC differ)."""
 
 
-class Stream(asyncio.DatagramProtocol):
+class Stream:
     """The media of one call leg: what it receives and what we send to it.
 
-    It is its RTP socket's protocol itself, so a datagram costs one Python call.
+    It reads its own sockets from the loop's readiness callbacks (one
+    ``recvfrom`` per wake-up) and sends without a transport's write buffer:
+    a datagram costs one Python call, two system calls and no objects beyond
+    the packet and its address.  Media is never queued for sending: a packet
+    the socket cannot take now would be late anyway.
     """
+
+    # Slots keep every attribute read on the per-packet path a fixed-offset load:
+    # CPython stops sharing instance dict keys past 30 attributes, and then each
+    # read is a dictionary lookup.
+    __slots__ = (
+        "call_id",
+        "leg",
+        "local",
+        "remote",
+        "rtcp_remote",
+        "latched",
+        "peer",
+        "relaying",
+        "counters",
+        "recv_stats",
+        "send_stats",
+        "rtcp_interval",
+        "out",
+        "jitter",
+        "inbox",
+        "plc",
+        "dtmf",
+        "last_packet_at",
+        "in_ssrc",
+        "audio_codec",
+        "dtmf_payload_type",
+        "_codecs",
+        "_direction",
+        "_listening",
+        "_sending",
+        "_on_event",
+        "_clock",
+        "_loop",
+        "_rtp",
+        "_rtcp",
+        "_ipv6",
+    )
 
     def __init__(
         self,
@@ -163,8 +209,10 @@ class Stream(asyncio.DatagramProtocol):
         self.last_packet_at: float | None = None
         self._on_event = on_event
         self._clock = clock
-        self._rtp: asyncio.DatagramTransport | None = None
-        self._rtcp: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rtp: socket.socket | None = None
+        self._rtcp: socket.socket | None = None
+        self._ipv6 = False
         self.in_ssrc: int | None = None
 
     # -- negotiated formats ---------------------------------------------------
@@ -204,27 +252,48 @@ class Stream(asyncio.DatagramProtocol):
 
     # -- sockets --------------------------------------------------------------
 
-    def attach(self, rtp: asyncio.BaseTransport, rtcp: asyncio.BaseTransport) -> None:
-        """Called by the engine once the sockets are wired to the loop."""
-        self._rtp = cast(asyncio.DatagramTransport, rtp)
-        self._rtcp = cast(asyncio.DatagramTransport, rtcp)
+    def attach(
+        self, loop: asyncio.AbstractEventLoop, rtp: socket.socket, rtcp: socket.socket
+    ) -> None:
+        """Start reading the stream's bound, non-blocking RTP and RTCP sockets."""
+        self._loop, self._rtp, self._rtcp = loop, rtp, rtcp
+        self._ipv6 = rtp.family == socket.AF_INET6
+        loop.add_reader(rtp.fileno(), self._rtp_readable)
+        loop.add_reader(rtcp.fileno(), self._rtcp_readable)
 
     def close(self) -> None:
-        """Close both sockets."""
-        for transport in (self._rtp, self._rtcp):
-            if transport is not None:
-                transport.close()
+        """Stop reading and close both sockets."""
+        for sock in (self._rtp, self._rtcp):
+            if sock is not None and sock.fileno() >= 0:
+                if self._loop is not None and not self._loop.is_closed():
+                    self._loop.remove_reader(sock.fileno())
+                sock.close()
+
+    def _sendto(self, sock: socket.socket, packet: bytes | bytearray, addr: Addr) -> bool:
+        try:
+            sock.sendto(packet, addr)
+        except OSError as exc:  # a full send buffer included: the packet would be late
+            self.counters.send_errors += 1
+            log.debug("send on %s/%s to %s failed: %s", self.call_id, self.leg, addr, exc)
+            return False
+        return True
 
     # -- receive path -----------------------------------------------------------
 
-    def rtp_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+    def _rtp_readable(self) -> None:
         """One datagram on the RTP port (RTCP too when multiplexed, RFC 5761 §4).
 
         Only the fixed header is read (RFC 3550 §5.1): relaying builds no packet
         object, and the audio path slices the payload out without one unless the
         packet carries CSRCs, an extension or padding.
         """
-        addr = addr[:2]  # IPv6 adds flow info and scope id; a 2-tuple comes back as is
+        assert self._rtp is not None
+        try:
+            data, addr = self._rtp.recvfrom(MAX_DATAGRAM)
+        except OSError:  # woken for nothing, or an ICMP error queued on the socket
+            return
+        if self._ipv6:
+            addr = addr[:2]  # drop flow info and scope id
         if len(data) < RTP_HEADER_SIZE:
             if is_rtcp(data):
                 self.rtcp_received(data, addr)
@@ -271,11 +340,13 @@ class Stream(asyncio.DatagramProtocol):
         elif not is_dtmf:
             self.inbox.append((self.jitter, seq, ts, ssrc, payload, now, marker))
 
-    #: asyncio hands the RTP socket's datagrams straight to :meth:`rtp_received`.
-    datagram_received = rtp_received
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("rtp socket error on %s/%s: %s", self.call_id, self.leg, exc)
+    def _rtcp_readable(self) -> None:
+        assert self._rtcp is not None
+        try:
+            data, addr = self._rtcp.recvfrom(MAX_DATAGRAM)
+        except OSError:
+            return
+        self.rtcp_received(data, addr[:2])
 
     def _accept_source(self, addr: Addr) -> bool:
         """Latch onto the first source; afterwards drop packets from others (RFC 4961)."""
@@ -354,7 +425,8 @@ class Stream(asyncio.DatagramProtocol):
         out.seq = seq
         out.timestamp = ts
         out.started = True
-        rtp.sendto(packet, remote)
+        if not self._sendto(rtp, packet, remote):
+            return
         counters = self.counters
         counters.packets_out += 1
         counters.bytes_out += len(packet)
@@ -396,7 +468,8 @@ class Stream(asyncio.DatagramProtocol):
             out.timestamp if timestamp is None else timestamp,
             out.ssrc,
         )
-        rtp.sendto(header + payload, remote)
+        if not self._sendto(rtp, header + payload, remote):
+            return
         counters = self.counters
         counters.packets_out += 1
         counters.bytes_out += len(payload) + RTP_HEADER_SIZE
@@ -423,9 +496,9 @@ class Stream(asyncio.DatagramProtocol):
             report = ReceiverReport(ssrc=self.out.ssrc, reports=blocks)
         sdes = SourceDescription([SdesChunk(self.out.ssrc, [SdesItem(SdesType.CNAME, cname)])])
         data = build_compound([report, sdes])
-        self._rtcp.sendto(data, self.rtcp_remote)
-        self.counters.rtcp_out += 1
-        interval.on_rtcp_sent(len(data) + UDP_OVERHEAD)
+        if self._sendto(self._rtcp, data, self.rtcp_remote):
+            self.counters.rtcp_out += 1
+            interval.on_rtcp_sent(len(data) + UDP_OVERHEAD)
         return interval.interval()
 
     def send_bye(self) -> None:
@@ -433,17 +506,4 @@ class Stream(asyncio.DatagramProtocol):
         if self.rtcp_remote is None or self._rtcp is None or not self.send_stats.packets:
             return
         report = self.send_stats.sender_report(self.out.ssrc, time.time(), self.out.timestamp)
-        self._rtcp.sendto(build_compound([report, Bye([self.out.ssrc])]), self.rtcp_remote)
-
-
-class RtcpProtocol(asyncio.DatagramProtocol):
-    """Feeds a stream's RTCP socket."""
-
-    def __init__(self, stream: Stream) -> None:
-        self.stream = stream
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.stream.rtcp_received(data, addr[:2])
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("rtcp socket error on %s/%s: %s", self.stream.call_id, self.stream.leg, exc)
+        self._sendto(self._rtcp, build_compound([report, Bye([self.out.ssrc])]), self.rtcp_remote)

@@ -235,6 +235,32 @@ def test_latched_leg_drops_packets_from_other_sources() -> None:
     run(test)
 
 
+def test_a_leg_the_socket_cannot_send_to_counts_errors_and_the_call_recovers() -> None:
+    async def test(engine: MediaEngine) -> None:
+        phone_a, phone_b, to_a, _ = await two_legs(engine, [PCMU], [PCMU])
+        # An IPv6 address in B's SDP while the engine's sockets are IPv4: every send fails.
+        await engine.request(
+            "answer",
+            {"call_id": "c1", "leg": "b", "codecs": [PCMU], "remote": {"host": "::1", "port": 9}},
+        )
+        await phone_a.send_tone(to_a, 1000, 0.1)
+        await asyncio.sleep(0.05)
+        legs: dict[str, Any] = (await engine.request("query", {"call_id": "c1"}))["legs"]
+        assert legs["b"]["send_errors"] == 5
+        assert legs["b"]["packets_out"] == 0
+        assert legs["a"]["packets_in"] == 5
+        # A re-INVITE with a good address: the relay carries on.
+        await engine.request(
+            "answer", {"call_id": "c1", "leg": "b", "codecs": [PCMU], "remote": addr(phone_b)}
+        )
+        await phone_a.send_tone(to_a, 1000, 0.1)
+        await asyncio.sleep(0.05)
+        assert len(phone_b.received) == 5
+        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=20)
+
+    run(test)
+
+
 def test_bad_requests_are_refused_with_reasons() -> None:
     async def test(engine: MediaEngine) -> None:
         bad: list[tuple[str, Json, str]] = [
