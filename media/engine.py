@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 FRAME = 160
 TICK = 0.02
+#: Streams visited per loop callback: between slices the loop reads its sockets, so a
+#: tick's share of visits (1/50 of the streams) never holds relayed packets back for long.
+VISIT_SLICE = 4
 #: Audio codecs the audio path can decode, by SDP encoding name (RFC 3551 §6).
 G711 = {"PCMU": g711.PCMU, "PCMA": g711.PCMA}
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -226,6 +229,8 @@ class MediaEngine:
         self._next_tick = 0.0
         #: Streams awaiting their once-a-second visit, spread over the ticks.
         self._rounds: deque[Stream] = deque()
+        self._visits_due = 0
+        self._visiting = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -576,7 +581,7 @@ class MediaEngine:
             self._inbox.clear()
         if self._audio:
             self._audio_tick(now)
-        self._visit_streams(now)
+        self._visit_streams()
         self._next_tick += TICK
         if self._next_tick < now:
             # Fell behind by more than a tick: skip ahead instead of bursting.
@@ -746,18 +751,35 @@ class MediaEngine:
 
     # -- once a second per stream ---------------------------------------------------------
 
-    def _visit_streams(self, now: float) -> None:
-        """Visit 1/50 of the streams each tick, so each is seen once a second.
+    def _visit_streams(self) -> None:
+        """Queue this tick's visits: 1/50 of the streams, so each is seen once a second.
 
-        Spreading the work keeps a second's worth of quality sampling and RTCP
-        from stalling the relay in one burst.
+        They run :data:`VISIT_SLICE` at a time, one loop callback per slice, so a
+        second's worth of quality sampling and RTCP neither stalls the relay in one
+        burst nor adds to the tick.
         """
         rounds = self._rounds
-        for _ in range(-(-len(rounds) // round(1 / TICK))):
+        self._visits_due = -(-len(rounds) // round(1 / TICK))
+        if self._visits_due and not self._visiting:
+            self._visiting = True
+            assert self._loop is not None
+            self._loop.call_soon(self._visit_slice)
+
+    def _visit_slice(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        rounds = self._rounds
+        count = min(VISIT_SLICE, self._visits_due, len(rounds))
+        for _ in range(count):
             stream = rounds.popleft()
             if id(stream) in self._quality:  # deleted streams drop out here
                 self._sample_quality(stream, now)
                 rounds.append(stream)
+        self._visits_due -= count
+        if self._visits_due > 0 and rounds:
+            self._loop.call_soon(self._visit_slice)
+        else:
+            self._visiting = False
 
     def _sample_quality(self, stream: Stream, now: float) -> None:
         quality = self._quality.get(id(stream))
