@@ -51,6 +51,8 @@ TIMESPEC = struct.Struct("@qq")
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 PAYLOAD = 160
 WARMUP = 1.0
+#: Send groups per 20 ms frame: at 1,000 calls, 25 packets every 0.25 ms.
+SLOTS = 80
 #: Wide enough for 4 ports per call (RTP and RTCP per leg), split between the workers.
 RTP_PORTS = (10000, 65000)
 Target = tuple[tuple[str, int], tuple[str, int]]
@@ -175,62 +177,65 @@ class Generator:
                     seconds, nanos = TIMESPEC.unpack(data[: TIMESPEC.size])
                     self.latencies.append(seconds * 1_000_000_000 + nanos - sent_ns)
 
-    async def run(self, duration: float, *, marked: bool, pids: list[int]) -> Counts:
+    def run(self, duration: float, *, marked: bool, pids: list[int]) -> Counts:
         """Send for ``duration`` s after warm-up.
 
-        CPU (``pids``' and this process's) is measured while packets are sent
-        (:func:`cpu_share`), warm-up included.
+        Each call's packets leave at its own phase of the 20 ms frame, in
+        :data:`SLOTS` groups per frame, as phones with independent clocks would
+        send them; a plain loop with ``time.sleep`` paces them (the event loop's
+        timers have a resolution of 1 ms) and reads what came back after each
+        group: latency is measured on kernel receive timestamps, so reading late
+        does not add to it.  CPU (``pids``' and this process's) is measured while
+        packets are sent (:func:`cpu_share`), warm-up included.
         """
-        loop = asyncio.get_running_loop()
         self.marked = marked
         since = cpu_snapshot(pids)
         own_since = cpu_snapshot([os.getpid()])
-        for sock in self.sides:
-            loop.add_reader(sock.fileno(), self._readable, sock)
         seq = 0
         ssrcs = [(os.getpid() * 4096 + i) & 0xFFFFFFFF for i in range(2 * len(self.targets))]
-        slots = 20
-        per_slot = -(-len(self.targets) // slots)
-        start = loop.time()
+        per_slot = -(-len(self.targets) // SLOTS)
+        start = time.monotonic()
         sent = 0
         tick = 0
         filler = bytes(PAYLOAD - MARK.size)
-        try:
-            while True:
-                elapsed = loop.time() - start
-                if elapsed >= WARMUP + duration:
-                    break
-                if elapsed >= WARMUP and not self.measuring:
-                    self.measuring = True
-                    self.measure_from_ns = time.time_ns()
-                slot = tick % slots
-                frame = tick // slots
-                chunk = self.targets[slot * per_slot : (slot + 1) * per_slot]
-                for offset, (to_a, to_b) in enumerate(chunk):
-                    call = slot * per_slot + offset
-                    for side, dest in enumerate((to_a, to_b)):
-                        header = HEADER.pack(
-                            0x80,
-                            0,
-                            (frame + seq) & 0xFFFF,
-                            (frame * PAYLOAD) & 0xFFFFFFFF,
-                            ssrcs[2 * call + side],
-                        )
-                        mark = MARK.pack(call, side, time.time_ns() if marked else 0)
-                        self.sides[side].sendto(header + mark + filler, dest)
-                        if self.measuring:
-                            sent += 1
-                tick += 1
-                await asyncio.sleep(max(0.0, start + tick * 0.02 / slots - loop.time()))
-            self.measuring = False
-            cpu = cpu_share(pids, since)
-            own_cpu = cpu_share([os.getpid()], own_since)
-            await asyncio.sleep(0.3)  # let the last packets arrive
-        finally:
-            for sock in self.sides:
-                loop.remove_reader(sock.fileno())
+        while True:
+            elapsed = time.monotonic() - start
+            if elapsed >= WARMUP + duration:
+                break
+            if elapsed >= WARMUP and not self.measuring:
+                self.measuring = True
+                self.measure_from_ns = time.time_ns()
+            slot = tick % SLOTS
+            frame = tick // SLOTS
+            chunk = self.targets[slot * per_slot : (slot + 1) * per_slot]
+            for offset, (to_a, to_b) in enumerate(chunk):
+                call = slot * per_slot + offset
+                for side, dest in enumerate((to_a, to_b)):
+                    header = HEADER.pack(
+                        0x80,
+                        0,
+                        (frame + seq) & 0xFFFF,
+                        (frame * PAYLOAD) & 0xFFFFFFFF,
+                        ssrcs[2 * call + side],
+                    )
+                    mark = MARK.pack(call, side, time.time_ns() if marked else 0)
+                    self.sides[side].sendto(header + mark + filler, dest)
+                    if self.measuring:
+                        sent += 1
+            tick += 1
+            self._drain()
+            time.sleep(max(0.0, start + tick * 0.02 / SLOTS - time.monotonic()))
+        self.measuring = False
+        cpu = cpu_share(pids, since)
+        own_cpu = cpu_share([os.getpid()], own_since)
+        time.sleep(0.3)  # let the last packets arrive
+        self._drain()
         latencies = np.asarray(self.latencies, dtype=np.int64)
         return Counts(sent, self.received, latencies, self.frames_sent(), cpu, own_cpu)
+
+    def _drain(self) -> None:
+        for sock in self.sides:
+            self._readable(sock)
 
     def close(self) -> None:
         for sock in self.sides:
@@ -254,16 +259,12 @@ def percentile_ms(values: np.ndarray, q: float) -> float:
 
 def _generate(conn: Connection) -> None:
     """One generator process: sends its addresses, gets its calls, sends back its counts."""
-    uvloop.run(_play(conn))
-
-
-async def _play(conn: Connection) -> None:
     generator = Generator([])
     try:
         conn.send(generator.addresses())
         generator.targets, duration, marked, pids, start_at = conn.recv()
-        await asyncio.sleep(start_at - time.time())
-        conn.send(await generator.run(duration, marked=marked, pids=pids))
+        time.sleep(max(0.0, start_at - time.time()))
+        conn.send(generator.run(duration, marked=marked, pids=pids))
     finally:
         generator.close()
         conn.close()

@@ -418,9 +418,9 @@ class MediaEngine:
             else {"host": stream.remote[0], "port": stream.remote[1]},
             "codec": stream.audio_codec.name,
             "packets_in": counters.packets_in,
-            "packets_out": counters.packets_out,
+            "packets_out": stream.packets_out,
             "bytes_in": counters.bytes_in,
-            "bytes_out": counters.bytes_out,
+            "bytes_out": stream.bytes_out,
             "lost": stats.lost,
             "expected": stats.expected,
             "jitter": stats.jitter_seconds,
@@ -843,7 +843,7 @@ class MediaEngine:
             "ticks": self.ticks,
             "tick_overruns": self.tick_overruns,
             "packets_in": sum(s.counters.packets_in for s in streams),
-            "packets_out": sum(s.counters.packets_out for s in streams),
+            "packets_out": sum(s.packets_out for s in streams),
         }
 
 

@@ -87,9 +87,7 @@ class StreamCounters:
     """Per-stream packet counters beyond RFC 3550's."""
 
     packets_in: int = 0
-    packets_out: int = 0
     bytes_in: int = 0
-    bytes_out: int = 0
     dropped_source: int = 0
     dropped_invalid: int = 0
     send_errors: int = 0
@@ -250,6 +248,16 @@ class Stream:
         self._listening = direction not in ("recvonly", "inactive")
         self._sending = direction in ("sendrecv", "recvonly")
 
+    @property
+    def packets_out(self) -> int:
+        """RTP packets sent (the sender report's count, RFC 3550 §6.4.1)."""
+        return self.send_stats.packets
+
+    @property
+    def bytes_out(self) -> int:
+        """RTP octets sent, headers included."""
+        return self.send_stats.octets + RTP_HEADER_SIZE * self.send_stats.packets
+
     # -- sockets --------------------------------------------------------------
 
     def attach(
@@ -262,7 +270,13 @@ class Stream:
         loop.add_reader(rtcp.fileno(), self._rtcp_readable)
 
     def close(self) -> None:
-        """Stop reading and close both sockets."""
+        """Stop reading, close both sockets and let go of the peer.
+
+        Dropping the peer breaks the call's only reference cycle, so an ended
+        call is freed by reference counting alone (the worker freezes
+        long-lived objects out of the collector's reach; see media.worker).
+        """
+        self.peer = None
         for sock in (self._rtp, self._rtcp):
             if sock is not None and sock.fileno() >= 0:
                 if self._loop is not None and not self._loop.is_closed():
@@ -425,12 +439,8 @@ class Stream:
         out.seq = seq
         out.timestamp = ts
         out.started = True
-        if not self._sendto(rtp, packet, remote):
-            return
-        counters = self.counters
-        counters.packets_out += 1
-        counters.bytes_out += len(packet)
-        self.send_stats.on_packet(len(packet) - RTP_HEADER_SIZE, ts)
+        if self._sendto(rtp, packet, remote):
+            self.send_stats.on_packet(len(packet) - RTP_HEADER_SIZE, ts)
 
     def next_timestamp(self, samples: int) -> int:
         """The RTP timestamp the next packet sent by :meth:`send_payload` will carry."""
@@ -468,12 +478,8 @@ class Stream:
             out.timestamp if timestamp is None else timestamp,
             out.ssrc,
         )
-        if not self._sendto(rtp, header + payload, remote):
-            return
-        counters = self.counters
-        counters.packets_out += 1
-        counters.bytes_out += len(payload) + RTP_HEADER_SIZE
-        self.send_stats.on_packet(len(payload), out.timestamp)
+        if self._sendto(rtp, header + payload, remote):
+            self.send_stats.on_packet(len(payload), out.timestamp)
 
     def send_rtcp(self, cname: str) -> float:
         """Send our SR (or RR when we have sent nothing) with SDES CNAME (§6.1).

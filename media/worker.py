@@ -12,11 +12,58 @@ import asyncio
 import gc
 import logging
 import signal
+from dataclasses import dataclass
 
 import uvloop
 
 from media.control import ControlAddress, ControlServer
 from media.engine import MediaEngine
+
+
+@dataclass
+class CollectorPolicy:
+    """Keeps the cyclic garbage collector's pauses out of the 20 ms tick and the relay.
+
+    A full collection walks every live container object: ~80 per call, 10 ms at
+    1,000 calls, a stall every relayed packet then queues behind.  Instead, every
+    :attr:`young_every` seconds the objects made since the previous step are collected
+    (a short walk: the rest are frozen) and the survivors frozen, which takes them
+    out of all later collections (``gc.freeze``).  Frozen objects are still freed
+    by reference counting; an ended call leaves no cycle (``Stream.close``), so it
+    is freed at once.  Cycles from anywhere else that become garbage once frozen
+    wait for the full collection every :attr:`full_every`, which bounds them.
+    Sans-I/O: :meth:`step` is given the time.
+    """
+
+    young_every: float = 1.0
+    full_every: float = 3600.0
+    _next_young: float = 0.0
+    _next_full: float | None = None
+
+    def step(self, now: float) -> str | None:
+        """Collect what is due at ``now``: ``"young"``, ``"full"`` or None."""
+        if self._next_full is None:
+            self._next_full = now + self.full_every
+        if now >= self._next_full:
+            self._next_full = now + self.full_every
+            self._next_young = now + self.young_every
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            return "full"
+        if now >= self._next_young:
+            self._next_young = now + self.young_every
+            gc.collect()
+            gc.freeze()
+            return "young"
+        return None
+
+
+async def _collect(policy: CollectorPolicy) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        policy.step(loop.time())
+        await asyncio.sleep(policy.young_every)
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -34,12 +81,12 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # Modules, the engine and the sockets live as long as the process: keep the
-    # cyclic collector from walking them (40 000 objects, 8 ms) on every full
-    # collection, a pause the 20 ms tick would feel.
-    gc.freeze()
+    # Modules, the engine and the sockets live as long as the process, the calls
+    # for minutes: see CollectorPolicy.
+    collector = asyncio.create_task(_collect(CollectorPolicy()))
     print(f"ready {address}", flush=True)
     await stop.wait()
+    collector.cancel()
     server.close()
     await engine.stop()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import wave
 from collections.abc import Awaitable, Callable
@@ -257,6 +258,39 @@ def test_a_leg_the_socket_cannot_send_to_counts_errors_and_the_call_recovers() -
         await asyncio.sleep(0.05)
         assert len(phone_b.received) == 5
         assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=20)
+
+    run(test)
+
+
+def test_ended_calls_leave_no_reference_cycles(tmp_path: Path) -> None:
+    """Workers freeze long-lived objects (media.worker.CollectorPolicy): an ended
+    call must be freed by reference counting alone, whatever path it took."""
+
+    async def test(engine: MediaEngine) -> None:
+        phone_a, phone_b, to_a, to_b = await two_legs(engine, [PCMU, DTMF], [PCMU, DTMF])
+        remote = addr(phone_a)
+        for leg, codecs in (("a", [PCMU]), ("b", [PCMA])):
+            await engine.request(
+                "offer", {"call_id": "c2", "leg": leg, "codecs": codecs, "remote": remote}
+            )
+        await engine.request(
+            "record", {"call_id": "c2", "action": "start", "file": str(tmp_path / "c2.wav")}
+        )
+        await engine.request("play", {"call_id": "c2", "leg": "a", "tone": [440], "duration": 0.1})
+        await engine.request("dtmf", {"call_id": "c1", "leg": "b", "digits": "1"})
+        await asyncio.gather(talk(phone_a, to_a, phone_b, to_b), phone_b.send_dtmf(to_b, "2"))
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for call_id in ("c1", "c2"):
+                await engine.request("delete", {"call_id": call_id})
+            await asyncio.sleep(0.1)
+            gc.collect()
+            ours = [o for o in gc.garbage if type(o).__module__.startswith("media.")]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert ours == []
 
     run(test)
 
