@@ -29,7 +29,7 @@ from media import g711
 from media.control import ControlError, EventCallback, Json
 from media.dtmf import DIGITS, DtmfEnd, DtmfPacket, DtmfSender, DtmfStart
 from media.mixer import mix_minus_grouped, mix_minus_pairs
-from media.plc import Plc
+from media.plc import Plc, conceal_all
 from media.ports import PortAllocator, PortsExhausted
 from media.quality import QualityCleared, QualityMonitor, QualityWarning
 from media.recorder import Recorder, RecorderError
@@ -599,6 +599,7 @@ class MediaEngine:
         heard: list[int] = []
         rows: list[int] = []
         payloads: list[bytes] = []
+        lost: list[int] = []
         for row, stream in enumerate(streams):
             frame = stream.jitter.pop(now)
             if frame is None:
@@ -609,10 +610,12 @@ class MediaEngine:
                 rows.append(row)
                 payloads.append(payload)
             else:
-                frames[row] = layout.plcs[row].conceal()
+                lost.append(row)
         present[heard] = True
         if rows:
             self._decode(layout, frames, rows, payloads)
+        if lost:
+            frames[lost] = conceal_all([layout.plcs[row] for row in lost])
         if layout.partners is not None:
             outputs = mix_minus_pairs(frames, layout.partners, mask=present)
         else:

@@ -27,6 +27,8 @@ joins it to the last played sample.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -60,25 +62,138 @@ def _saturate(x: _Float) -> Int16Array:
     return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
 
 
+@cache
 def _ramp(n: int) -> _Float:
-    """Fade-in weights strictly between 0 and 1 (a triangular overlap-add window)."""
-    return np.arange(1, n + 1, dtype=np.float64) / (n + 1)
+    """Fade-in weights strictly between 0 and 1 (a triangular overlap-add window); shared,
+    read-only."""
+    ramp = np.arange(1, n + 1, dtype=np.float64) / (n + 1)
+    ramp.flags.writeable = False
+    return ramp
 
 
-def estimate_pitch(history: _Float) -> int:
-    """Pitch period in samples (``PITCH_MIN``..``PITCH_MAX``) of the end of ``history``.
+_INDEX = np.arange(FRAME)
+_FADE = np.clip(1.0 - FADE_PER_STEP * (np.arange(SILENT_AFTER + FRAME) - STEP) / STEP, 0.0, 1.0)
+"""Gain of the n-th concealed sample: flat for 10 ms, then -20 % per 10 ms (I.2.3)."""
 
-    Maximises ``<x, x_lag> / ||x_lag||`` over lags, where ``x`` is the last
-    ``CORR_LEN`` samples; all lags in one matrix-vector product.
+
+def estimate_pitches(histories: _Float) -> NDArray[np.intp]:
+    """Pitch periods (``PITCH_MIN``..``PITCH_MAX``) of the ends of ``histories``' rows.
+
+    Maximises ``<x, x_lag> / ||x_lag||`` over lags, where ``x`` is a row's last
+    ``CORR_LEN`` samples: every lag of every row in one ``einsum`` over strided
+    views.  Many streams starting an erasure on the same tick cost a fraction of
+    searching them one by one.
     """
-    n = len(history)
-    recent = history[n - CORR_LEN :]
-    # Row j is the window that starts PITCH_MIN + j samples before ``recent``.
-    lagged = sliding_window_view(history[n - CORR_LEN - PITCH_MAX : n - PITCH_MIN], CORR_LEN)
-    lagged = lagged[::-1]
-    energy = np.einsum("ij,ij->i", lagged, lagged)
-    score = (lagged @ recent) / np.sqrt(energy + 1.0)
-    return PITCH_MIN + int(np.argmax(score))
+    n = histories.shape[1]
+    recent = histories[:, n - CORR_LEN :]
+    span = histories[:, n - CORR_LEN - PITCH_MAX : n - PITCH_MIN]
+    # Along axis 1, window j starts PITCH_MIN + j samples before ``recent``.
+    lagged = sliding_window_view(span, CORR_LEN, axis=1)[:, ::-1]
+    correlation = np.einsum("kjs,ks->kj", lagged, recent)
+    energy = np.einsum("kjs,kjs->kj", lagged, lagged)
+    score = correlation / np.sqrt(energy + 1.0)
+    # Of lags that score the same but for rounding (a period and its multiples in a
+    # steady tone), the shortest: repeating a double period would halve the pitch.
+    best = score.max(axis=1, keepdims=True)
+    pitches: NDArray[np.intp] = PITCH_MIN + np.argmax(score >= best - 1e-9 * np.abs(best), axis=1)
+    return pitches
+
+
+def conceal_all(plcs: Sequence[Plc]) -> Int16Array:
+    """:meth:`Plc.conceal` for several streams, one row each.
+
+    Streams starting an erasure (when a network fault hits every call at once,
+    hundreds start on the same tick) are searched for their pitch and given
+    their first frame together, in array operations over all of them; on the
+    next frame their three-period cycles are built together too.
+    """
+    out = np.empty((len(plcs), FRAME))
+    starting: list[int] = []
+    growing: list[Plc] = []
+    for row, plc in enumerate(plcs):
+        if not plc.erased:
+            starting.append(row)
+        elif plc.erased == FRAME:
+            growing.append(plc)
+    if growing:
+        histories = np.stack([plc.snapshot for plc in growing])
+        pitches = np.array([plc.pitch for plc in growing])
+        for plc, cycle in zip(growing, _cycles(histories, pitches, 3), strict=True):
+            plc.longer = cycle[: 3 * plc.pitch]
+    for row, plc in enumerate(plcs):
+        if plc.erased:
+            out[row] = plc.synthesize()
+    if starting:
+        begun = [plcs[row] for row in starting]
+        histories = np.empty((len(begun), HISTORY))
+        for row, plc in enumerate(begun):
+            histories[row] = plc.history()
+        out[starting] = _first_frames(begun, histories, estimate_pitches(histories))
+    return _saturate(out)
+
+
+def _cycles(histories: _Float, pitches: NDArray[np.intp], periods: int) -> _Float:
+    """Each row's cycle of ``periods`` pitch periods, padded to ``periods * PITCH_MAX``.
+
+    The last periods of the row's history, their end blended into the samples
+    before them (overlap-add over a quarter period, I.2.2): played in a loop, the
+    blended end runs into the cycle's start as the original signal ran into it,
+    so the loop has no seam.
+    """
+    span = (periods * pitches)[:, np.newaxis]
+    overlap = (pitches // 4)[:, np.newaxis]
+    flat = histories.ravel()
+    start = np.arange(0, histories.size, HISTORY)[:, np.newaxis] + HISTORY - span
+    cycles: _Float = flat[start + np.minimum(_CYCLE_INDEX[: periods * PITCH_MAX], span - 1)]
+    # The blended end: ``overlap`` samples (at most PITCH_MAX // 4) per row.
+    j = _CYCLE_INDEX[np.newaxis, : PITCH_MAX // 4]
+    inside = j < overlap
+    at = np.where(inside, span - overlap + j, 0)
+    w = np.where(inside, (j + 1) / (overlap + 1), 0.0)
+    rows = np.arange(len(histories))[:, np.newaxis]
+    before = flat[np.maximum(start - overlap + j, 0)]
+    cycles[rows, at] = np.where(inside, cycles[rows, at] * (1.0 - w) + before * w, cycles[rows, at])
+    return cycles
+
+
+_CYCLE_INDEX = np.arange(MAX_PERIODS * PITCH_MAX)
+"""Positions in the longest cycle, three periods of the longest pitch."""
+
+
+def _first_frames(plcs: list[Plc], histories: _Float, pitches: NDArray[np.intp]) -> _Float:
+    """The first concealed frame of each of ``plcs`` (I.2.2), which then continue the erasure.
+
+    One period repeated for 10 ms, then cross-faded into two periods, joined to the
+    last played sample by a fading offset, with the I.2.3 gain; as
+    :meth:`Plc.synthesize` would make it, for all rows at once.
+    """
+    pitch = pitches[:, np.newaxis]
+    overlap = pitch // 4
+    step = _INDEX[:STEP][np.newaxis]
+    resume = STEP % pitch  # where the first period's loop stands after 10 ms
+    frame = _INDEX[np.newaxis]
+    # One period: 10 ms played, then the 10 ms the cross-fade fades out.
+    one = np.take_along_axis(
+        _cycles(histories, pitches, 1),
+        np.where(frame < STEP, frame, resume + frame - STEP) % pitch,
+        axis=1,
+    )
+    two = _cycles(histories, pitches, 2)
+    new = np.take_along_axis(two, (resume + pitch + step) % (2 * pitch), axis=1)
+    w = np.minimum((step + 1) / (overlap + 1), 1.0)  # the cross-fade's ramp, then 1
+    frames = np.empty((len(plcs), FRAME))
+    frames[:, :STEP] = one[:, :STEP]
+    frames[:, STEP:] = one[:, STEP:] * (1.0 - w) + new * w
+    offset = histories[:, -1:] - np.take_along_axis(histories, HISTORY - pitch - 1, axis=1)
+    frames[:, :STEP] += offset * np.maximum(1.0 - (step + 1) / (overlap + 1), 0.0)
+    frames *= _FADE[:FRAME]
+    positions = (resume + pitch + STEP) % (2 * pitch)  # in the two-period cycle
+    for row, plc in enumerate(plcs):
+        period = int(pitches[row])
+        plc._continue(
+            histories[row], period, two[row, : 2 * period], int(positions[row, 0]), frames[row]
+        )
+    return frames
 
 
 class Plc:
@@ -94,11 +209,15 @@ class Plc:
         """
         self._erased = 0
         """Samples concealed so far in the current erasure (0: not in one)."""
-        self._pitch = PITCH_MAX
+        self.snapshot: _Float = silence
+        """The history the current erasure is made from."""
+        self.pitch = PITCH_MAX
         self._overlap = PITCH_MAX // 4
-        self._snapshot: _Float = silence
-        self._periods = 1
         self._cycle: _Float = silence
+        """The pitch periods being looped."""
+        self.longer: _Float = silence
+        """The cycle of three periods the erasure grows into 20 ms in (I.2.2), made by
+        :func:`conceal_all` for the erasure's second frame."""
         self._pos = 0
 
     @property
@@ -131,73 +250,70 @@ class Plc:
 
     def conceal(self) -> Int16Array:
         """A frame to play in place of a lost one (G.711 Appendix I, I.2.2-I.2.3)."""
+        frame: Int16Array = conceal_all([self])[0]
+        return frame
+
+    def synthesize(self) -> _Float:
+        """The next frame of an erasure already begun (:func:`_first_frames`), before
+        rounding and saturation to int16."""
         if self._erased >= SILENT_AFTER:
             self._erased += FRAME
-            self._played.append(np.zeros(FRAME))
-            return np.zeros(FRAME, dtype=np.int16)
-        if not self._erased:
-            self._begin()
+            silence = np.zeros(FRAME)
+            self._played.append(silence)
+            return silence
         out = np.empty(FRAME)
         for start in range(0, FRAME, STEP):
-            if 0 < (self._erased + start) // STEP < MAX_PERIODS:
+            if (self._erased + start) // STEP < MAX_PERIODS:
                 out[start : start + STEP] = self._grow(STEP)
             else:
                 out[start : start + STEP] = self._take(STEP)
-        if self._erased == 0:
-            # Join the first period to the last played sample with a fading offset.
-            n = self._overlap
-            offset = self._snapshot[-1] - self._snapshot[-self._pitch - 1]
-            out[:n] += offset * (1.0 - _ramp(n))
         out *= self._gain(FRAME)
         self._erased += FRAME
         self._played.append(out)
-        return _saturate(out)
+        return out
 
     # -- synthesis -----------------------------------------------------------
 
-    def _begin(self) -> None:
-        self._snapshot = np.concatenate(self._played)[-HISTORY:].astype(np.float64)
-        self._pitch = estimate_pitch(self._snapshot)
-        self._overlap = self._pitch // 4
-        self._periods = 1
-        self._cycle = self._make_cycle(1)
-        self._pos = 0
+    def history(self) -> _Float:
+        """The last ``HISTORY`` samples played, as float64: what an erasure is made from."""
+        return np.concatenate(self._played)[-HISTORY:].astype(np.float64)
 
-    def _make_cycle(self, periods: int) -> _Float:
-        """The last ``periods`` pitch periods, their end blended into what precedes them.
-
-        Played in a loop, the blended end runs into the cycle's start as the
-        original signal ran into it, so the loop has no seam.
-        """
-        span = periods * self._pitch
-        n = self._overlap
-        cycle = self._snapshot[HISTORY - span :].copy()
-        before = self._snapshot[HISTORY - span - n : HISTORY - span]
-        w = _ramp(n)
-        cycle[span - n :] = cycle[span - n :] * (1.0 - w) + before * w
-        return cycle
+    def _continue(
+        self, history: _Float, pitch: int, cycle: _Float, pos: int, frame: _Float
+    ) -> None:
+        """Take up an erasure whose first ``frame`` repeated periods of ``pitch``
+        samples of ``history``; it goes on with two periods, ``cycle``, from ``pos``."""
+        self.snapshot = history
+        self.pitch = pitch
+        self._overlap = pitch // 4
+        self._cycle = cycle
+        self._pos = pos
+        self._erased = FRAME
+        self._played.append(frame)
 
     def _take(self, n: int) -> _Float:
-        """The next ``n`` samples of the looped cycle."""
-        idx = (self._pos + np.arange(n)) % len(self._cycle)
-        self._pos = (self._pos + n) % len(self._cycle)
-        return self._cycle[idx]
+        """The next ``n`` samples of the looped cycle (a new array)."""
+        pos, length = self._pos, len(self._cycle)
+        self._pos = (pos + n) % length
+        if pos + n <= length:
+            return self._cycle[pos : pos + n].copy()
+        return self._cycle[(pos + _INDEX[:n]) % length]
 
     def _grow(self, n: int) -> _Float:
-        """Switch to a cycle one period longer, cross-fading into it; ``n`` samples."""
+        """Switch to the three-period cycle, cross-fading into it; ``n`` samples."""
         m = self._overlap
         old = self._take(m)
         start = (self._pos - m) % len(self._cycle)
-        self._periods += 1
-        self._cycle = self._make_cycle(self._periods)
+        self._cycle = self.longer
         # The same history sample sits one period later in the longer cycle.
-        self._pos = start + self._pitch
+        self._pos = start + self.pitch
         new = self._take(n)
         w = _ramp(m)
         new[:m] = old * (1.0 - w) + new[:m] * w
         return new
 
     def _gain(self, n: int) -> _Float:
-        """Fade for the next ``n`` concealed samples: flat for 10 ms, then -20 % per 10 ms."""
-        t = self._erased + np.arange(n, dtype=np.float64)
-        return np.clip(1.0 - FADE_PER_STEP * (t - STEP) / STEP, 0.0, 1.0)
+        """Fade for the next ``n`` concealed samples (:data:`_FADE`; silence past its end)."""
+        if self._erased >= SILENT_AFTER:
+            return np.zeros(n)
+        return _FADE[self._erased : self._erased + n]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from media.plc import FRAME, HISTORY, Plc, PlcError, estimate_pitch
+from media.plc import FRAME, HISTORY, Plc, PlcError, conceal_all, estimate_pitches
 
 RATE = 8000
 
@@ -44,6 +44,10 @@ def max_step(x: np.ndarray) -> float:
     return float(np.max(np.abs(np.diff(x.astype(np.float64)))))
 
 
+def pitch_of(history: np.ndarray) -> int:
+    return int(estimate_pitches(history[np.newaxis])[0])
+
+
 def primed(signal: np.ndarray, count: int = 10) -> tuple[Plc, list[np.ndarray]]:
     plc = Plc()
     out = [plc.good(f) for f in frames(signal)[:count]]
@@ -61,7 +65,7 @@ def test_concealed_speech_keeps_its_pitch(f0: float) -> None:
 def test_pitch_estimate_finds_the_period(period: float) -> None:
     t = np.arange(HISTORY)
     x = 1000 * np.sin(2 * np.pi * t / period) + 300 * np.sin(4 * np.pi * t / period)
-    assert abs(estimate_pitch(x) - period) <= 1
+    assert abs(pitch_of(x) - period) <= 1
 
 
 def test_erasure_draws_on_more_pitch_periods_as_it_goes_on() -> None:
@@ -70,7 +74,7 @@ def test_erasure_draws_on_more_pitch_periods_as_it_goes_on() -> None:
     pattern = np.tile(rng.normal(0.0, 3000.0, 50), 32)
     signal = np.round(pattern + rng.normal(0.0, 3000.0, len(pattern))).astype(np.int16)
     plc, played = primed(signal)
-    pitch = estimate_pitch(np.concatenate(played).astype(np.float64)[-HISTORY:])
+    pitch = pitch_of(np.concatenate(played).astype(np.float64)[-HISTORY:])
     assert pitch in (50, 100)
     out = np.concatenate([plc.conceal(), plc.conceal()]).astype(np.float64)
     # Looping one period would make the second frame repeat itself every period.
@@ -99,7 +103,7 @@ def test_no_click_where_the_erasure_starts(f0: float) -> None:
     bound = 1.2 * max_step(signal)
     assert max_step(joined[FRAME - 8 : FRAME + 48]) <= bound
     # A bare repeat of the last period would click here: the bound means something.
-    pitch = estimate_pitch(np.concatenate(played).astype(np.float64)[-HISTORY:])
+    pitch = pitch_of(np.concatenate(played).astype(np.float64)[-HISTORY:])
     bare = np.concatenate([played[-1], played[-1][-pitch:]])
     assert max_step(bare[FRAME - 8 : FRAME + 8]) > bound
 
@@ -152,3 +156,20 @@ def test_long_erasure_stays_silent_and_recovers() -> None:
 def test_rejects_frames_that_are_not_160_int16_samples(frame: np.ndarray) -> None:
     with pytest.raises(PlcError, match="160 int16"):
         Plc().good(frame)
+
+
+def test_streams_concealed_together_match_each_concealed_alone() -> None:
+    """conceal_all starts erasures for all rows in array operations: the same frames,
+    sample for sample, as one stream at a time, through start, growth, fade and silence."""
+    rng = np.random.default_rng(11)
+    signals = [voiced(f0, 0.2, hum=rng.uniform(0, 2000)) for f0 in rng.uniform(70, 300, 12)]
+    together = [primed(signal, 8)[0] for signal in signals]
+    alone = [primed(signal, 8)[0] for signal in signals]
+    # Rows start their erasures on different frames: some continue while others begin.
+    for plc in together[:4] + alone[:4]:
+        plc.conceal()
+    for _ in range(5):
+        batch = conceal_all(together)
+        single = np.stack([plc.conceal() for plc in alone])
+        assert np.array_equal(batch, single)
+    assert all(plc.erased for plc in together)
