@@ -1,7 +1,7 @@
 """Concurrent calls one media worker carries (issue 3), against a naive asyncio relay.
 
     python -m benchmarks.media_load --mode relay [--calls 200,400,800] [--duration 10]
-    python -m benchmarks.media_load --mode audio [--calls 50,100,200,300]
+    python -m benchmarks.media_load --mode audio [--calls 50,100,200,300] [--outage 100]
     python -m benchmarks.media_load --mode relay --scaling 1,2,4,8 [--generators G]
 
 Each call is two G.711 streams of 50 packets/s (100 packets/s in per call),
@@ -12,7 +12,9 @@ the same load through ``benchmarks.naive_relay`` (stdlib asyncio, per-packet
 forwarding) is the baseline.  audio: every call is recorded, which puts it
 through the audio path (jitter buffer, PLC, mixing, recorder, encoding);
 passing when >= 99.9 % of the frames the engine sent arrive (counted by RTP
-sequence number) and its 20 ms tick, a frame per leg each, never overruns.
+sequence number) and its 20 ms tick, a frame per leg each, never overruns;
+``--outage`` stops the generators for a while halfway through, so every
+stream starts concealing loss on the same tick and the tick must still hold.
 Worker CPU is read from /proc while packets are sent; ``calls/core`` projects
 it to one fully busy core, the robust figure while the load generators share
 the machine; ``gen %`` is the busiest generator's CPU.
@@ -177,7 +179,7 @@ class Generator:
                     seconds, nanos = TIMESPEC.unpack(data[: TIMESPEC.size])
                     self.latencies.append(seconds * 1_000_000_000 + nanos - sent_ns)
 
-    def run(self, duration: float, *, marked: bool, pids: list[int]) -> Counts:
+    def run(self, duration: float, *, marked: bool, pids: list[int], outage: float = 0.0) -> Counts:
         """Send for ``duration`` s after warm-up.
 
         Each call's packets leave at its own phase of the 20 ms frame, in
@@ -186,7 +188,9 @@ class Generator:
         timers have a resolution of 1 ms) and reads what came back after each
         group: latency is measured on kernel receive timestamps, so reading late
         does not add to it.  CPU (``pids``' and this process's) is measured while
-        packets are sent (:func:`cpu_share`), warm-up included.
+        packets are sent (:func:`cpu_share`), warm-up included.  For ``outage``
+        seconds halfway through, nothing is sent: every stream loses its packets
+        at once.
         """
         self.marked = marked
         since = cpu_snapshot(pids)
@@ -198,6 +202,7 @@ class Generator:
         sent = 0
         tick = 0
         filler = bytes(PAYLOAD - MARK.size)
+        silent_from = WARMUP + duration / 2
         while True:
             elapsed = time.monotonic() - start
             if elapsed >= WARMUP + duration:
@@ -207,7 +212,8 @@ class Generator:
                 self.measure_from_ns = time.time_ns()
             slot = tick % SLOTS
             frame = tick // SLOTS
-            chunk = self.targets[slot * per_slot : (slot + 1) * per_slot]
+            silent = silent_from <= elapsed < silent_from + outage
+            chunk = [] if silent else self.targets[slot * per_slot : (slot + 1) * per_slot]
             for offset, (to_a, to_b) in enumerate(chunk):
                 call = slot * per_slot + offset
                 for side, dest in enumerate((to_a, to_b)):
@@ -262,9 +268,9 @@ def _generate(conn: Connection) -> None:
     generator = Generator([])
     try:
         conn.send(generator.addresses())
-        generator.targets, duration, marked, pids, start_at = conn.recv()
+        generator.targets, duration, marked, pids, start_at, outage = conn.recv()
         time.sleep(max(0.0, start_at - time.time()))
-        conn.send(generator.run(duration, marked=marked, pids=pids))
+        conn.send(generator.run(duration, marked=marked, pids=pids, outage=outage))
     finally:
         generator.close()
         conn.close()
@@ -302,17 +308,19 @@ class Generators:
         marked: bool,
         pids: list[int],
         start_at: float | None = None,
+        outage: float = 0.0,
     ) -> Counts:
         """Play every call's ``targets`` (in call order), all processes at once.
 
         Sending starts at ``start_at`` (wall clock; default in 0.5 s), measuring
         ``WARMUP`` seconds later.  The first process also reads ``pids``' CPU.
+        ``outage``: see :meth:`Generator.run`.
         """
         start_at = time.time() + 0.5 if start_at is None else start_at
         count = len(self.pipes)
         for index, pipe in enumerate(self.pipes):
             mine = targets[index::count]
-            pipe.send((mine, duration, marked, pids if index == 0 else [], start_at))
+            pipe.send((mine, duration, marked, pids if index == 0 else [], start_at, outage))
         parts = await asyncio.gather(*(asyncio.to_thread(pipe.recv) for pipe in self.pipes))
         return Counts.merge(list(parts))
 
@@ -347,6 +355,7 @@ async def engine_level(
     workers: int,
     generators: int,
     system_cpu: int | None = None,
+    outage: float = 0.0,
 ) -> Result:
     pool = WorkerPool(workers, rtp_ports=RTP_PORTS, host="127.0.0.1")
     await pool.start()
@@ -393,14 +402,20 @@ async def engine_level(
                     },
                 )
         # Overruns are counted over the measured window, like the frames: once the
-        # generators stop, every stream conceals at once, which is not the load's doing.
+        # generators stop, every stream conceals at once, which is not the load's
+        # doing (``--outage`` puts such a moment inside the window on purpose).
         start_at = time.time() + 0.5
         measured = start_at + WARMUP
         ticks_before, ticks_after, counts = await asyncio.gather(
             _worker_totals_at(pool, measured),
             _worker_totals_at(pool, measured + duration),
             players.run(
-                targets, duration, marked=mode == "relay", pids=pool.pids, start_at=start_at
+                targets,
+                duration,
+                marked=mode == "relay",
+                pids=pool.pids,
+                start_at=start_at,
+                outage=outage,
             ),
         )
         return level_result(
@@ -560,6 +575,13 @@ async def main() -> None:
         "--max", type=int, default=None, help="--scaling: most calls per worker (ports)"
     )
     parser.add_argument(
+        "--outage",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="generators send nothing for MS ms halfway through: every stream conceals at once",
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="the worker(s) and the naive relay alone on the last CPU, generators on the others",
@@ -595,7 +617,13 @@ async def main() -> None:
     for calls in levels:
         results = [
             await engine_level(
-                calls, args.duration, args.mode, args.workers, generators, system_cpu
+                calls,
+                args.duration,
+                args.mode,
+                args.workers,
+                generators,
+                system_cpu,
+                args.outage / 1000,
             )
         ]
         if args.mode == "relay" and not args.no_baseline:
