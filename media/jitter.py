@@ -146,6 +146,52 @@ class JitterBuffer:
     buffer; ``peak_height`` (s) and ``peak_loss`` (share) tune the peak detector.
     """
 
+    # Slots: with more than 30 attributes CPython stops sharing instance dict keys and
+    # every attribute read becomes a dictionary lookup, on the audio path's hottest code.
+    __slots__ = (
+        "clock_rate",
+        "frame_samples",
+        "min_delay",
+        "max_delay",
+        "percentile",
+        "margin",
+        "shrink_rate",
+        "drop_interval",
+        "resync_threshold",
+        "peak_height",
+        "peak_loss",
+        "stats",
+        "_frame_time",
+        "_slack",
+        "_window_len",
+        "_rank",
+        "_capacity",
+        "_seen_len",
+        "_target",
+        "_current",
+        "_retired",
+        "_state",
+        "_ssrc",
+        "_buf",
+        "_seen",
+        "_delays",
+        "_oldest",
+        "_sorted",
+        "_d_min",
+        "_estimate",
+        "_peaks",
+        "_peak_level",
+        "_peak_until",
+        "_hi_seq",
+        "_hi_ts",
+        "_hi_arrival",
+        "_play_ts",
+        "_next_seq",
+        "_last_pop",
+        "_last_adjust",
+        "_last_spurt",
+    )
+
     # Per-stream state, set by _reset_stream() and cleared on every resync.
     _state: PlayoutState
     _ssrc: int | None
