@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -90,7 +91,10 @@ def estimate_pitches(histories: _Float) -> NDArray[np.intp]:
     # Along axis 1, window j starts PITCH_MIN + j samples before ``recent``.
     lagged = sliding_window_view(span, CORR_LEN, axis=1)[:, ::-1]
     correlation = np.einsum("kjs,ks->kj", lagged, recent)
-    energy = np.einsum("kjs,kjs->kj", lagged, lagged)
+    # Window energies as differences of a running sum of squares, reversed like ``lagged``.
+    running = np.zeros((len(span), span.shape[1] + 1))
+    np.cumsum(span * span, axis=1, out=running[:, 1:])
+    energy = (running[:, CORR_LEN:] - running[:, :-CORR_LEN])[:, ::-1]
     score = correlation / np.sqrt(energy + 1.0)
     # Of lags that score the same but for rounding (a period and its multiples in a
     # steady tone), the shortest: repeating a double period would halve the pitch.
@@ -127,7 +131,7 @@ def conceal_all(plcs: Sequence[Plc]) -> Int16Array:
         begun = [plcs[row] for row in starting]
         histories = np.empty((len(begun), HISTORY))
         for row, plc in enumerate(begun):
-            histories[row] = plc.history()
+            histories[row] = plc.played()
         out[starting] = _first_frames(begun, histories, estimate_pitches(histories))
     return _saturate(out)
 
@@ -274,9 +278,10 @@ class Plc:
 
     # -- synthesis -----------------------------------------------------------
 
-    def history(self) -> _Float:
-        """The last ``HISTORY`` samples played, as float64: what an erasure is made from."""
-        return np.concatenate(self._played)[-HISTORY:].astype(np.float64)
+    def played(self) -> NDArray[Any]:
+        """The last ``HISTORY`` samples played (int16, or float64 after concealment):
+        what an erasure is made from."""
+        return np.concatenate(self._played)[-HISTORY:]
 
     def _continue(
         self, history: _Float, pitch: int, cycle: _Float, pos: int, frame: _Float
