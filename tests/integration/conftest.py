@@ -4,10 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
-from tests.harness import ServerProcess
+from tests.harness import ServerProcess, TestUser
+
+
+class StartServer(Protocol):
+    """Start a :class:`ServerProcess` in the test's ``tmp_path`` with these options."""
+
+    def __call__(
+        self,
+        *,
+        domain: str = ...,
+        users: list[TestUser] = ...,
+        extra_sip: str = ...,
+        extra_config: str = ...,
+        sip_trace: bool = ...,
+        event_loop: str = ...,
+        host: str = ...,
+    ) -> ServerProcess: ...
 
 
 @pytest.fixture
@@ -16,3 +33,18 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path, sip_trace=True).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Starts voipcore in tmp_path with ServerProcess options; all are stopped at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(**options: Any) -> ServerProcess:
+        proc = ServerProcess(tmp_path, **options)
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.stop()

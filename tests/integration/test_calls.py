@@ -6,7 +6,7 @@ import asyncio
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -19,6 +19,9 @@ from voipcore.cli import main as cli_main
 from voipcore.sdp import PCMA, PCMU, TELEPHONE_EVENT, SessionDescription, build_offer
 from voipcore.sip.message import Request, Response
 from voipcore.store.calls import SqliteCallLog, to_json
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import StartServer
 
 pytestmark = pytest.mark.integration
 DOMAIN = "test.local"
@@ -315,8 +318,8 @@ def test_sipp_caller_and_sipp_callee(server: ServerProcess, tmp_path: Path) -> N
             uas.kill()
 
 
-def test_unanswered_call_gives_480_and_cancels_the_ringing_phone(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path, extra_sip="ring_timeout = 1.0").start()
+def test_unanswered_call_gives_480_and_cancels_the_ringing_phone(start_server: StartServer) -> None:
+    server = start_server(extra_sip="ring_timeout = 1.0")
 
     async def main() -> None:
         alice, bob, invite, incoming = await ringing(server, RtpPhone.open(), "bob")
@@ -327,10 +330,7 @@ def test_unanswered_call_gives_480_and_cancels_the_ringing_phone(tmp_path: Path)
         row = await logged(server, invite.call_id)
         assert (row["hangup_cause"], row["sip_status"]) == ("no_answer", 480)
 
-    try:
-        asyncio.run(main())
-    finally:
-        server.stop()
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
@@ -390,8 +390,8 @@ def test_hold_and_resume_are_relayed_and_stop_the_audio(server: ServerProcess, m
     asyncio.run(main())
 
 
-def test_per_user_call_limit(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path, extra_sip="max_calls_per_user = 1").start()
+def test_per_user_call_limit(start_server: StartServer) -> None:
+    server = start_server(extra_sip="max_calls_per_user = 1")
 
     async def main() -> None:
         alice, bob, _, incoming = await ringing(server, RtpPhone.open(), "bob")
@@ -405,10 +405,7 @@ def test_per_user_call_limit(tmp_path: Path) -> None:
         row = await logged(server, invite.call_id)
         assert (row["hangup_cause"], row["sip_status"], row["answered_at"]) == ("busy", 486, None)
 
-    try:
-        asyncio.run(main())
-    finally:
-        server.stop()
+    asyncio.run(main())
 
 
 def test_delayed_offer_offer_in_200_answer_in_ack(server: ServerProcess) -> None:
@@ -446,8 +443,8 @@ def test_delayed_offer_offer_in_200_answer_in_ack(server: ServerProcess) -> None
     asyncio.run(main())
 
 
-def test_call_without_media_is_torn_down(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path, extra_config="[media]\nmedia_timeout = 1.0\n").start()
+def test_call_without_media_is_torn_down(start_server: StartServer) -> None:
+    server = start_server(extra_config="[media]\nmedia_timeout = 1.0\n")
 
     async def main() -> None:
         alice, bob, invite, incoming = await ringing(server, RtpPhone.open(), "bob")
@@ -462,10 +459,7 @@ def test_call_without_media_is_torn_down(tmp_path: Path) -> None:
         row = await logged(server, invite.call_id)
         assert (row["hangup_cause"], row["hung_up_by"]) == ("media_timeout", "system")
 
-    try:
-        asyncio.run(main())
-    finally:
-        server.stop()
+    asyncio.run(main())
 
 
 def test_session_timers_are_negotiated_on_both_legs(server: ServerProcess) -> None:
@@ -539,12 +533,14 @@ def test_codec_change_by_reinvite_stays_on_its_leg_and_is_transcoded(
     asyncio.run(main())
 
 
-def test_ring_group_extension_rings_the_members_but_not_the_caller(tmp_path: Path) -> None:
+def test_ring_group_extension_rings_the_members_but_not_the_caller(
+    start_server: StartServer,
+) -> None:
     users = [*DEFAULT_USERS, TestUser("carol", "carol-secret", "203")]
     group = (
         '[[ring_groups]]\nname = "sales"\nextension = "600"\nmembers = ["alice", "bob", "carol"]'
     )
-    server = ServerProcess(tmp_path, users=users, extra_config=group).start()
+    server = start_server(users=users, extra_config=group)
 
     async def main() -> None:
         carol = await registered(server, "carol")
@@ -563,10 +559,7 @@ def test_ring_group_extension_rings_the_members_but_not_the_caller(tmp_path: Pat
         legs = {leg["leg_id"]: leg for leg in row["legs"]}
         assert (row["callee_dialled"], legs["b"]["peer"]) == ("600", "bob")
 
-    try:
-        asyncio.run(main())
-    finally:
-        server.stop()
+    asyncio.run(main())
 
 
 def test_byes_that_cross_both_get_200_and_no_second_bye(server: ServerProcess) -> None:
@@ -688,11 +681,9 @@ def test_invite_with_no_hops_left_gets_483(server: ServerProcess) -> None:
     asyncio.run(main())
 
 
-def test_no_media_ports_left_gives_503_with_retry_after(tmp_path: Path) -> None:
+def test_no_media_ports_left_gives_503_with_retry_after(start_server: StartServer) -> None:
     low = 47000 + 4 * (free_udp_port() % 500)  # two RTP/RTCP pairs: one call's worth
-    server = ServerProcess(
-        tmp_path, extra_config=f"[media]\nrtp_ports = [{low}, {low + 3}]"
-    ).start()
+    server = start_server(extra_config=f"[media]\nrtp_ports = [{low}, {low + 3}]")
 
     async def main() -> None:
         await ringing(server, RtpPhone.open(), "bob")  # holds both pairs while it rings
@@ -703,10 +694,7 @@ def test_no_media_ports_left_gives_503_with_retry_after(tmp_path: Path) -> None:
         refused = await next_final(second)
         assert refused.status == 503 and refused.headers.get("Retry-After") == "5"
 
-    try:
-        asyncio.run(main())
-    finally:
-        server.stop()
+    asyncio.run(main())
 
 
 def test_shutdown_hangs_up_calls_and_logs_them(tmp_path: Path) -> None:

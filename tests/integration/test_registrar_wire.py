@@ -6,11 +6,15 @@ import signal
 import socket
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.harness import ServerProcess
 from tests.sipclient import SipClient
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import StartServer
 
 pytestmark = pytest.mark.integration
 DOMAIN = "test.local"
@@ -31,22 +35,19 @@ def contacts_of(
 
 
 @pytest.mark.parametrize("transport", ["UDP", "TCP"])
-def test_register_and_unregister(tmp_path: Path, transport: str) -> None:
-    server = ServerProcess(tmp_path, extra_sip='digest_algorithms = ["SHA-256", "MD5"]').start()
-    try:
-        port = server.udp_port if transport == "UDP" else server.tcp_port
-        client = SipClient("127.0.0.1", port, transport)
-        response = client.register("alice", "alice-secret", DOMAIN, algorithm="SHA-256")
-        assert response.status == 200
-        assert response.headers.get_all("Contact") == [
-            f"<sip:alice@127.0.0.1:{client.port}>;expires=3600"
-        ]
-        assert len(contacts_of(server)) == 1
-        assert client.register("alice", "alice-secret", DOMAIN, expires=0).status == 200
-        assert contacts_of(server) == []
-        client.close()
-    finally:
-        server.stop()
+def test_register_and_unregister(start_server: StartServer, transport: str) -> None:
+    server = start_server(extra_sip='digest_algorithms = ["SHA-256", "MD5"]')
+    port = server.udp_port if transport == "UDP" else server.tcp_port
+    client = SipClient("127.0.0.1", port, transport)
+    response = client.register("alice", "alice-secret", DOMAIN, algorithm="SHA-256")
+    assert response.status == 200
+    assert response.headers.get_all("Contact") == [
+        f"<sip:alice@127.0.0.1:{client.port}>;expires=3600"
+    ]
+    assert len(contacts_of(server)) == 1
+    assert client.register("alice", "alice-secret", DOMAIN, expires=0).status == 200
+    assert contacts_of(server) == []
+    client.close()
 
 
 def test_wrong_password_is_403(server: ServerProcess) -> None:
@@ -131,14 +132,11 @@ def test_tcp_message_over_64k_closes_only_that_connection(server: ServerProcess)
     assert client.recv().status == 200
 
 
-def test_idle_tcp_connection_is_closed(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path, extra_sip="tcp_idle_timeout = 0.5").start()
-    try:
-        conn = socket.create_connection(("127.0.0.1", server.tcp_port))
-        conn.settimeout(5)
-        started = time.monotonic()
-        assert conn.recv(100) == b""
-        assert time.monotonic() - started >= 0.4
-        conn.close()
-    finally:
-        server.stop()
+def test_idle_tcp_connection_is_closed(start_server: StartServer) -> None:
+    server = start_server(extra_sip="tcp_idle_timeout = 0.5")
+    conn = socket.create_connection(("127.0.0.1", server.tcp_port))
+    conn.settimeout(5)
+    started = time.monotonic()
+    assert conn.recv(100) == b""
+    assert time.monotonic() - started >= 0.4
+    conn.close()

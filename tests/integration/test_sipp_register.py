@@ -9,8 +9,8 @@ so that 20 registrations over per-call sockets stay within ``max_contacts``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,6 +25,9 @@ from tests.sipp import (
     write_users_csv,
 )
 
+if TYPE_CHECKING:
+    from tests.integration.conftest import StartServer
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not sipp_available(), reason="sipp is not installed"),
@@ -35,16 +38,13 @@ USERS = [Account(f"user{i:02d}", f"secret-{i:02d}") for i in range(20)]
 
 
 @pytest.fixture
-def sipp_server(tmp_path: Path) -> Iterator[ServerProcess]:
+def sipp_server(start_server: StartServer) -> ServerProcess:
     """A running voipcore with alice, bob and user00..user19, challenging MD5 first."""
-    proc = ServerProcess(
-        tmp_path / "server",
+    return start_server(
         users=DEFAULT_USERS + USERS,
         extra_sip='digest_algorithms = ["MD5", "SHA-256"]',
         sip_trace=True,
-    ).start()
-    yield proc
-    proc.stop()
+    )
 
 
 def sipp(
