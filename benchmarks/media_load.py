@@ -614,6 +614,7 @@ async def main() -> None:
     )
     print(HEADER_ROW)
     best: dict[str, int] = {}
+    efficiency: list[str] = []
     for calls in levels:
         results = [
             await engine_level(
@@ -632,10 +633,16 @@ async def main() -> None:
             print(row(result, args.mode), flush=True)
             if passes(result, args.mode):
                 best[result.system] = max(best.get(result.system, 0), calls)
+        if len(results) == 2:
+            ratio = results[0].calls_per_core / results[1].calls_per_core
+            efficiency.append(f"{ratio:.2f}x at {calls} calls")
     print("highest passing load:", ", ".join(f"{k}: {v} calls" for k, v in best.items()))
     ours = next((v for k, v in best.items() if k.startswith("voipcore")), 0)
     if "naive asyncio" in best and best["naive asyncio"]:
         print(f"ratio voipcore / naive asyncio relay: {ours / best['naive asyncio']:.2f}")
+    if efficiency:
+        # The naive relay saturates early; CPU per call compares the two at every load.
+        print("calls per core, voipcore / naive asyncio relay:", ", ".join(efficiency))
 
 
 if __name__ == "__main__":
