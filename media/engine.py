@@ -229,8 +229,8 @@ class MediaEngine:
         self._next_tick = 0.0
         #: Streams awaiting their once-a-second visit, spread over the ticks.
         self._rounds: deque[Stream] = deque()
+        #: Visits the current slice chain still owes; 0 when no chain is running.
         self._visits_due = 0
-        self._visiting = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -761,10 +761,9 @@ class MediaEngine:
         second's worth of quality sampling and RTCP neither stalls the relay in one
         burst nor adds to the tick.
         """
-        rounds = self._rounds
-        self._visits_due = -(-len(rounds) // round(1 / TICK))
-        if self._visits_due and not self._visiting:
-            self._visiting = True
+        running = self._visits_due > 0
+        self._visits_due = -(-len(self._rounds) // round(1 / TICK))
+        if self._visits_due and not running:
             assert self._loop is not None
             self._loop.call_soon(self._visit_slice)
 
@@ -778,11 +777,9 @@ class MediaEngine:
             if id(stream) in self._quality:  # deleted streams drop out here
                 self._sample_quality(stream, now)
                 rounds.append(stream)
-        self._visits_due -= count
-        if self._visits_due > 0 and rounds:
+        self._visits_due = self._visits_due - count if rounds else 0
+        if self._visits_due > 0:
             self._loop.call_soon(self._visit_slice)
-        else:
-            self._visiting = False
 
     def _sample_quality(self, stream: Stream, now: float) -> None:
         quality = self._quality.get(id(stream))

@@ -73,6 +73,8 @@ def _ramp(n: int) -> _Float:
 
 
 _INDEX = np.arange(FRAME)
+_CYCLE_INDEX = np.arange(MAX_PERIODS * PITCH_MAX)
+"""Positions in the longest cycle, three periods of the longest pitch."""
 _FADE = np.clip(1.0 - FADE_PER_STEP * (np.arange(SILENT_AFTER + FRAME) - STEP) / STEP, 0.0, 1.0)
 """Gain of the n-th concealed sample: flat for 10 ms, then -20 % per 10 ms (I.2.3)."""
 
@@ -156,20 +158,16 @@ def _cycles(histories: _Float, pitches: NDArray[np.intp], periods: int) -> _Floa
     w = np.where(inside, (j + 1) / (overlap + 1), 0.0)
     rows = np.arange(len(histories))[:, np.newaxis]
     before = flat[np.maximum(start - overlap + j, 0)]
-    cycles[rows, at] = np.where(inside, cycles[rows, at] * (1.0 - w) + before * w, cycles[rows, at])
+    end = cycles[rows, at]
+    cycles[rows, at] = np.where(inside, end * (1.0 - w) + before * w, end)
     return cycles
-
-
-_CYCLE_INDEX = np.arange(MAX_PERIODS * PITCH_MAX)
-"""Positions in the longest cycle, three periods of the longest pitch."""
 
 
 def _first_frames(plcs: list[Plc], histories: _Float, pitches: NDArray[np.intp]) -> _Float:
     """The first concealed frame of each of ``plcs`` (I.2.2), which then continue the erasure.
 
     One period repeated for 10 ms, then cross-faded into two periods, joined to the
-    last played sample by a fading offset, with the I.2.3 gain; as
-    :meth:`Plc.synthesize` would make it, for all rows at once.
+    last played sample by a fading offset, with the I.2.3 gain; for all rows at once.
     """
     pitch = pitches[:, np.newaxis]
     overlap = pitch // 4
@@ -184,12 +182,14 @@ def _first_frames(plcs: list[Plc], histories: _Float, pitches: NDArray[np.intp])
     )
     two = _cycles(histories, pitches, 2)
     new = np.take_along_axis(two, (resume + pitch + step) % (2 * pitch), axis=1)
-    w = np.minimum((step + 1) / (overlap + 1), 1.0)  # the cross-fade's ramp, then 1
+    # A quarter period's ramp, then 1: the cross-fade's weights, and (as 1 - w) the
+    # fading offset's.
+    w = np.minimum((step + 1) / (overlap + 1), 1.0)
     frames = np.empty((len(plcs), FRAME))
     frames[:, :STEP] = one[:, :STEP]
     frames[:, STEP:] = one[:, STEP:] * (1.0 - w) + new * w
     offset = histories[:, -1:] - np.take_along_axis(histories, HISTORY - pitch - 1, axis=1)
-    frames[:, :STEP] += offset * np.maximum(1.0 - (step + 1) / (overlap + 1), 0.0)
+    frames[:, :STEP] += offset * (1.0 - w)
     frames *= _FADE[:FRAME]
     positions = (resume + pitch + STEP) % (2 * pitch)  # in the two-period cycle
     for row, plc in enumerate(plcs):
@@ -216,7 +216,6 @@ class Plc:
         self.snapshot: _Float = silence
         """The history the current erasure is made from."""
         self.pitch = PITCH_MAX
-        self._overlap = PITCH_MAX // 4
         self._cycle: _Float = silence
         """The pitch periods being looped."""
         self.longer: _Float = silence
@@ -242,7 +241,7 @@ class Plc:
             self._played.append(frame)
             return frame
         steps = -(-self._erased // STEP)
-        n = min(self._overlap + RECOVERY_GROWTH * (steps - 1), STEP)
+        n = min(self.pitch // 4 + RECOVERY_GROWTH * (steps - 1), STEP)
         x = frame.astype(np.float64)
         tail = self._take(n) * self._gain(n)
         w = _ramp(n)
@@ -290,7 +289,6 @@ class Plc:
         samples of ``history``; it goes on with two periods, ``cycle``, from ``pos``."""
         self.snapshot = history
         self.pitch = pitch
-        self._overlap = pitch // 4
         self._cycle = cycle
         self._pos = pos
         self._erased = FRAME
@@ -306,7 +304,7 @@ class Plc:
 
     def _grow(self, n: int) -> _Float:
         """Switch to the three-period cycle, cross-fading into it; ``n`` samples."""
-        m = self._overlap
+        m = self.pitch // 4  # the overlap-add's length (I.2.2)
         old = self._take(m)
         start = (self._pos - m) % len(self._cycle)
         self._cycle = self.longer

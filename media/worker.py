@@ -44,19 +44,16 @@ class CollectorPolicy:
         """Collect what is due at ``now``: ``"young"``, ``"full"`` or None."""
         if self._next_full is None:
             self._next_full = now + self.full_every
-        if now >= self._next_full:
+        full = now >= self._next_full
+        if not full and now < self._next_young:
+            return None
+        self._next_young = now + self.young_every
+        if full:
             self._next_full = now + self.full_every
-            self._next_young = now + self.young_every
             gc.unfreeze()
-            gc.collect()
-            gc.freeze()
-            return "full"
-        if now >= self._next_young:
-            self._next_young = now + self.young_every
-            gc.collect()
-            gc.freeze()
-            return "young"
-        return None
+        gc.collect()
+        gc.freeze()
+        return "full" if full else "young"
 
 
 async def _collect(policy: CollectorPolicy) -> None:
