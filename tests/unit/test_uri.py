@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.unit.parsing import parsed_or_none
 from voipcore.sip.errors import SipParseError
 from voipcore.sip.uri import (
     AbsoluteUri,
@@ -433,14 +434,9 @@ def addresses(draw: st.DrawFn) -> str:
 @given(addresses())
 def test_name_addr_fast_path_agrees_with_the_general_parser(text: str) -> None:
     # A leading space defeats the one-step match; the general parser strips it.
-    outcomes: list[object] = []
-    for candidate in (text, " " + text):
-        try:
-            outcomes.append(parse_name_addr(candidate))
-        except SipParseError:
-            outcomes.append(None)
-    assert outcomes[0] == outcomes[1]
-    if outcomes[0] is None:
+    outcome = parsed_or_none(parse_name_addr, text)
+    assert outcome == parsed_or_none(parse_name_addr, " " + text)
+    if outcome is None:
         with pytest.raises(SipParseError):
             check_name_addr(text)
     else:
