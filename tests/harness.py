@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -10,11 +11,50 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 _LISTEN = re.compile(r"sip listening on (udp|tcp):([\d.:\[\]a-f]+):(\d+)")
 _HTTP = re.compile(r"http listening on [\d.:\[\]a-f]+:(\d+)")
+
+T = TypeVar("T")
+
+POLL_INTERVAL = 0.02
+"""How often :func:`wait_for` and :func:`wait_for_async` look at their condition."""
+
+
+def _fail_after(deadline: float, message: str | Callable[[], str], timeout: float) -> None:
+    """Raise ``AssertionError`` with ``message`` once the monotonic ``deadline`` has passed."""
+    if time.monotonic() >= deadline:
+        text = message if isinstance(message, str) else message()
+        raise AssertionError(f"{text} (waited {timeout:g} s)")
+
+
+def wait_for(
+    condition: Callable[[], T], message: str | Callable[[], str], timeout: float = 15.0
+) -> T:
+    """Poll ``condition`` until it returns something truthy and return that; fail with
+    ``message`` (a callable is asked only then, so it can show the state) after ``timeout``
+    seconds.  The deadline is generous on purpose: it only bounds a test that fails anyway,
+    so a loaded machine turns no slow pass into a failure."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        _fail_after(deadline, message, timeout)
+        time.sleep(POLL_INTERVAL)
+    return value
+
+
+async def wait_for_async(
+    condition: Callable[[], T], message: str | Callable[[], str], timeout: float = 15.0
+) -> T:
+    """:func:`wait_for` for coroutines: the event loop runs between polls."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        _fail_after(deadline, message, timeout)
+        await asyncio.sleep(POLL_INTERVAL)
+    return value
 
 
 def cpu_seconds(pid: int) -> float:
