@@ -18,6 +18,7 @@ from typing import TypeVar
 
 _LISTEN = re.compile(r"sip listening on (udp|tcp):([\d.:\[\]a-f]+):(\d+)")
 _HTTP = re.compile(r"http listening on [\d.:\[\]a-f]+:(\d+)")
+_TRACEBACK = "Traceback (most recent call last)"
 
 T = TypeVar("T")
 
@@ -92,6 +93,43 @@ def free_udp_port() -> int:
         return port
 
 
+class ServerFailed(AssertionError):
+    """The server under a test logged a traceback or exited non-zero from a clean stop."""
+
+
+def tracebacks(log: str) -> list[str]:
+    """Each Python traceback in ``log`` with the line before it (the logged message that
+    carried it) through its exception line, the first unindented line after the frames."""
+    lines = log.splitlines()
+    found = []
+    for start, line in enumerate(lines):
+        if _TRACEBACK in line:
+            end = next(
+                (i for i in range(start + 1, len(lines)) if not lines[i][:1].isspace()),
+                len(lines) - 1,
+            )
+            found.append("\n".join(lines[max(0, start - 1) : end + 1]))
+    return found
+
+
+def check_server_log(
+    log_path: Path, code: int | None, *, clean: bool, allow_tracebacks: bool = False
+) -> None:
+    """Raise :class:`ServerFailed` when the server that wrote ``log_path`` logged a
+    traceback (unless ``allow_tracebacks``), or, after a ``clean`` stop (SIGTERM), exited
+    with a code other than 0.  The message quotes the first tracebacks and names the log."""
+    problems = []
+    if clean and code == -signal.SIGKILL:
+        problems.append("was still running 10 s after SIGTERM (killed)")
+    elif clean and code != 0:
+        problems.append(f"exited with code {code} after SIGTERM")
+    found = [] if allow_tracebacks else tracebacks(log_path.read_text(errors="replace"))
+    if found:
+        problems.append(f"logged {len(found)} traceback(s):\n" + "\n---\n".join(found[:3]))
+    if problems:
+        raise ServerFailed(f"server (log {log_path}) " + "; ".join(problems))
+
+
 @dataclass
 class TestUser:
     """An account written into the server's config."""
@@ -114,7 +152,9 @@ DEFAULT_USERS = [
 class ServerProcess:
     """``voipcore serve`` in a subprocess with ports chosen by the kernel.
 
-    The store lives in ``workdir`` so :meth:`restart` keeps registrations.
+    The store lives in ``workdir`` so :meth:`restart` keeps registrations.  :meth:`stop`
+    fails the test (:class:`ServerFailed`) if the server, or a media worker it started
+    (their stderr is its log), logged a traceback, or exited non-zero from SIGTERM.
     """
 
     workdir: Path
@@ -126,6 +166,8 @@ class ServerProcess:
     event_loop: str = "uvloop"
     host: str = "127.0.0.1"
     ports: dict[str, int] = field(default_factory=dict)
+    expect_tracebacks: bool = False
+    "Set by a test that makes the server log tracebacks on purpose: :meth:`stop` allows them."
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -199,7 +241,10 @@ url = "sqlite:///{self.workdir / "voipcore.db"}"
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        """Stop the process (SIGTERM: clean shutdown; SIGKILL: crash) and return its code."""
+        """Stop the process and return its code.  SIGTERM is a clean shutdown, which must
+        end within 10 s with code 0; another signal (SIGKILL) is a crash the test asked
+        for.  Either way :class:`ServerFailed` is raised if the log holds a traceback,
+        unless :attr:`expect_tracebacks`."""
         if self._proc is None:
             return None
         if self._proc.poll() is None:
@@ -212,7 +257,10 @@ url = "sqlite:///{self.workdir / "voipcore.db"}"
         code = self._proc.returncode
         self._proc = None
         # The log restarts so port lines of the next run are the only ones found.
-        self.log_path.rename(self.workdir / f"server-{time.time_ns()}.log")
+        log = self.log_path.rename(self.workdir / f"server-{time.time_ns()}.log")
+        check_server_log(
+            log, code, clean=sig == signal.SIGTERM, allow_tracebacks=self.expect_tracebacks
+        )
         return code
 
     def restart(self, sig: int = signal.SIGTERM) -> ServerProcess:

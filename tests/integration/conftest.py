@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ class StartServer(Protocol):
         sip_trace: bool = ...,
         event_loop: str = ...,
         host: str = ...,
+        expect_tracebacks: bool = ...,
     ) -> ServerProcess: ...
 
 
@@ -37,14 +39,13 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[StartServer]:
-    """Starts voipcore in tmp_path with ServerProcess options; all are stopped at teardown."""
-    started: list[ServerProcess] = []
+    """Starts voipcore in tmp_path with ServerProcess options; all are stopped (and their
+    logs checked) at teardown, even when one of them fails."""
+    with contextlib.ExitStack() as started:
 
-    def start(**options: Any) -> ServerProcess:
-        proc = ServerProcess(tmp_path, **options)
-        started.append(proc)
-        return proc.start()
+        def start(**options: Any) -> ServerProcess:
+            proc = ServerProcess(tmp_path, **options)
+            started.callback(proc.stop)
+            return proc.start()
 
-    yield start
-    for proc in started:
-        proc.stop()
+        yield start

@@ -1,0 +1,73 @@
+"""The harness fails a test whose server logged a traceback or did not stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from media.control import UdpControlClient
+from tests.harness import ServerFailed, ServerProcess, free_udp_port
+
+pytestmark = pytest.mark.integration
+
+PCMU = {"pt": 0, "name": "PCMU", "rate": 8000}
+
+
+def worker_server(tmp_path: Path, control_port: int) -> ServerProcess:
+    """A server with one media worker whose control socket a test can reach."""
+    media = f'[media]\nworkers = 1\ncontrol = "udp:127.0.0.1:{control_port}"\n'
+    return ServerProcess(tmp_path, extra_config=media).start()
+
+
+async def record_into_nowhere(control_port: int, tmp_path: Path) -> None:
+    """Make the media worker log a traceback: a recording whose directory does not exist
+    fails in the recorder's writer thread, which logs it with ``logger.exception``."""
+    client = await UdpControlClient.connect("127.0.0.1", control_port)
+    await client.request("offer", {"call_id": "c", "leg": "a", "codecs": [PCMU]})
+    path = str(tmp_path / "missing" / "call.wav")
+    await client.request("record", {"call_id": "c", "action": "start", "file": path})
+    await client.request("record", {"call_id": "c", "action": "stop"})
+    await client.close()
+
+
+def test_clean_stop_passes(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+    assert server.stop() == 0
+
+
+def test_traceback_a_media_worker_logged_fails_the_stop(tmp_path: Path) -> None:
+    port = free_udp_port()
+    server = worker_server(tmp_path, port)
+    asyncio.run(record_into_nowhere(port, tmp_path))
+    with pytest.raises(ServerFailed) as failed:
+        server.stop()
+    message = str(failed.value)
+    assert re.search(r"server \(log .*/server-\d+\.log\) logged 1 traceback", message)
+    assert "recording to " in message and "Traceback (most recent call last)" in message
+    assert "FileNotFoundError" in message
+    assert "after SIGTERM" not in message
+
+
+def test_expected_tracebacks_are_allowed(tmp_path: Path) -> None:
+    port = free_udp_port()
+    server = worker_server(tmp_path, port)
+    server.expect_tracebacks = True
+    asyncio.run(record_into_nowhere(port, tmp_path))
+    assert server.stop() == 0
+
+
+def test_server_that_died_fails_the_stop(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+    os.kill(server.pid, signal.SIGHUP)  # not handled: the process dies of it
+    with pytest.raises(ServerFailed, match=r"server \(log .*\) exited with code -1 after SIGTERM"):
+        server.stop()
+
+
+def test_a_crash_the_test_asked_for_passes(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+    assert server.stop(signal.SIGKILL) == -signal.SIGKILL
