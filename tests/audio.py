@@ -22,7 +22,9 @@ recording counts as a leak, so slice a recording that legitimately holds other s
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -184,3 +186,27 @@ def assert_no_tone(
                 f"{freq:g} Hz reached {_dbfs(float(amplitude)):.1f} dBFS in a "
                 f"{WINDOW * 1000:g} ms window (bound {max_level_dbfs:g} dBFS)"
             )
+
+
+async def until_heard(
+    recording: Callable[[], Pcm],
+    freqs: float | tuple[float, ...],
+    seconds: float,
+    *,
+    timeout: float = 10.0,
+    presence: float = 0.9,
+    max_leak_db: float = -20.0,
+) -> ToneReport:
+    """Wait until :func:`assert_tone` passes on ``recording()`` (polled every 20 ms), or
+    fail with its message once ``timeout`` seconds have passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return assert_tone(
+                recording(), freqs, seconds, presence=presence, max_leak_db=max_leak_db
+            )
+        except AssertionError:
+            if loop.time() >= deadline:
+                raise
+        await asyncio.sleep(0.02)

@@ -7,9 +7,11 @@ the DSCP marking of what the engine sent, as it was on the wire.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import socket
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -18,8 +20,20 @@ from media import g711
 from media.dtmf import DtmfEvent, DtmfReceiver, DtmfSender
 from media.rtp import RtpPacket
 from media.tones import ToneGenerator
+from tests.audio import WINDOW, until_heard
 
 FRAME = 160
+#: A timestamp further ahead than this (10 s at 8 kHz) is a new stretch, not a gap.
+_MAX_GAP = 80_000
+
+
+def _lay_out(placed: list[tuple[int, npt.NDArray[np.int16]]]) -> npt.NDArray[np.int16]:
+    """Samples put at their offsets; what no packet covered stays silent."""
+    size = max((offset + samples.size for offset, samples in placed), default=0)
+    audio = np.zeros(size, np.int16)
+    for offset, samples in placed:
+        audio[offset : offset + samples.size] = samples
+    return audio
 
 
 @dataclass
@@ -93,17 +107,20 @@ class RtpPhone:
         self.sock.sendto(bytes(packet), dest)
 
     async def send_tone(
-        self, dest: tuple[str, int], freq: float, seconds: float, pt: int = 0
+        self, dest: tuple[str, int], freq: float, seconds: float = math.inf, pt: int = 0
     ) -> None:
-        """Send ``seconds`` of a sine as G.711 (PCMU=0, PCMA=8) in real time."""
+        """Send ``seconds`` of a sine (until cancelled by default) as G.711 (PCMU=0, PCMA=8)
+        in real time."""
         tone = ToneGenerator((freq,), 0.4)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        for index in range(round(seconds / 0.02)):
+        index = 0
+        while index < seconds / 0.02 - 0.5:
             payload = g711.encode(pt, tone.next_frame()).tobytes()
             self.send_packet(dest, payload, pt, marker=index == 0)
             self.timestamp = (self.timestamp + FRAME) & 0xFFFFFFFF
-            await asyncio.sleep(max(0.0, start + (index + 1) * 0.02 - loop.time()))
+            index += 1
+            await asyncio.sleep(max(0.0, start + index * 0.02 - loop.time()))
 
     async def send_dtmf(self, dest: tuple[str, int], digit: str, pt: int = 101) -> None:
         """Send one RFC 4733 key press in real time."""
@@ -115,11 +132,24 @@ class RtpPhone:
         self.timestamp = (self.timestamp + 800) & 0xFFFFFFFF
 
     def audio(self, pt: int) -> npt.NDArray[np.int16]:
-        """Decoded audio of every ``pt`` packet received, in arrival order (loopback keeps it)."""
-        packets = [r.packet for r in self.received if r.packet.payload_type == pt]
-        if not packets:
-            return np.zeros(0, np.int16)
-        return g711.decode(pt, b"".join(p.payload for p in packets))
+        """Decoded audio of every ``pt`` packet received, each at its RTP timestamp, so a
+        lost packet leaves 20 ms of silence (RFC 3550 §5.1: the timestamp is the sampling
+        instant).  A new SSRC, or a timestamp jump backwards or of over 10 s, starts a new
+        stretch after what came before, as a new source would."""
+        stretches: list[npt.NDArray[np.int16]] = []
+        placed: list[tuple[int, npt.NDArray[np.int16]]] = []
+        ssrc, base = -1, 0
+        for received in self.received:
+            packet = received.packet
+            if packet.payload_type != pt:
+                continue
+            offset = (packet.timestamp - base) & 0xFFFFFFFF
+            if packet.ssrc != ssrc or offset > _MAX_GAP:
+                stretches.append(_lay_out(placed))
+                placed, ssrc, base, offset = [], packet.ssrc, packet.timestamp, 0
+            placed.append((offset, g711.decode(pt, packet.payload)))
+        stretches.append(_lay_out(placed))
+        return np.concatenate(stretches)
 
     def dtmf_events(self, pt: int = 101) -> list[DtmfEvent]:
         """RFC 4733 events among what was received."""
@@ -130,3 +160,48 @@ class RtpPhone:
             if packet.payload_type == pt:
                 events += receiver.feed(packet.timestamp, packet.payload, packet.marker)
         return events + receiver.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class AudioPath:
+    """One direction of a call's audio: ``sender`` talks to ``dest``, ``receiver`` hears."""
+
+    sender: RtpPhone
+    dest: tuple[str, int]
+    freq: float
+    receiver: RtpPhone
+    pt: int = 0
+    """Payload type the sender sends."""
+    heard_pt: int | None = None
+    """Payload type the receiver gets, when the call transcodes; else ``pt``."""
+
+    def heard(self, since: int = 0) -> npt.NDArray[np.int16]:
+        """What the receiver got, from sample ``since`` on."""
+        return self.receiver.audio(self.pt if self.heard_pt is None else self.heard_pt)[since:]
+
+
+async def assert_heard(*paths: AudioPath, seconds: float = 1.0, timeout: float = 10.0) -> None:
+    """Every path carries its tone as audio, all at once (a call's two directions).
+
+    Each sender talks until its receiver hears the tone (so set-up delays, which a loaded
+    machine stretches, do not count), then for ``seconds`` more: over that span each
+    receiver must hold its own path's tone, loud and with nothing else (``assert_tone``).
+    """
+    starts = [path.heard().size for path in paths]
+    talkers = [
+        asyncio.create_task(path.sender.send_tone(path.dest, path.freq, pt=path.pt))
+        for path in paths
+    ]
+    try:
+        for path, start in zip(paths, starts, strict=True):
+            await until_heard(partial(path.heard, start), path.freq, 2 * WINDOW, timeout=timeout)
+        marks = [path.heard().size for path in paths]
+    finally:
+        for talker in talkers:
+            talker.cancel()
+        await asyncio.gather(*talkers, return_exceptions=True)
+    await asyncio.gather(
+        *(path.sender.send_tone(path.dest, path.freq, seconds, path.pt) for path in paths)
+    )
+    for path, mark in zip(paths, marks, strict=True):
+        await until_heard(partial(path.heard, mark), path.freq, seconds, timeout=timeout)

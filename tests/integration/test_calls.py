@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from media.tones import dominant_frequency
-from tests.harness import DEFAULT_USERS, ServerProcess, TestUser, free_udp_port
-from tests.rtpphone import RtpPhone
+from tests.audio import assert_no_tone
+from tests.harness import DEFAULT_USERS, ServerProcess, TestUser, free_udp_port, wait_for_async
+from tests.rtpphone import AudioPath, RtpPhone, assert_heard
 from tests.sipclient import SipClient
 from tests.sipp import run_sipp, scenario, start_uas, write_users_csv
 from voipcore.cli import main as cli_main
@@ -61,19 +61,25 @@ async def call(
     )
 
 
-async def logged(server: ServerProcess, call_id: str) -> dict[str, Any]:
-    """The call's row in the server's call log, once its end is committed."""
+async def logged(server: ServerProcess, call_id: str, *, ended: bool = True) -> dict[str, Any]:
+    """The call's row in the server's call log, once its end (``ended=False``: its answer)
+    is committed."""
     log = SqliteCallLog(str(server.workdir / "voipcore.db"))
+
+    def row() -> dict[str, Any] | None:
+        record = log.get(call_id)
+        if record is None or (record.ended_at if ended else record.answered_at) is None:
+            return None
+        [found] = to_json([record])
+        return found
+
     try:
-        for _ in range(50):
-            record = log.get(call_id)
-            if record is not None and record.ended_at is not None:
-                [row] = to_json([record])
-                return row
-            await asyncio.sleep(0.1)
+        what = "ended" if ended else "answered"
+        found = await wait_for_async(row, f"call {call_id} not logged as {what}", timeout=20.0)
+        assert found is not None
+        return found
     finally:
         log.close()
-    raise AssertionError(f"call {call_id} not in the call log")
 
 
 async def ringing(
@@ -143,12 +149,10 @@ def test_extension_call_carries_audio_both_ways_and_hangs_up(server: ServerProce
         # Anchored: each phone talks to the server's address, never to the other phone.
         to_server_a = media_target(ok)
         assert to_server_a != phone_b.address and to_server_b != phone_a.address
-        await asyncio.gather(
-            phone_a.send_tone(to_server_a, 1000, 1.0), phone_b.send_tone(to_server_b, 440, 1.0)
+        await assert_heard(
+            AudioPath(phone_a, to_server_a, 1000, phone_b),
+            AudioPath(phone_b, to_server_b, 440, phone_a),
         )
-        await asyncio.sleep(0.3)
-        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=5)
-        assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
 
         # Alice hangs up: 200 to her BYE, and the server's BYE reaches Bob.
         await blocking(alice.send_raw, alice.in_dialog("BYE", invite, ok, invite.cseq.seq + 1))
@@ -370,14 +374,13 @@ def test_hold_and_resume_are_relayed_and_stop_the_audio(server: ServerProcess, m
             assert isinstance(ack, Request) and ack.method == "ACK"
 
         await reinvite("sendonly", invite.cseq.seq + 1)
-        phone_a.received.clear()
-        await phone_b.send_tone(to_server_b, 440, 0.5)
-        await asyncio.sleep(0.2)
-        assert phone_a.received == []  # on hold: nothing goes to the holder
+        held_from = phone_a.audio(0).size
+        await phone_b.send_tone(to_server_b, 600, 0.5)  # on hold: must not reach the holder
         await reinvite("sendrecv", invite.cseq.seq + 2)
-        await phone_b.send_tone(to_server_b, 440, 0.5)
-        await asyncio.sleep(0.2)
-        assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
+        await assert_heard(AudioPath(phone_b, to_server_b, 440, phone_a))
+        # Packets go through the anchor in order: once the resumed tone is heard, anything
+        # relayed during the hold would have arrived before it.
+        assert_no_tone(phone_a.audio(0)[held_from:], 600)
         # Bob hangs up; the held-and-resumed call is logged as an ordinary answered call.
         await blocking(bob.send_raw, bob.callee_bye(incoming))
         row = await logged(server, invite.call_id)
@@ -424,14 +427,10 @@ def test_delayed_offer_offer_in_200_answer_in_ack(server: ServerProcess) -> None
         await blocking(
             alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq, sdp_for(phone_a))
         )
-        await asyncio.sleep(0.2)
-        await asyncio.gather(
-            phone_a.send_tone(to_server_a, 1000, 0.8),
-            phone_b.send_tone(media_target(incoming), 440, 0.8),
+        await assert_heard(
+            AudioPath(phone_a, to_server_a, 1000, phone_b),
+            AudioPath(phone_b, media_target(incoming), 440, phone_a),
         )
-        await asyncio.sleep(0.3)
-        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=5)
-        assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
         await blocking(alice.send_raw, alice.in_dialog("BYE", invite, ok, invite.cseq.seq + 1))
         row = await logged(server, invite.call_id)
         assert (row["codec"], row["hangup_cause"], row["hung_up_by"]) == (
@@ -517,18 +516,16 @@ def test_codec_change_by_reinvite_stays_on_its_leg_and_is_transcoded(
         audio = SessionDescription.parse(answered.body).audio
         assert audio is not None and audio.codecs[0].name == "PCMA"
         await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, cseq))
-        bob.sock.settimeout(0.5)
-        with pytest.raises(TimeoutError):
-            bob.recv_message()  # Bob's phone is not bothered
 
         to_server_a, to_server_b = media_target(answered), media_target(incoming)
-        await asyncio.gather(
-            phone_a.send_tone(to_server_a, 1000, 1.0, pt=8),
-            phone_b.send_tone(to_server_b, 440, 1.0),
+        await assert_heard(
+            AudioPath(phone_a, to_server_a, 1000, phone_b, pt=8, heard_pt=0),
+            AudioPath(phone_b, to_server_b, 440, phone_a, pt=0, heard_pt=8),
         )
-        await asyncio.sleep(0.3)
-        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=5)
-        assert dominant_frequency(phone_a.audio(8)) == pytest.approx(440, abs=5)
+        # Bob's phone was not bothered: the next thing it hears of the call is Alice's BYE.
+        await blocking(alice.send_raw, alice.in_dialog("BYE", invite, ok, cseq + 1))
+        bye = await blocking(bob.recv_message)
+        assert isinstance(bye, Request) and bye.method == "BYE", bye
 
     asyncio.run(main())
 
@@ -629,13 +626,11 @@ def test_call_between_a_tcp_phone_and_a_udp_phone(server: ServerProcess, tcp_sid
         await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
         ack = await blocking(bob.recv_message)
         assert isinstance(ack, Request) and ack.method == "ACK"
-        await asyncio.gather(
-            phone_a.send_tone(media_target(ok), 1000, 0.5),
-            phone_b.send_tone(media_target(incoming), 440, 0.5),
+        await assert_heard(
+            AudioPath(phone_a, media_target(ok), 1000, phone_b),
+            AudioPath(phone_b, media_target(incoming), 440, phone_a),
+            seconds=0.5,
         )
-        await asyncio.sleep(0.3)
-        assert dominant_frequency(phone_b.audio(0)) == pytest.approx(1000, abs=5)
-        assert dominant_frequency(phone_a.audio(0)) == pytest.approx(440, abs=5)
         await blocking(bob.send_raw, bob.callee_bye(incoming))
         bye = await blocking(alice.recv_message)
         assert isinstance(bye, Request) and bye.method == "BYE"
@@ -656,10 +651,7 @@ def test_reinvite_without_offer_takes_the_answer_from_the_ack(server: ServerProc
         assert offered.status == 200 and offered.body  # our offer
         moved = RtpPhone.open()
         await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, cseq, sdp_for(moved)))
-        await asyncio.sleep(0.2)
-        await phone_b.send_tone(media_target(incoming), 440, 0.5)
-        await asyncio.sleep(0.3)
-        assert dominant_frequency(moved.audio(0)) == pytest.approx(440, abs=5)
+        await assert_heard(AudioPath(phone_b, media_target(incoming), 440, moved), seconds=0.5)
 
     asyncio.run(main())
 
@@ -725,7 +717,7 @@ def test_call_up_when_the_server_crashes_stays_in_the_log(tmp_path: Path) -> Non
 
     async def main() -> None:
         _, _, invite, _, _ = await connected(server, RtpPhone.open(), RtpPhone.open())
-        await asyncio.sleep(0.2)  # the answer's log write commits in a few ms
+        await logged(server, invite.call_id, ended=False)  # the answer is committed
         await blocking(server.restart, signal.SIGKILL)
         row = await logged(server, invite.call_id)
         assert row["answered_at"] is not None
