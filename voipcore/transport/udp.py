@@ -26,17 +26,23 @@ class UdpTransport(Transport, asyncio.DatagramProtocol):
 
     @classmethod
     async def start(cls, spec: ListenSpec, receiver: Receiver, dscp: int) -> UdpTransport:
-        """Bind ``spec`` (port 0 picks one) and mark outgoing packets with ``dscp``."""
+        """Bind ``spec`` (port 0 picks one) and mark outgoing packets with ``dscp``.
+
+        The bind is exclusive: no SO_REUSEADDR or SO_REUSEPORT, with which on Linux any
+        local process setting them too could bind the port and take our SIP traffic.
+        """
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Bursts of REGISTERs must not overflow the kernel queue.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
         set_dscp(sock, dscp)
         sock.bind((spec.host, spec.port))
         sock.setblocking(False)
         _, proto = await loop.create_datagram_endpoint(lambda: cls(receiver), sock=sock)
+        # uvloop's libuv sets SO_REUSEADDR on a socket it adopts (uv_udp_open); Linux
+        # looks at both sockets' flags when the second binds, so clearing it still counts.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
         proto.bound = ListenSpec("udp", spec.host, sock.getsockname()[1])
         return proto
 
