@@ -70,6 +70,9 @@ NOT_FOUND = ErrorKind(404, 20404, "The requested resource {path} was not found")
 # "The domain name requested is invalid, already in use or a subdomain of a domain you do not
 # control" (twilio.com/docs/api/errors/21232).
 INVALID_DOMAIN = ErrorKind(400, 21232, "Invalid Domain: {detail}")
+# "This Termination URI (Domain) is not available" (twilio.com/docs/api/errors/21248, which
+# gives no HTTP status: 400, as for 21232).
+DOMAIN_TAKEN = ErrorKind(400, 21248, "Trunk Domain already taken: {domain}")
 # Twilio documents the SIP credential password rule (12+ characters, a digit, mixed case) but
 # not the error code it answers with; 400 is its generic "parameter did not pass validation"
 # error (twilio.com/docs/api/errors/400).
@@ -453,7 +456,7 @@ class FakeTwilio(HttpClient):
             if not _DOMAIN.match(domain):
                 raise ApiError(INVALID_DOMAIN, detail=f"{domain!r} must end with pstn.twilio.com")
             if any(t.domain_name == domain and t.sid != trunk.sid for t in self.trunks.values()):
-                raise ApiError(INVALID_DOMAIN, detail=f"{domain!r} is already in use")
+                raise ApiError(DOMAIN_TAKEN, domain=domain)
             trunk.domain_name = domain
         if "FriendlyName" in form:
             if len(form["FriendlyName"]) > 64:
@@ -503,8 +506,10 @@ class FakeTwilio(HttpClient):
         request.only("Weight", "Priority", "Enabled", "FriendlyName", "SipUrl")
         form = request.form
         if "SipUrl" in form:
-            if not form["SipUrl"].lower().startswith(("sip:", "sips:")):
-                raise bad_request(f"SipUrl must be a SIP URI, got {form['SipUrl']!r}")
+            # "This must be a sip: schema" (OriginationUrl resource): no sips:, TLS is
+            # asked for with ;transport=tls.
+            if not form["SipUrl"].lower().startswith("sip:"):
+                raise bad_request(f"SipUrl must be a sip: URI, got {form['SipUrl']!r}")
             url.sip_url = form["SipUrl"]
         if "FriendlyName" in form:
             url.friendly_name = form["FriendlyName"]

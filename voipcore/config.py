@@ -282,7 +282,7 @@ class TwilioTrunkConfig(_Section):
     cps: float = Field(1.0, gt=0)
     secure: bool = False
     friendly_name: str = "voipcore"
-    origination_uri: str | None = Field(None, pattern=r"^sips?:")
+    origination_uri: str | None = None
     dids: dict[str, str] = {}
     outbound_proxy: str | None = None
     edge_addresses: dict[str, str] = {}
@@ -309,6 +309,17 @@ class TwilioTrunkConfig(_Section):
         # Twilio's credential rule: at least 12 characters, a digit, upper and lower case.
         if not (any(c.isdigit() for c in value) and value.lower() != value != value.upper()):
             raise ValueError("Twilio needs a digit, an upper- and a lower-case letter in it")
+        return value
+
+    @field_validator("origination_uri")
+    @classmethod
+    def _origination_uri(cls, value: str | None) -> str | None:
+        # Twilio's OriginationUrl "must be a sip: schema": it refuses sips:.
+        if value is not None and not value.lower().startswith("sip:"):
+            raise ValueError(
+                f"{value!r}: Twilio routes inbound calls to sip: URIs only (not sips:); "
+                "for TLS write sip:HOST;transport=tls"
+            )
         return value
 
     @field_validator("outbound_proxy")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
 
-from tests.twilio_api import FakeTwilio
+from tests.twilio_api import DOMAIN_TAKEN, FakeTwilio
 from voipcore.cli import main, run_twilio
 from voipcore.config import ConfigError, load_config
 
@@ -73,6 +75,11 @@ def test_cli_reports_twilio_errors_and_missing_trunk(
         ('domain = "acme.example.com"', "trunks.twilio.domain", "should match pattern"),
         ('edges = ["mars"]', "trunks.twilio.edges", "edges must be some of"),
         ('caller_id = "(404) 555-1234"', "trunks.twilio.caller_id", "not an E.164 number"),
+        (
+            'origination_uri = "sips:pbx.example.com"',
+            "trunks.twilio.origination_uri",
+            "Twilio routes inbound calls to sip: URIs only (not sips:)",
+        ),
     ],
 )
 def test_bad_trunk_config_names_the_key(tmp_path: Path, line: str, key: str, problem: str) -> None:
@@ -84,3 +91,36 @@ def test_bad_trunk_config_names_the_key(tmp_path: Path, line: str, key: str, pro
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert f"{key}: " in str(info.value) and problem in str(info.value)
+
+
+def test_twilio_refuses_a_sips_origination_url() -> None:
+    fake = FakeTwilio(auth_token=TOKEN)
+    trunk = Client(fake.account_sid, TOKEN, http_client=fake).trunking.v1.trunks.create()
+    with pytest.raises(TwilioRestException) as refused:
+        trunk.origination_urls.create(
+            weight=10,
+            priority=10,
+            enabled=True,
+            friendly_name="tls",
+            sip_url="sips:pbx.example.com",
+        )
+    assert refused.value.status == 400 and "must be a sip: URI" in refused.value.msg
+    assert fake.origination_urls == {}
+
+
+def test_twilio_refuses_a_trunk_domain_already_taken() -> None:
+    fake = FakeTwilio(auth_token=TOKEN)
+    trunks = Client(fake.account_sid, TOKEN, http_client=fake).trunking.v1.trunks
+    trunks.create(domain_name="acme.pstn.twilio.com")
+    other = trunks.create(domain_name="other.pstn.twilio.com")
+    with pytest.raises(TwilioRestException) as created:
+        trunks.create(domain_name="ACME.pstn.twilio.com")
+    with pytest.raises(TwilioRestException) as renamed:
+        other.update(domain_name="acme.pstn.twilio.com")
+    for taken in (created, renamed):
+        assert (taken.value.status, taken.value.code) == (DOMAIN_TAKEN.status, 21248)
+        assert "Trunk Domain already taken: acme.pstn.twilio.com" in taken.value.msg
+    assert [t.domain_name for t in fake.trunks.values()] == [
+        "acme.pstn.twilio.com",
+        "other.pstn.twilio.com",
+    ]
