@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness import ServerProcess
+from tests.harness import ServerProcess, wait_for
 from tests.sipclient import SipClient
 
 if TYPE_CHECKING:
@@ -72,8 +72,7 @@ def test_registration_expires(tmp_path: Path) -> None:
         client = SipClient("127.0.0.1", server.udp_port)
         assert client.register("alice", "alice-secret", DOMAIN, expires=1).status == 200
         client.close()
-        time.sleep(1.5)
-        assert contacts_of(server) == []
+        wait_for(lambda: contacts_of(server) == [], "the 1 s binding did not expire")
         server.restart()
         assert contacts_of(server) == []
     finally:
