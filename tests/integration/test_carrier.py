@@ -11,18 +11,23 @@ from typing import Any
 
 import pytest
 
+from media import g711
 from media.dtmf import DtmfEnd
-from media.tones import dominant_frequency, goertzel_power
+from media.tones import CALL_PROGRESS
+from tests.audio import assert_tone
 from tests.carrier import (
     CPS_REASON,
     REALM,
     CallState,
+    CarrierCall,
+    CarrierMedia,
     CarrierThread,
     CpsWindow,
     Party,
     SessionDescription,
     TwilioCarrier,
 )
+from tests.harness import wait_for_async
 from tests.rtpphone import RtpPhone
 from voipcore.sip.digest import Challenge, answer_challenge
 from voipcore.sip.message import Request, Response, make_response, parse_message
@@ -35,6 +40,14 @@ CALLER = "+14045550100"
 CALLEE = "+14045551234"
 USER, PASSWORD = "voipcore", "trunk-secret"
 Address = tuple[str, int]
+#: Seconds of tone a test sends, and waits to have received, before it checks the audio.
+SPAN = 1.0
+#: Seconds of audio in one RTP packet (ptime 20 ms).
+PACKET = 0.02
+#: RTP packets in :data:`SPAN`.
+FRAMES = round(SPAN / PACKET)
+#: The tone the customer's phone sends while the carrier plays its own.
+PHONE_HZ = 440.0
 
 
 class _Inbox(asyncio.DatagramProtocol):
@@ -257,11 +270,35 @@ def run(test: Callable[[TwilioCarrier, Customer], Awaitable[None]], **options: A
     asyncio.run(main())
 
 
-async def settle(phone: RtpPhone, count: int, timeout: float = 2.0) -> None:
-    """Wait until ``phone`` has received ``count`` packets."""
-    async with asyncio.timeout(timeout):
-        while len(phone.received) < count:
-            await asyncio.sleep(0.02)
+async def settle(phone: RtpPhone, count: int = FRAMES) -> None:
+    """Wait until ``phone`` has received ``count`` RTP packets."""
+    await wait_for_async(
+        lambda: len(phone.received) >= count,
+        lambda: f"the phone received {len(phone.received)} of {count} RTP packets",
+    )
+
+
+async def recorded(media: CarrierMedia, count: int = FRAMES) -> None:
+    """Wait until the carrier has received ``count`` RTP packets."""
+    await wait_for_async(
+        lambda: media.packets_received >= count,
+        lambda: f"the carrier received {media.packets_received} of {count} RTP packets",
+    )
+
+
+async def hear_each_other(
+    phone: RtpPhone, dest: Address, call: CarrierCall, pt: int = g711.PCMU
+) -> None:
+    """The phone sends :data:`SPAN` of :data:`PHONE_HZ` to ``dest`` (payload type ``pt``)
+    while ``call``'s party plays its tone: the carrier must have recorded the phone's tone
+    and the phone heard the party's, each alone (neither hears its own tone back)."""
+    media, party = call.media, call.party
+    assert media is not None and party is not None and party.media == "tone"
+    await phone.send_tone(dest, PHONE_HZ, SPAN, pt)
+    await recorded(media)
+    await settle(phone)
+    assert_tone(media.audio(), PHONE_HZ, SPAN)
+    assert_tone(phone.audio(pt), party.tone_hz, SPAN)
 
 
 # -- termination rules -------------------------------------------------------
@@ -390,15 +427,14 @@ def test_early_media_plays_ringback_before_the_answer() -> None:
             assert dialed.statuses == [100, 183, 200]
             early = dialed.responses[1]
             assert media_address(early) == media_address(dialed.final)
-            audio = phone.audio(0)
-            assert audio.size >= 8 * 160  # 0.4 s of ringing at least
-            # US ringback: 440 + 480 Hz (ANSI T1.401); the default 1 kHz tone is absent.
-            assert goertzel_power(audio, 440) > 100 * goertzel_power(audio, 1000)
-            assert goertzel_power(audio, 480) > 100 * goertzel_power(audio, 1000)
+            # Silent once answered: everything the phone received was played while ringing.
+            await settle(phone)
+            # US ringback: 440 + 480 Hz (ANSI T1.401), on for 2 s, the span rung here.
+            assert_tone(phone.audio(0), CALL_PROGRESS["ringback"].freqs, SPAN)
         finally:
             phone.close()
 
-    run(test, parties={CALLEE: Party(ring=0.5, early_media=True, media="silence")})
+    run(test, parties={CALLEE: Party(ring=SPAN + 0.2, early_media=True, media="silence")})
 
 
 # -- media --------------------------------------------------------------------
@@ -408,12 +444,11 @@ def test_answered_call_plays_the_configured_tone() -> None:
     async def test(carrier: TwilioCarrier, customer: Customer) -> None:
         phone = RtpPhone.open()
         try:
-            await customer.dial(CALLEE, rtp=phone.address)
-            await settle(phone, 20)
+            _, dialed = await customer.dial(CALLEE, rtp=phone.address)
+            call = carrier.calls[0]
+            await hear_each_other(phone, media_address(dialed.final), call)
             assert {r.packet.payload_type for r in phone.received} == {0}
-            assert dominant_frequency(phone.audio(0)) == pytest.approx(1200, abs=2)
-            media = carrier.calls[0].media
-            assert media is not None and phone.received[0].source == media.local
+            assert call.media is not None and phone.received[0].source == call.media.local
         finally:
             phone.close()
 
@@ -425,16 +460,18 @@ def test_echo_returns_the_audio_sent_under_its_own_ssrc() -> None:
         phone = RtpPhone.open()
         try:
             _, dialed = await customer.dial(CALLEE, rtp=phone.address)
-            await phone.send_tone(media_address(dialed.final), 700, 0.4)
-            await settle(phone, 20)
+            media = carrier.calls[0].media
+            assert media is not None
+            await phone.send_tone(media_address(dialed.final), 700, SPAN)
+            await recorded(media)
+            await settle(phone)
             packets = [r.packet for r in phone.received]
             assert {p.ssrc for p in packets} != {phone.ssrc} and len({p.ssrc for p in packets}) == 1
             seqs = [p.sequence_number for p in packets]
             assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
-            assert dominant_frequency(phone.audio(0)) == pytest.approx(700, abs=2)
-            media = carrier.calls[0].media
-            assert media is not None and media.packets_received == 20
-            assert dominant_frequency(media.audio()) == pytest.approx(700, abs=2)
+            assert media.packets_received == len(packets) == FRAMES
+            assert_tone(media.audio(), 700, SPAN)
+            assert_tone(phone.audio(0), 700, SPAN)
         finally:
             phone.close()
 
@@ -529,19 +566,28 @@ def test_hold_reinvite_is_answered_with_the_mirrored_direction() -> None:
             _, dialed = await customer.dial(CALLEE, rtp=phone.address)
             media = carrier.calls[0].media
             assert media is not None
-            for cseq, offered, answered in [
-                (3, "sendonly", "recvonly"),
-                (4, "sendrecv", "sendrecv"),
-            ]:
-                reinvite = customer.in_dialog(dialed, "INVITE", cseq, offer(phone.address, offered))
-                customer.send(reinvite)
+
+            async def reinvite(cseq: int, direction: str) -> str:
+                request = customer.in_dialog(
+                    dialed, "INVITE", cseq, offer(phone.address, direction)
+                )
+                customer.send(request)
                 ok = await customer.response()
-                customer.ack(reinvite, ok)
+                customer.ack(request, ok)
                 assert ok.status == 200
-                assert SessionDescription.parse(ok.body).direction == answered
-                sent = media.packets_sent
-                await asyncio.sleep(0.1)
-                assert (media.packets_sent > sent) is (answered == "sendrecv")
+                return SessionDescription.parse(ok.body).direction
+
+            assert await reinvite(3, "sendonly") == "recvonly"
+            # On hold the carrier only listens: it sends nothing while the phone's audio,
+            # sent in real time, arrives.
+            sent, received = media.packets_sent, media.packets_received
+            await phone.send_tone(media.local, PHONE_HZ, 0.2)
+            await recorded(media, received + 10)
+            assert media.packets_sent == sent
+            assert await reinvite(4, "sendrecv") == "sendrecv"
+            await wait_for_async(
+                lambda: media.packets_sent > sent, "the carrier did not resume sending"
+            )
             assert [a.statuses for a in carrier.calls[0].reinvites] == [[200], [200]]
             assert not carrier.calls[0].on_hold
         finally:
@@ -586,12 +632,13 @@ def test_edge_down_drops_everything_until_it_comes_back() -> None:
         carrier.set_edge_down("ashburn")
         uri = "sip:voipcore.pstn.ashburn.twilio.com"
         customer.send(customer.request_to("OPTIONS", uri, call_id="o1", from_tag="a", cseq=1))
-        with pytest.raises(TimeoutError):
-            await customer.recv(timeout=0.3)
+        await wait_for_async(lambda: carrier.dropped, "the OPTIONS never reached ashburn")
+        assert [(d.edge, d.reason) for d in carrier.dropped] == [("ashburn", "edge-down")]
         ping = customer.request_to("OPTIONS", uri, call_id="o2", from_tag="a", cseq=1)
         customer.send(ping, carrier.address("umatilla"))
-        assert (await customer.response("OPTIONS")).status == 200
-        assert [(d.edge, d.reason) for d in carrier.dropped] == [("ashburn", "edge-down")]
+        # The first answer is umatilla's: ashburn, which dropped its OPTIONS, sent nothing.
+        answer = await customer.recv()
+        assert isinstance(answer, Response) and (answer.call_id, answer.status) == ("o2", 200)
         carrier.set_edge_down("ashburn", False)
         customer.send(customer.request_to("OPTIONS", uri, call_id="o3", from_tag="a", cseq=1))
         assert (await customer.response("OPTIONS")).call_id == "o3"
@@ -628,8 +675,7 @@ def test_origination_call_to_a_plain_udp_socket() -> None:
             assert await asyncio.wait_for(call.final(), 2) == 200
             ack = await customer.request()
             assert ack.method == "ACK" and ack.to.tag == "cust"
-            await settle(phone, 10)
-            assert dominant_frequency(phone.audio(0)) == pytest.approx(1000, abs=2)
+            await hear_each_other(phone, (sdp.address, sdp.port), call)
             hangup = asyncio.create_task(carrier.hangup(call))
             bye = await customer.request()
             assert (

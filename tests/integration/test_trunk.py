@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from media.tones import dominant_frequency
+from media import g711
+from media.tones import CALL_PROGRESS
+from tests.audio import assert_tone
 from tests.carrier import CarrierCall, Party, TwilioCarrier
-from tests.harness import DEFAULT_USERS, ServerProcess, TestUser
-from tests.integration.test_calls import blocking, logged, next_final, registered, sdp_for
+from tests.harness import DEFAULT_USERS, ServerProcess, TestUser, wait_for_async
+from tests.integration.test_calls import (
+    blocking,
+    logged,
+    media_target,
+    next_final,
+    registered,
+    sdp_for,
+)
+from tests.integration.test_carrier import FRAMES, PACKET, hear_each_other, settle
 from tests.rtpphone import RtpPhone
 from voipcore.sdp import PCMA, TELEPHONE_EVENT, SessionDescription, build_offer
 from voipcore.sip.message import Request
@@ -83,14 +95,23 @@ members = ["alice", "bob"]
         await carrier.stop()
 
 
-async def dial(server: ServerProcess, user: str, number: str, phone: RtpPhone) -> str:
+class Dialled(NamedTuple):
+    """An answered call a phone made through the server."""
+
+    call_id: str
+    "The Call-ID of the phone's INVITE."
+    media: tuple[str, int]
+    "Where the phone sends RTP: the server's address for the call (anchored media)."
+
+
+async def dial(server: ServerProcess, user: str, number: str, phone: RtpPhone) -> Dialled:
     client = await registered(server, user)
     sdp = sdp_for(phone)
     invite = await blocking(client.invite, user, f"{user}-secret", DOMAIN, number, sdp)
     ok = await next_final(client)
     assert ok.status == 200, ok
     await blocking(client.send_raw, client.in_dialog("ACK", invite, ok, invite.cseq.seq))
-    return invite.call_id
+    return Dialled(invite.call_id, media_target(ok))
 
 
 async def originate(carrier: TwilioCarrier, server: ServerProcess, did: str) -> CarrierCall:
@@ -103,20 +124,35 @@ async def originate(carrier: TwilioCarrier, server: ServerProcess, did: str) -> 
     )
 
 
+def metrics(server: ServerProcess) -> str:
+    """The server's Prometheus exposition."""
+    url = f"http://127.0.0.1:{server.http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text: str = response.read().decode()
+    return text
+
+
+def edge_rtt(server: ServerProcess, edge: str) -> float | None:
+    """The round-trip time of ``edge``'s last OPTIONS ping, None until one is measured."""
+    pattern = rf'voipcore_trunk_edge_rtt_seconds{{edge="{edge}"}} (\S+)'
+    found = re.search(pattern, metrics(server))
+    return None if found is None else float(found.group(1))
+
+
 def test_outbound_call_uses_e164_digest_caller_id_and_carries_audio(tmp_path: Path) -> None:
     async def main() -> None:
         async with trunk_setup(tmp_path) as (carrier, server):
             phone = RtpPhone.open()
-            call_id = await dial(server, "alice", "4045551234", phone)
+            call_id, to_server = await dial(server, "alice", "4045551234", phone)
             call = await carrier.wait_for_call("+14045551234")
             # Twilio's termination rules: E.164 Request-URI on the edge's trunk domain,
             # digest answered (407 first), an owned caller ID.
             assert call.request_uri == "sip:+14045551234@acme.pstn.ashburn.twilio.com"
             assert call.from_number == CALLER_ID
             assert call.statuses[:1] == [407] and 200 in call.statuses
-            await asyncio.sleep(1.0)
-            # The carrier plays 1000 Hz; it reaches alice through the anchored media.
-            assert dominant_frequency(phone.audio(0)) == pytest.approx(1000, abs=5)
+            # Alice's 440 Hz reaches the PSTN and the carrier's 1000 Hz reaches her,
+            # through the anchored media.
+            await hear_each_other(phone, to_server, call)
             await carrier.hangup(call)
             row = await logged(server, call_id)
             assert (row["direction"], row["callee_e164"], row["callee_dialled"]) == (
@@ -159,7 +195,7 @@ def test_failover_to_the_next_edge_when_one_is_down(tmp_path: Path) -> None:
     async def main() -> None:
         async with trunk_setup(tmp_path) as (carrier, server):
             carrier.set_edge_down("ashburn")
-            call_id = await dial(server, "alice", "4045551234", RtpPhone.open())
+            call_id = (await dial(server, "alice", "4045551234", RtpPhone.open())).call_id
             call = await carrier.wait_for_call("+14045551234")
             assert call.edge == "umatilla"
             assert call.request_uri == "sip:+14045551234@acme.pstn.umatilla.twilio.com"
@@ -188,7 +224,7 @@ def test_call_starts_are_paced_to_the_trunk_cps(tmp_path: Path) -> None:
             assert starts[1] - starts[0] >= 0.95
             for c in calls:
                 await carrier.hangup(c)
-            for call_id in call_ids:
+            for call_id, _ in call_ids:
                 row = await logged(server, call_id)
                 assert (row["direction"], row["hung_up_by"]) == ("outbound", "callee")
 
@@ -198,13 +234,14 @@ def test_call_starts_are_paced_to_the_trunk_cps(tmp_path: Path) -> None:
 def test_inbound_call_from_the_trunk_rings_the_did_owner(tmp_path: Path) -> None:
     async def main() -> None:
         async with trunk_setup(tmp_path) as (carrier, server):
-            alice = await registered(server, "alice")
+            alice, phone = await registered(server, "alice"), RtpPhone.open()
             inbound = await originate(carrier, server, "+14045550100")
             ringing = await blocking(alice.recv_message)
             assert isinstance(ringing, Request) and ringing.method == "INVITE"
             assert ringing.from_.uri.user == "+12025550123"  # type: ignore[union-attr]
-            await blocking(alice.answer, ringing, 200, sdp_for(RtpPhone.open()))
+            await blocking(alice.answer, ringing, 200, sdp_for(phone))
             assert await inbound.final() == 200
+            await hear_each_other(phone, media_target(ringing), inbound)
             await carrier.hangup(inbound)
             row = await logged(server, inbound.call_id)
             assert (row["direction"], row["caller"], row["callee_dialled"], row["user"]) == (
@@ -229,20 +266,20 @@ def test_inbound_call_from_outside_the_acl_is_refused(tmp_path: Path) -> None:
                 "rejected",
                 403,
             )
-            metrics = (
-                urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5)
-                .read()
-                .decode()
-            )
-            assert "voipcore_trunk_origination_refused_total 1.0" in metrics
+            assert "voipcore_trunk_origination_refused_total 1.0" in metrics(server)
 
     asyncio.run(main())
 
 
 def test_early_media_ringback_reaches_the_caller_before_the_answer(tmp_path: Path) -> None:
+    ringback = CALL_PROGRESS["ringback"]
+    on = ringback.cadence[0]
+
     async def main() -> None:
         async with trunk_setup(tmp_path) as (carrier, server):
-            carrier.set_party("+14045551234", Party(ring=1.0, early_media=True))
+            # Silent once answered: all the phone hears is what the carrier played ringing.
+            party = Party(ring=on + 0.4, early_media=True, media="silence")
+            carrier.set_party("+14045551234", party)
             alice = await registered(server, "alice")
             phone = RtpPhone.open()
             invite = await blocking(
@@ -254,9 +291,11 @@ def test_early_media_ringback_reaches_the_caller_before_the_answer(tmp_path: Pat
             assert progress.status == 183 and progress.body  # our SDP, for early media
             ok = await next_final(alice)
             assert ok.status == 200 and ok.body == progress.body  # one offer, one answer
-            heard_before_answer = len(phone.received)
-            assert heard_before_answer >= 20  # ringback played while it rang
+            assert len(phone.received) >= FRAMES  # a second of early media before the answer
             await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+            # US ringback (440 + 480 Hz) for the whole of its first on-span.
+            await settle(phone, round(on / PACKET))
+            assert_tone(phone.audio(0), ringback.freqs, on)
             await carrier.hangup(await carrier.wait_for_call("+14045551234"))
 
     asyncio.run(main())
@@ -266,20 +305,20 @@ def test_options_pings_route_calls_around_a_dead_edge(tmp_path: Path) -> None:
     async def main() -> None:
         pings = "ping_interval = 1.0\nping_timeout = 0.5"
         async with trunk_setup(tmp_path, extra=pings, down=("ashburn",)) as (carrier, server):
-            await asyncio.sleep(1.0)  # one round of pings: ashburn silent, umatilla answers
+            # One round of pings: ashburn silent, umatilla answers.
+            await wait_for_async(
+                lambda: (
+                    'voipcore_trunk_edge_up{edge="ashburn"} 0.0' in metrics(server)
+                    and edge_rtt(server, "umatilla") is not None
+                ),
+                lambda: f"no ping round seen yet:\n{metrics(server)}",
+            )
             await dial(server, "alice", "4045551234", RtpPhone.open())
             call = await carrier.wait_for_call("+14045551234")
             assert call.edge == "umatilla"
             # Straight there: no INVITE was spent on the dead edge.
             assert [d for d in carrier.dropped if d.request and d.request.method == "INVITE"] == []
-            metrics = (
-                urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/metrics", timeout=5)
-                .read()
-                .decode()
-            )
-            assert 'voipcore_trunk_edge_up{edge="ashburn"} 0.0' in metrics
-            assert 'voipcore_trunk_edge_up{edge="umatilla"} 1.0' in metrics
-            assert 'voipcore_trunk_edge_rtt_seconds{edge="umatilla"}' in metrics
+            assert 'voipcore_trunk_edge_up{edge="umatilla"} 1.0' in metrics(server)
             await carrier.hangup(call)
 
     asyncio.run(main())
@@ -300,15 +339,17 @@ def test_inbound_call_to_a_ring_group_did_rings_every_member(tmp_path: Path) -> 
     async def main() -> None:
         async with trunk_setup(tmp_path) as (carrier, server):
             alice, bob = await registered(server, "alice"), await registered(server, "bob")
+            phone = RtpPhone.open()
             inbound = await originate(carrier, server, "+14045550101")
             to_alice = await blocking(alice.recv_message)
             to_bob = await blocking(bob.recv_message)
             assert isinstance(to_alice, Request) and to_alice.method == "INVITE"
             assert isinstance(to_bob, Request) and to_bob.method == "INVITE"
-            await blocking(bob.answer, to_bob, 200, sdp_for(RtpPhone.open()))
+            await blocking(bob.answer, to_bob, 200, sdp_for(phone))
             assert await inbound.final() == 200
             cancel = await blocking(alice.recv_message)  # the other phone stops ringing
             assert isinstance(cancel, Request) and cancel.method == "CANCEL"
+            await hear_each_other(phone, media_target(to_bob), inbound)
             await carrier.hangup(inbound)
             row = await logged(server, inbound.call_id)
             assert (row["direction"], row["callee_dialled"], row["user"]) == (
@@ -325,7 +366,13 @@ def test_calls_go_to_the_live_edge_with_the_shortest_round_trip(tmp_path: Path) 
         pings = "ping_interval = 0.5\nping_timeout = 0.4"
         async with trunk_setup(tmp_path, extra=pings) as (carrier, server):
             carrier.set_edge_latency("ashburn", 0.15)  # preferred, but far away today
-            await asyncio.sleep(1.2)  # two rounds of pings
+            await wait_for_async(
+                lambda: (
+                    (edge_rtt(server, "ashburn") or 0.0) >= 0.15
+                    and edge_rtt(server, "umatilla") is not None
+                ),
+                lambda: f"no ping measured ashburn's latency yet:\n{metrics(server)}",
+            )
             await dial(server, "alice", "4045551234", RtpPhone.open())
             call = await carrier.wait_for_call("+14045551234")
             assert call.edge == "umatilla"
@@ -352,9 +399,11 @@ def test_trunk_is_offered_pcmu_then_pcma_and_a_pcma_phone_is_transcoded(tmp_path
             offered = SessionDescription.parse(call.invite.body).audio
             assert offered is not None
             assert [f.name for f in offered.codecs] == ["PCMU", "PCMA", "telephone-event"]
-            await asyncio.sleep(1.0)
-            # The carrier's 1000 Hz in PCMU reaches Alice's phone as PCMA.
-            assert dominant_frequency(phone.audio(8)) == pytest.approx(1000, abs=5)
+            assert call.media is not None and call.media.payload_type == g711.PCMU
+            # Transcoded both ways: the carrier's 1000 Hz in PCMU reaches Alice's phone as
+            # PCMA, and her 440 Hz in PCMA reaches the carrier as PCMU.
+            await hear_each_other(phone, media_target(ok), call, g711.PCMA)
+            assert {r.packet.payload_type for r in call.media.received} == {g711.PCMU}
             await carrier.hangup(call)
 
     asyncio.run(main())
