@@ -34,12 +34,13 @@ def _fail_after(deadline: float, message: str | Callable[[], str], timeout: floa
 
 
 def wait_for(
-    condition: Callable[[], T], message: str | Callable[[], str], timeout: float = 15.0
+    condition: Callable[[], T | None], message: str | Callable[[], str], timeout: float = 15.0
 ) -> T:
-    """Poll ``condition`` until it returns something truthy and return that; fail with
-    ``message`` (a callable is asked only then, so it can show the state) after ``timeout``
-    seconds.  The deadline is generous on purpose: it only bounds a test that fails anyway,
-    so a loaded machine turns no slow pass into a failure."""
+    """Poll ``condition`` until it returns something truthy and return that (a ``T | None``
+    condition gives a ``T``); fail with ``message`` (a callable is asked only then, so it
+    can show the state) after ``timeout`` seconds.  The deadline is generous on purpose: it
+    only bounds a test that fails anyway, so a loaded machine turns no slow pass into a
+    failure."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         _fail_after(deadline, message, timeout)
@@ -48,7 +49,7 @@ def wait_for(
 
 
 async def wait_for_async(
-    condition: Callable[[], T], message: str | Callable[[], str], timeout: float = 15.0
+    condition: Callable[[], T | None], message: str | Callable[[], str], timeout: float = 15.0
 ) -> T:
     """:func:`wait_for` for coroutines: the event loop runs between polls."""
     deadline = time.monotonic() + timeout
