@@ -1,4 +1,4 @@
-"""Concurrent calls one media worker carries (issue 3), against a naive asyncio relay.
+"""Concurrent calls one media worker carries (issue 3), against a naive relay and rtpengine.
 
     python -m benchmarks.media_load --mode relay [--calls 200,400,800] [--duration 10]
     python -m benchmarks.media_load --mode audio [--calls 50,100,200,300] [--outage 100]
@@ -8,16 +8,22 @@ Each call is two G.711 streams of 50 packets/s (100 packets/s in per call),
 sent over loopback to engine worker processes by ``--generators`` load
 generator processes (default 1), call i from generator i mod G.  relay:
 the relay fast path, passing when loss < 0.1 % and p99 added latency < 2 ms;
-the same load through ``benchmarks.naive_relay`` (stdlib asyncio, per-packet
-forwarding) is the baseline.  audio: every call is recorded, which puts it
-through the audio path (jitter buffer, PLC, mixing, recorder, encoding);
-passing when >= 99.9 % of the frames the engine sent arrive (counted by RTP
-sequence number) and its 20 ms tick, a frame per leg each, never overruns;
-``--outage`` stops the generators for a while halfway through, so every
-stream starts concealing loss on the same tick and the tick must still hold.
-Worker CPU is read from /proc while packets are sent; ``calls/core`` projects
-it to one fully busy core, the robust figure while the load generators share
-the machine; ``gen %`` is the busiest generator's CPU.
+the same load goes through two baselines: ``benchmarks.naive_relay``
+(per-packet forwarding on uvloop, the engine's own loop) and, when the
+``rtpengine`` binary is installed, a userspace rtpengine started by this
+script (:mod:`benchmarks.rtpengine`).  audio: every call is recorded, which
+puts it through the audio path (jitter buffer, PLC, mixing, recorder,
+encoding), whose 20 ms tick sends a frame per leg; frames are counted at the
+receiver against the wall clock (:func:`stream_figures`): each stream owes a
+frame per 20 ms of the measured window, one arriving in fewer slots has lost
+the rest, and a stall of N tick periods shows as N missed ticks.  It passes
+when >= 99.9 % of the owed frames arrive, no tick is missed and the engine
+never reports falling behind (``stalls``); ``--outage`` stops the generators
+for a while halfway through, so every stream starts concealing loss on the
+same tick and the tick must still hold.  CPU of the system under test is read
+from /proc while packets are sent; ``calls/core`` projects it to one fully
+busy core, the robust figure while the load generators share the machine;
+``gen %`` is the busiest generator's CPU.
 
 ``--scaling`` finds, for each worker count W, the highest passing load with W
 workers and W generators (or ``--generators``): calls per worker double from
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import multiprocessing
 import os
 import socket
@@ -39,10 +46,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import NamedTuple
 
 import numpy as np
 import uvloop
 
+from benchmarks import rtpengine
 from media.workers import WorkerPool, split_ports
 from tests.harness import cpu_seconds, pin_process, reserve_cpu
 
@@ -53,11 +62,20 @@ TIMESPEC = struct.Struct("@qq")
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 PAYLOAD = 160
 WARMUP = 1.0
+#: The audio path's tick, one frame per stream each (RFC 3551 §4.5.14: 20 ms of PCMU).
+TICK_NS = 20_000_000
+#: Frames whose median fixes a stream's phase at either end of the window.
+ANCHOR = 10
 #: Send groups per 20 ms frame: at 1,000 calls, 25 packets every 0.25 ms.
 SLOTS = 80
 #: Wide enough for 4 ports per call (RTP and RTCP per leg), split between the workers.
 RTP_PORTS = (10000, 65000)
-Target = tuple[tuple[str, int], tuple[str, int]]
+#: rtpengine's relay ports: 4 per call as well, below the kernel's ephemeral range.
+RTPENGINE_PORTS = (20000, 29999)
+NAIVE = "naive uvloop"
+RTPENGINE = "rtpengine"
+Address = tuple[str, int]
+Target = tuple[Address, Address]
 
 
 @dataclass
@@ -72,7 +90,10 @@ class Result:
     p99_ms: float
     cpu: float
     generator_cpu: float
-    overruns: int = 0
+    missed: int | None = None
+    """Audio path: ticks the engine skipped, from the receiver's timing."""
+    stalls: int | None = None
+    """Engine only: times it reported falling a tick or more behind."""
 
     @property
     def loss(self) -> float:
@@ -84,6 +105,46 @@ class Result:
         return 100 * self.calls / self.cpu if self.cpu > 0 else float("nan")
 
 
+class Frames(NamedTuple):
+    """One audio-path output stream over the measured window, on the receiver's clock."""
+
+    slots: int
+    """20 ms slots of the window, each owing a frame."""
+    received: int
+    """Frames that arrived in the window's slots."""
+    missed: int
+    """Ticks the engine skipped: how many slots its frames fell behind their sequence numbers."""
+
+
+def stream_figures(seqs: list[int], arrivals: list[int], start: int, end: int) -> Frames:
+    """Frames owed and received in ``[start, end)`` (ns, arrival clock) by one 20 ms stream.
+
+    The stream's phase is the median of its frames' arrival minus 20 ms per
+    sequence number (RFC 3550 §5.1, wrap-safe as in A.1) over the :data:`ANCHOR`
+    frames before the window, so a frame may arrive up to 10 ms early or late
+    and still count in its slot at either end of the window.  A tick the engine
+    skips uses no sequence number (the next frame comes one slot later): the
+    window receives one frame fewer, and every later frame sits one slot further
+    behind its sequence number.  Missed ticks are that lag over the last frames
+    of the window.
+    """
+    arrival = np.asarray(arrivals, np.int64)
+    if not arrival.size:
+        return Frames(round((end - start) / TICK_NS), 0, 0)
+    steps = np.mod(np.diff(np.asarray(seqs, np.int64)) + 32768, 65536) - 32768
+    index = np.concatenate(([0], np.cumsum(steps)))
+    before = np.flatnonzero(arrival < start)
+    anchor = before[-ANCHOR:] if before.size else np.arange(min(ANCHOR, arrival.size))
+    phase = int(np.median(arrival[anchor] - index[anchor] * TICK_NS))
+    slot = np.rint((arrival - phase) / TICK_NS).astype(np.int64)
+    first, last = -((phase - start) // TICK_NS), -((phase - end) // TICK_NS)
+    inside = np.flatnonzero((slot >= first) & (slot < last))
+    lag = slot[inside] - index[inside]
+    missed = max(0, int(np.median(lag[-ANCHOR:]))) if inside.size else 0
+    slots = int(last - first)
+    return Frames(slots, min(slots, inside.size), missed)
+
+
 @dataclass
 class Counts:
     """What generators measured over one load level."""
@@ -92,8 +153,8 @@ class Counts:
     received: int
     #: Added latency of each relayed packet received while measuring, in ns.
     latencies: np.ndarray
-    #: Audio-path frames the engine sent while measuring (:meth:`Generator.frames_sent`).
-    frames: int
+    #: Audio path: each engine output stream's frames, by the engine address it comes from.
+    streams: dict[Address, Frames]
     #: CPU of the pids the generators were given, and of the busiest generator, in cores.
     cpu: float
     generator_cpu: float
@@ -104,7 +165,7 @@ class Counts:
             sum(p.sent for p in parts),
             sum(p.received for p in parts),
             np.concatenate([p.latencies for p in parts]),
-            sum(p.frames for p in parts),
+            {k: v for p in parts for k, v in p.streams.items()},
             sum(p.cpu for p in parts),
             max(p.generator_cpu for p in parts),
         )
@@ -118,9 +179,9 @@ class Generator:
         self.sides = [self._socket(), self._socket()]
         self.latencies: list[int] = []
         self.received = 0
-        #: Per SSRC of the audio path's output: first sequence number received while
-        #: measuring, and how far past it the last one was.
-        self.spans: dict[int, list[int]] = {}
+        #: Audio path: sequence numbers and arrival times (ns) of each output stream's
+        #: frames, warm-up included, by the engine address they come from.
+        self.frames: dict[Address, tuple[list[int], list[int]]] = {}
         self.measuring = False
         self.measure_from_ns = 1 << 62
         self.marked = True
@@ -138,15 +199,7 @@ class Generator:
         sock.setblocking(False)
         return sock
 
-    def frames_sent(self) -> int:
-        """Audio-path frames sent while measuring, from their sequence numbers (RFC 3550 A.3).
-
-        Counting by sequence number, not by time, keeps a tick at either end of the
-        window from counting as lost.
-        """
-        return sum(last + 1 for _, last in self.spans.values())
-
-    def addresses(self) -> list[tuple[str, int]]:
+    def addresses(self) -> list[Address]:
         return [sock.getsockname()[:2] for sock in self.sides]
 
     def _readable(self, sock: socket.socket) -> None:
@@ -154,30 +207,37 @@ class Generator:
         space = socket.CMSG_SPACE(TIMESPEC.size)
         while True:
             try:
-                size, ancillary, _, _ = sock.recvmsg_into([buf], space)
+                size, ancillary, _, source = sock.recvmsg_into([buf], space)
             except BlockingIOError:
                 return
             if size < 12 + MARK.size:
                 continue
+            arrival = next(
+                (
+                    seconds * 1_000_000_000 + nanos
+                    for level, kind, data in ancillary
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS
+                    for seconds, nanos in [TIMESPEC.unpack(data[: TIMESPEC.size])]
+                ),
+                None,
+            )
             if not self.marked:
-                # Audio-path output: the engine's own frames, counted when received
-                # while measuring.  (Their payload is audio: concealment makes any
-                # bytes of it, so it cannot say whether a packet is marked.)
-                if self.measuring:
-                    self.received += 1
-                    _, _, seq, _, ssrc = HEADER.unpack_from(buf)
-                    span = self.spans.setdefault(ssrc, [seq, 0])
-                    span[1] = max(span[1], (seq - span[0]) & 0xFFFF)
+                # Audio-path output: the engine's own frames, kept with their arrival
+                # times for :func:`stream_figures`.  (Their payload is audio:
+                # concealment makes any bytes of it, so it cannot say whether a
+                # packet is marked.)
+                frames = self.frames.get(source)
+                if frames is not None and arrival is not None:
+                    frames[0].append(HEADER.unpack_from(buf)[2])
+                    frames[1].append(arrival)
                 continue
             # Relayed packets carry their send time and count when sent while measuring.
             _, _, sent_ns = MARK.unpack_from(buf, 12)
             if sent_ns < self.measure_from_ns:
                 continue
             self.received += 1
-            for level, kind, data in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    seconds, nanos = TIMESPEC.unpack(data[: TIMESPEC.size])
-                    self.latencies.append(seconds * 1_000_000_000 + nanos - sent_ns)
+            if arrival is not None:
+                self.latencies.append(arrival - sent_ns)
 
     def run(self, duration: float, *, marked: bool, pids: list[int], outage: float = 0.0) -> Counts:
         """Send for ``duration`` s after warm-up.
@@ -193,6 +253,8 @@ class Generator:
         at once.
         """
         self.marked = marked
+        if not marked:
+            self.frames = {source: ([], []) for target in self.targets for source in target}
         since = cpu_snapshot(pids)
         own_since = cpu_snapshot([os.getpid()])
         seq = 0
@@ -237,7 +299,12 @@ class Generator:
         time.sleep(0.3)  # let the last packets arrive
         self._drain()
         latencies = np.asarray(self.latencies, dtype=np.int64)
-        return Counts(sent, self.received, latencies, self.frames_sent(), cpu, own_cpu)
+        end = self.measure_from_ns + round(duration * 1e9)
+        streams = {
+            source: stream_figures(seqs, arrivals, self.measure_from_ns, end)
+            for source, (seqs, arrivals) in self.frames.items()
+        }
+        return Counts(sent, self.received, latencies, streams, cpu, own_cpu)
 
     def _drain(self) -> None:
         for sock in self.sides:
@@ -290,13 +357,13 @@ class Generators:
             theirs.close()
             self.pipes.append(ours)
             self.processes.append(process)
-        self.addresses: list[list[tuple[str, int]]] = []
+        self.addresses: list[list[Address]] = []
 
     async def start(self) -> None:
         """Wait for every process's A and B side addresses."""
         self.addresses = [await asyncio.to_thread(pipe.recv) for pipe in self.pipes]
 
-    def sides(self, call: int) -> list[tuple[str, int]]:
+    def sides(self, call: int) -> list[Address]:
         """The A and B side addresses playing call number ``call``."""
         return self.addresses[call % len(self.addresses)]
 
@@ -334,18 +401,32 @@ class Generators:
                 process.join()
 
 
-def level_result(system: str, calls: int, counts: Counts, sent: int, overruns: int = 0) -> Result:
+def level_result(system: str, calls: int, counts: Counts) -> Result:
+    """Relayed packets: how many of those sent while measuring came back, and how late."""
     return Result(
         system,
         calls,
-        sent,
+        counts.sent,
         counts.received,
         percentile_ms(counts.latencies, 50),
         percentile_ms(counts.latencies, 99),
         100 * counts.cpu,
         100 * counts.generator_cpu,
-        overruns,
     )
+
+
+def missed_ticks(streams: dict[Address, Frames], workers: int) -> int:
+    """Ticks skipped by all workers: per worker, the median over the streams it sends from.
+
+    Every stream of a worker shares its tick, so the median ignores a stream whose
+    frames happen to arrive near half a tick off their phase.
+    """
+    lows = [low for low, _ in split_ports(*RTP_PORTS, workers)]
+    by_worker: dict[int, list[int]] = {}
+    for (_, port), frames in streams.items():
+        worker = max(i for i, low in enumerate(lows) if port >= low)
+        by_worker.setdefault(worker, []).append(frames.missed)
+    return sum(math.ceil(np.median(missed)) for missed in by_worker.values())
 
 
 async def engine_level(
@@ -401,14 +482,14 @@ async def engine_level(
                         "file": os.path.join(record_dir, f"{index}.wav"),
                     },
                 )
-        # Overruns are counted over the measured window, like the frames: once the
+        # Stalls are counted over the measured window, like the frames: once the
         # generators stop, every stream conceals at once, which is not the load's
         # doing (``--outage`` puts such a moment inside the window on purpose).
         start_at = time.time() + 0.5
         measured = start_at + WARMUP
-        ticks_before, ticks_after, counts = await asyncio.gather(
-            _worker_totals_at(pool, measured),
-            _worker_totals_at(pool, measured + duration),
+        stalls_before, stalls_after, counts = await asyncio.gather(
+            _worker_stalls_at(pool, measured),
+            _worker_stalls_at(pool, measured + duration),
             players.run(
                 targets,
                 duration,
@@ -418,70 +499,93 @@ async def engine_level(
                 outage=outage,
             ),
         )
-        return level_result(
-            "voipcore" + (f" x{workers}" if workers > 1 else ""),
-            calls,
-            counts,
-            # One frame per leg per tick, whatever it receives; ticks it could not
-            # run show as overruns.
-            counts.frames if mode == "audio" else counts.sent,
-            ticks_after[1] - ticks_before[1],
-        )
+        result = level_result("voipcore" + (f" x{workers}" if workers > 1 else ""), calls, counts)
+        result.stalls = stalls_after - stalls_before
+        if mode == "audio":
+            # Frames owed by the wall clock, whatever the engine received or skipped.
+            result.sent = sum(f.slots for f in counts.streams.values())
+            result.received = sum(f.received for f in counts.streams.values())
+            result.missed = missed_ticks(counts.streams, workers)
+        return result
     finally:
         players.close()
         await pool.stop()
 
 
-async def _worker_totals_at(pool: WorkerPool, when: float) -> tuple[int, int]:
-    """Ticks and tick overruns of all workers so far, read at wall-clock ``when``."""
+async def _worker_stalls_at(pool: WorkerPool, when: float) -> int:
+    """Times all workers fell a tick or more behind so far, read at wall-clock ``when``."""
     await asyncio.sleep(max(0.0, when - time.time()))
     replies = (await pool.request("stats", {}))["workers"]
-    return sum(r["ticks"] for r in replies), sum(r["tick_overruns"] for r in replies)
+    return sum(int(r["tick_overruns"]) for r in replies)
 
 
-async def naive_level(
-    calls: int, duration: float, generators: int, system_cpu: int | None = None
+class NaiveRelay:
+    """``benchmarks.naive_relay`` in its own process, relaying on ports from 40000."""
+
+    BASE = 40000
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.naive_relay", "--calls", str(calls)]
+            + ["--base", str(self.BASE)],
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        self.process.stdout.readline()  # "ready"
+        self.pid = self.process.pid
+
+    def relay(self, call: int, sides: list[Address]) -> Target:
+        port = self.BASE + 4 * call
+        return ("127.0.0.1", port), ("127.0.0.1", port + 2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+class RtpEngineRelay:
+    """A userspace rtpengine of this run's own, one call anchored per offer and answer."""
+
+    def __init__(self, calls: int) -> None:
+        self.engine = rtpengine.RtpEngine(*RTPENGINE_PORTS)
+        self.engine.wait_ready()
+        self.pid = self.engine.pid
+
+    def relay(self, call: int, sides: list[Address]) -> Target:
+        return self.engine.relay(f"bench-{call}", sides[0], sides[1])
+
+    def stop(self) -> None:
+        self.engine.stop()
+
+
+async def baseline_level(
+    system: str, calls: int, duration: float, generators: int, system_cpu: int | None = None
 ) -> Result:
-    base = 40000
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.naive_relay",
-            "--calls",
-            str(calls),
-            "--base",
-            str(base),
-        ],
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    proc.stdout.readline()
-    if system_cpu is not None:
-        pin_process(proc.pid, {system_cpu})
+    """The relay load through ``system`` (:data:`NAIVE` or :data:`RTPENGINE`)."""
+    relay = NaiveRelay(calls) if system == NAIVE else RtpEngineRelay(calls)
     players = Generators(generators)
     try:
+        if system_cpu is not None:
+            pin_process(relay.pid, {system_cpu})
         await players.start()
-        targets = [
-            (("127.0.0.1", base + 4 * i), ("127.0.0.1", base + 4 * i + 2)) for i in range(calls)
-        ]
-        counts = await players.run(targets, duration, marked=True, pids=[proc.pid])
-        return level_result("naive asyncio", calls, counts, counts.sent)
+        targets = [relay.relay(call, players.sides(call)) for call in range(calls)]
+        counts = await players.run(targets, duration, marked=True, pids=[relay.pid])
+        return level_result(system, calls, counts)
     finally:
         players.close()
-        proc.terminate()
-        proc.wait()
+        relay.stop()
 
 
 def passes(result: Result, mode: str) -> bool:
     if mode == "relay":
         return result.loss < 0.001 and result.p99_ms < 2.0
-    return result.loss < 0.001 and result.overruns == 0
+    return result.loss < 0.001 and not result.missed and not result.stalls
 
 
 HEADER_ROW = (
     f"{'system':<14} {'calls':>6} {'loss %':>8} {'p50 ms':>8} {'p99 ms':>8} "
-    f"{'cpu %':>6} {'calls/core':>10} {'overruns':>9} {'gen %':>6}"
+    f"{'cpu %':>6} {'calls/core':>10} {'missed':>6} {'stalls':>6} {'gen %':>6}"
 )
 
 
@@ -490,8 +594,13 @@ def row(result: Result, mode: str) -> str:
     return (
         f"{result.system:<14} {result.calls:>6} {100 * result.loss:>8.3f} "
         f"{result.p50_ms:>8.3f} {result.p99_ms:>8.3f} {result.cpu:>6.1f} "
-        f"{result.calls_per_core:>10.0f} {result.overruns:>9} {result.generator_cpu:>6.1f} {ok}"
+        f"{result.calls_per_core:>10.0f} {_count(result.missed):>6} {_count(result.stalls):>6} "
+        f"{result.generator_cpu:>6.1f} {ok}"
     )
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def sharing(workers: int, generators: int) -> str:
@@ -584,7 +693,7 @@ async def main() -> None:
     parser.add_argument(
         "--pin",
         action="store_true",
-        help="the worker(s) and the naive relay alone on the last CPU, generators on the others",
+        help="the worker(s) and each baseline alone on the last CPU, generators on the others",
     )
     args = parser.parse_args()
     system_cpu: int | None = None
@@ -593,7 +702,7 @@ async def main() -> None:
             parser.error("--pin measures one core; --scaling spreads workers over the machine")
         try:
             # Generators and workers start off the reserved CPU; workers and the
-            # naive relay are then moved onto it.
+            # baselines are then moved onto it.
             system_cpu = reserve_cpu()
         except RuntimeError as exc:
             parser.error(str(exc))
@@ -612,37 +721,43 @@ async def main() -> None:
         f"media_load mode={args.mode} duration={args.duration}s workers={args.workers} "
         f"generators={generators} cpus={os.cpu_count()}{placement}"
     )
+    baselines = [] if args.mode == "audio" or args.no_baseline else [NAIVE]
+    if baselines and rtpengine.installed():
+        baselines.append(RTPENGINE)
+    elif baselines:
+        print("rtpengine is not installed (Debian: rtpengine-daemon): its reference is skipped")
     print(HEADER_ROW)
     best: dict[str, int] = {}
-    efficiency: list[str] = []
+    efficiency: dict[str, list[str]] = {system: [] for system in baselines}
     for calls in levels:
-        results = [
-            await engine_level(
-                calls,
-                args.duration,
-                args.mode,
-                args.workers,
-                generators,
-                system_cpu,
-                args.outage / 1000,
+        ours = await engine_level(
+            calls,
+            args.duration,
+            args.mode,
+            args.workers,
+            generators,
+            system_cpu,
+            args.outage / 1000,
+        )
+        results = [ours]
+        for system in baselines:
+            results.append(
+                await baseline_level(system, calls, args.duration, generators, system_cpu)
             )
-        ]
-        if args.mode == "relay" and not args.no_baseline:
-            results.append(await naive_level(calls, args.duration, generators, system_cpu))
+            efficiency[system].append(
+                f"{ours.calls_per_core / results[-1].calls_per_core:.2f}x at {calls} calls"
+            )
         for result in results:
             print(row(result, args.mode), flush=True)
             if passes(result, args.mode):
                 best[result.system] = max(best.get(result.system, 0), calls)
-        if len(results) == 2:
-            ratio = results[0].calls_per_core / results[1].calls_per_core
-            efficiency.append(f"{ratio:.2f}x at {calls} calls")
     print("highest passing load:", ", ".join(f"{k}: {v} calls" for k, v in best.items()))
-    ours = next((v for k, v in best.items() if k.startswith("voipcore")), 0)
-    if "naive asyncio" in best and best["naive asyncio"]:
-        print(f"ratio voipcore / naive asyncio relay: {ours / best['naive asyncio']:.2f}")
-    if efficiency:
-        # The naive relay saturates early; CPU per call compares the two at every load.
-        print("calls per core, voipcore / naive asyncio relay:", ", ".join(efficiency))
+    highest = best.get(ours.system, 0)
+    for system, ratios in efficiency.items():
+        if best.get(system):
+            print(f"highest passing load, voipcore / {system}: {highest / best[system]:.2f}")
+        # A baseline may fail early; CPU per call compares the systems at every load.
+        print(f"calls per core, voipcore / {system}:", ", ".join(ratios))
 
 
 if __name__ == "__main__":
