@@ -856,7 +856,7 @@ class TwilioCarrier:
         return self._by_call_id[call_id]
 
     async def wait_for_call(
-        self, to_number: str | None = None, timeout: float = 5.0
+        self, to_number: str | None = None, timeout: float = 15.0
     ) -> CarrierCall:
         """The oldest termination call (to ``to_number``) this method has not returned yet."""
         assert self._call_added is not None, "start() the carrier first"
