@@ -9,18 +9,24 @@ media is anchored in voipcore's in-process engine, so every call also costs
 two RTP streams of 50 packets/s each way (--no-rtp: the media is still anchored,
 ports and all, but SIPp sends no RTP, so the two SIPp processes and the engine
 leave the cores to signalling).  With --workers N the media runs in
-N worker processes instead, and the server column is the signalling process
-alone.  A rate passes when every call of a --duration run succeeds.
-Concurrent calls = rate x hold.  The same search runs on the stdlib asyncio
-loop as the baseline.  Server CPU is read from /proc; "ms/call" is that CPU
-divided by the calls placed, and "CPS/core" its inverse (the rate one fully
-busy core would carry at that cost).
+N worker processes instead.  With RTP, each call's media is checked in the
+call log the server writes when the call ends: every leg must have received
+from its SIPp and sent to it at least 90 % of the 50 packets/s of the hold
+time (SIPp plays but does not count what it receives; the engine's counts of
+what it relayed stand for it).  A rate passes when every call of a --duration
+run succeeds, signalling and media.  Concurrent calls = rate x hold.  The
+same search runs on the stdlib asyncio loop as the baseline.  CPU is read
+from /proc for the signalling process ("sig") and for each media worker
+process it started ("workers", one figure each); "ms/call" is the signalling
+CPU divided by the calls placed, and "CPS/core" its inverse (the rate one
+fully busy core would carry at that cost).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +40,37 @@ from tests.sipclient import SipClient
 from tests.sipp import SippError, run_sipp, scenario, start_uas, write_users_csv
 
 DOMAIN = "test.local"
+#: G.711 at 20 ms per packet (RFC 3551 §4.5.14).
+PACKETS_PER_SECOND = 50
+#: Share of the hold time's packets a leg must receive and send for its media to count.
+MEDIA_SHARE = 0.9
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the media workers of a server), from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parent = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            if parent == pid:
+                found.append(int(entry))
+    return sorted(found)
+
+
+def media_failures(db: Path, calls: int, hold: int) -> int:
+    """Calls the call log lacks, or with a leg that relayed under :data:`MEDIA_SHARE`."""
+    least = MEDIA_SHARE * PACKETS_PER_SECOND * hold
+    with sqlite3.connect(db) as conn:
+        flowed = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT call_id FROM call_legs GROUP BY call_id"
+            " HAVING COUNT(*) = 2 AND MIN(packets_in) >= ? AND MIN(packets_out) >= ?)",
+            (least, least),
+        ).fetchone()[0]
+    return calls - int(flowed)
 
 
 def with_rtp(name: str, after: str, workdir: Path, audio: Path) -> Path:
@@ -79,7 +116,8 @@ def probe(
         contact = f"<sip:bob@127.0.0.1:{uas_port}>"
         assert bob.register("bob", "bob-secret", DOMAIN, contacts=(contact,)).status == 200
         users = write_users_csv(workdir / "users.csv", [("alice", "alice-secret")])
-        before = cpu_seconds(server.pid)
+        pids = [server.pid, *children(server.pid)]
+        before = [cpu_seconds(pid) for pid in pids]
         try:
             result = run_sipp(
                 uac,
@@ -97,18 +135,21 @@ def probe(
             )
         except SippError as exc:
             return f"{loop:<8} {rate:>5} sipp failed: {exc}"
-        used = cpu_seconds(server.pid) - before
-        cpu = 100 * used / max(result.elapsed, 1e-9)
-        per_call = used / calls
-        ok = result.failed == 0 and result.successful == calls
-        return (
-            f"{loop:<8} {rate:>5} {result.successful:>6}/{calls:<6} {result.failed:>6} "
-            f"{rate * hold:>10} {cpu:>7.1f}% {1000 * per_call:>8.2f} {1 / per_call:>8.0f}  "
-            f"{'pass' if ok else 'FAIL'}"
-        )
+        used = [cpu_seconds(pid) - cpu for pid, cpu in zip(pids, before, strict=True)]
+        cpu = [f"{100 * u / max(result.elapsed, 1e-9):.1f}%" for u in used]
+        per_call = used[0] / calls
     finally:
         uas_proc.kill()
         server.stop()
+    # Read once the server has stopped: it writes a call's media counts as the call ends.
+    no_media = media_failures(server.workdir / "voipcore.db", calls, hold) if rtp else 0
+    ok = result.failed == 0 and result.successful == calls and not no_media
+    worker_cpu = "+".join(cpu[1:]) or "-"
+    return (
+        f"{loop:<8} {rate:>5} {result.successful:>6}/{calls:<6} {result.failed:>6} "
+        f"{no_media if rtp else '-':>8} {rate * hold:>10} {cpu[0]:>7} {worker_cpu:>9} "
+        f"{1000 * per_call:>8.2f} {1 / per_call:>8.0f}  {'pass' if ok else 'FAIL'}"
+    )
 
 
 def main() -> None:
@@ -132,8 +173,8 @@ def main() -> None:
         f"{media}; {os.cpu_count()} cores shared by the server and two SIPp processes"
     )
     print(
-        f"{'loop':<8} {'CPS':>5} {'calls ok':>13} {'failed':>6} {'concurrent':>10} "
-        f"{'server':>8} {'ms/call':>8} {'CPS/core':>8}"
+        f"{'loop':<8} {'CPS':>5} {'calls ok':>13} {'failed':>6} {'no media':>8} "
+        f"{'concurrent':>10} {'sig':>7} {'workers':>9} {'ms/call':>8} {'CPS/core':>8}"
     )
     for loop in args.loops.split(","):
         for rate in (int(r) for r in args.rates.split(",")):
