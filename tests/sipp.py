@@ -23,20 +23,28 @@ from __future__ import annotations
 
 import csv
 import shutil
+import socket
 import subprocess
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from tests.harness import wait_for
 
 #: SIPp transport modes: UDP/TCP over one socket (u1/t1) or one socket per call (un/tn).
 Transport = Literal["u1", "un", "t1", "tn"]
 
 #: Where the scenarios live.
 SCENARIO_DIR = Path(__file__).resolve().parent / "integration" / "sipp"
+#: Raw G.711 files that scenarios play (``tests/fixtures/audio/make_audio.py``).
+AUDIO_DIR = Path(__file__).resolve().parent / "fixtures" / "audio"
 
 _TRANSPORTS: dict[str, Transport] = {"udp": "u1", "tcp": "t1"}
+
+#: The file in SIPp's working directory that scenarios report events to.
+EVENTS = "events.log"
 
 
 class SippError(RuntimeError):
@@ -129,7 +137,7 @@ class SippResult:
         )
 
 
-def run_sipp(
+def start_sipp(
     scenario_file: Path,
     host: str,
     port: int,
@@ -145,10 +153,15 @@ def run_sipp(
     limit: int | None = None,
     max_socket: int = 1024,
     local_ip: str | None = None,
+    local_port: int | None = None,
+    ooc_scenario: Path | None = None,
+    media_port: int | None = None,
+    rtp_echo: bool = False,
+    audio: Sequence[str] = (),
     trace_msg: bool = False,
     extra_args: Sequence[str] = (),
-) -> SippResult:
-    """Run ``scenario_file`` against ``host:port`` in the foreground and parse the result.
+) -> SippRun:
+    """Start ``scenario_file`` against ``host:port`` in the background.
 
     ``rate`` is calls per second (``-r``), ``calls`` the number of calls after
     which SIPp stops (``-m``), ``limit`` the most calls in progress at once
@@ -156,11 +169,18 @@ def run_sipp(
     seconds, after which unfinished calls are not counted as successful.
     ``keys`` set ``[keyword]`` values (``-key``).  ``max_socket`` bounds the
     sockets of the per-call transports; ``local_ip`` sets ``-i`` (SIPp's own
-    address, needed for IPv6).  ``trace_msg`` logs every message to
-    ``messages.log``.  ``workdir`` is SIPp's working directory; statistics and
+    address, needed for IPv6), ``local_port`` sets ``-p`` (where it listens, and on
+    TCP also the port its connection leaves from).  ``ooc_scenario`` takes the
+    calls that arrive with a Call-ID of their own (``-oocsf``), such as the calls
+    to a phone that ``scenario_file`` registered.  ``media_port`` is SIPp's RTP
+    port on 127.0.0.1 (``[media_port]``, also where ``rtp_stream`` plays from);
+    ``rtp_echo`` sends every packet arriving there back to its source.
+    ``audio`` names files of ``tests/fixtures/audio`` to link into ``workdir``,
+    where the scenarios' ``rtp_stream`` finds them.  ``trace_msg`` logs every
+    message to ``messages.log``.  ``workdir`` is SIPp's working directory; statistics and
     error-code files of an earlier run there are removed first.  SIPp's default
     behaviours are kept except sending BYE for aborted calls, which a registrar
-    has no use for.
+    has no use for.  :meth:`SippRun.wait` returns what SIPp counted.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     stat_file = workdir / "stats.csv"
@@ -197,6 +217,17 @@ def run_sipp(
     ]
     if local_ip is not None:
         args += ["-i", local_ip]
+    if local_port is not None:
+        args += ["-p", str(local_port)]
+    if ooc_scenario is not None:
+        args += ["-oocsf", str(ooc_scenario)]
+    if media_port is not None:
+        args += ["-mi", "127.0.0.1", "-mp", str(media_port)]
+    if rtp_echo:
+        args.append("-rtp_echo")
+    for name in audio:
+        (workdir / name).unlink(missing_ok=True)
+        (workdir / name).symlink_to(AUDIO_DIR / name)
     if users_csv is not None:
         args += ["-inf", str(users_csv)]
     for key, value in (keys or {}).items():
@@ -208,44 +239,76 @@ def run_sipp(
     if trace_msg:
         args += ["-trace_msg", "-message_file", str(workdir / "messages.log")]
     args += list(extra_args)
-    try:
-        proc = subprocess.run(
-            args,
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout + 30.0,
+    with (workdir / "output.txt").open("w") as output:
+        proc = subprocess.Popen(
+            args, cwd=workdir, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
         )
-    except subprocess.TimeoutExpired as exc:
-        raise SippError(f"sipp did not stop within {timeout + 30.0:.0f} s: {args}") from exc
-    output = proc.stdout + proc.stderr
-    (workdir / "output.txt").write_text(output)
-    if proc.returncode not in (0, 1) or not stat_file.exists():
-        raise SippError(f"sipp exited {proc.returncode}: {' '.join(args)}\n{output[-3000:]}")
-    stats = _last_stats(stat_file)
-    return SippResult(
-        returncode=proc.returncode,
-        created=int(stats["TotalCallCreated"]),
-        successful=int(stats["SuccessfulCall(C)"]),
-        failed=int(stats["FailedCall(C)"]),
-        elapsed=_epoch(stats["CurrentTime"]) - _epoch(stats["StartTime"]),
-        retransmissions=int(stats.get("Retransmissions(C)", "0") or 0),
-        response_time=_duration(stats["ResponseTime1(C)"]) if "ResponseTime1(C)" in stats else None,
-        failure_causes={
-            name[len("Failed") : -len("(C)")]: int(value)
-            for name, value in stats.items()
-            if name.startswith("Failed")
-            and name.endswith("(C)")
-            and name != "FailedCall(C)"
-            and value.isdigit()
-            and int(value)
-        },
-        unexpected_codes=_error_codes(workdir),
-        workdir=workdir,
-        output=output,
-    )
+    return SippRun(proc, args, workdir, timeout + 30.0)
+
+
+def run_sipp(
+    scenario_file: Path,
+    host: str,
+    port: int,
+    **options: Any,
+) -> SippResult:
+    """Run ``scenario_file`` against ``host:port`` in the foreground and parse the result
+    (:func:`start_sipp`'s options)."""
+    return start_sipp(scenario_file, host, port, **options).wait()
+
+
+@dataclass
+class SippRun:
+    """A SIPp started by :func:`start_sipp`."""
+
+    proc: subprocess.Popen[bytes]
+    args: list[str]
+    workdir: Path
+    deadline: float
+    """Seconds to wait for SIPp to stop: its own ``-timeout`` and a margin."""
+
+    def wait(self) -> SippResult:
+        """Wait until SIPp stops and parse what it counted (:class:`SippError` if it could
+        not run, or did not stop within :attr:`deadline`)."""
+        try:
+            returncode = self.proc.wait(self.deadline)
+        except subprocess.TimeoutExpired as exc:
+            self.stop()
+            raise SippError(f"sipp did not stop within {self.deadline:.0f} s: {self.args}") from exc
+        output = (self.workdir / "output.txt").read_text(errors="replace")
+        stat_file = self.workdir / "stats.csv"
+        if returncode not in (0, 1) or not stat_file.exists():
+            raise SippError(f"sipp exited {returncode}: {' '.join(self.args)}\n{output[-3000:]}")
+        stats = _last_stats(stat_file)
+        return SippResult(
+            returncode=returncode,
+            created=int(stats["TotalCallCreated"]),
+            successful=int(stats["SuccessfulCall(C)"]),
+            failed=int(stats["FailedCall(C)"]),
+            elapsed=_epoch(stats["CurrentTime"]) - _epoch(stats["StartTime"]),
+            retransmissions=int(stats.get("Retransmissions(C)", "0") or 0),
+            response_time=_duration(stats["ResponseTime1(C)"])
+            if "ResponseTime1(C)" in stats
+            else None,
+            failure_causes={
+                name[len("Failed") : -len("(C)")]: int(value)
+                for name, value in stats.items()
+                if name.startswith("Failed")
+                and name.endswith("(C)")
+                and name != "FailedCall(C)"
+                and value.isdigit()
+                and int(value)
+            },
+            unexpected_codes=_error_codes(self.workdir),
+            workdir=self.workdir,
+            output=output,
+        )
+
+    def stop(self) -> None:
+        """Kill SIPp if it still runs (a failed test's cleanup)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _number(value: float) -> str:
@@ -316,3 +379,49 @@ def start_uas(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def wait_event(workdir: Path, name: str, timeout: float = 15.0) -> list[str]:
+    """The words after ``name`` on the first line of ``workdir/events.log`` that starts
+    with it, once there is one.
+
+    Scenarios report what the test needs to know (the media address in an answer, the
+    Call-ID of an incoming call) with ``<exec command="echo NAME [$var] >> events.log"/>``;
+    SIPp runs the command in its working directory without waiting for it.
+    """
+    path = workdir / EVENTS
+
+    def find() -> list[str] | None:
+        text = path.read_text() if path.exists() else ""
+        for line in text.splitlines():
+            words = line.split()
+            if words[:1] == [name]:
+                return words[1:]
+        return None
+
+    return wait_for(find, f"SIPp in {workdir} never reported {name!r}", timeout)
+
+
+def send_cue(port: int, call_id: str, step: int, transport: Transport | str = "u1") -> None:
+    """Tell the SIPp call ``call_id`` listening on 127.0.0.1:``port`` to go on.
+
+    A scenario waits for the test with ``<recv request="CUE"/>``: SIPp files the
+    request under its Call-ID like any other; ``step`` numbers the CSeq, as SIPp
+    takes a repeated identical request for a retransmission.  Not SIP traffic of
+    the call, so no response is expected.
+    """
+    cue = (
+        f"CUE sip:sipp@127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKcue{step}\r\n"
+        "From: <sip:test@127.0.0.1>;tag=cue\r\n"
+        f"To: <sip:sipp@127.0.0.1:{port}>\r\n"
+        f"Call-ID: {call_id}\r\n"
+        f"CSeq: {step} CUE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+    if transport_mode(transport).startswith("u"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(cue, ("127.0.0.1", port))
+    else:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(cue)
