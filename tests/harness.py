@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -11,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -111,6 +112,13 @@ def tracebacks(log: str) -> list[str]:
             )
             found.append("\n".join(lines[max(0, start - 1) : end + 1]))
     return found
+
+
+def logged_tracebacks(records: Iterable[logging.LogRecord]) -> list[str]:
+    """Each of ``records`` that carries a traceback, formatted with it (the in-process
+    counterpart of :func:`tracebacks`)."""
+    formatter = logging.Formatter("%(levelname)s %(name)s %(message)s")
+    return [formatter.format(record) for record in records if record.exc_info]
 
 
 def check_server_log(

@@ -9,7 +9,31 @@ from typing import Any, Protocol
 
 import pytest
 
-from tests.harness import ServerProcess, TestUser
+from tests.harness import ServerProcess, TestUser, logged_tracebacks
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "expect_tracebacks: the test makes in-process code log tracebacks on purpose"
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_logged_tracebacks(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> Iterator[None]:
+    """Fails a test during which code in this process (a ClockedServer, a media engine, an
+    asyncio task) logged a traceback: what ServerProcess.stop checks in a server's log."""
+    yield
+    if request.node.get_closest_marker("expect_tracebacks") is not None:
+        return
+    logged = logged_tracebacks(caplog.get_records("setup") + caplog.get_records("call"))
+    if logged:
+        pytest.fail(
+            f"{len(logged)} traceback(s) logged in process (a test that provokes them on "
+            "purpose is marked expect_tracebacks):\n" + "\n---\n".join(logged[:3]),
+            pytrace=False,
+        )
 
 
 class StartServer(Protocol):
