@@ -134,7 +134,10 @@ def check_server_log(
         problems.append(f"exited with code {code} after SIGTERM")
     found = [] if allow_tracebacks else tracebacks(log_path.read_text(errors="replace"))
     if found:
-        problems.append(f"logged {len(found)} traceback(s):\n" + "\n---\n".join(found[:3]))
+        problems.append(
+            f"logged {len(found)} traceback(s) (a test that provokes them on purpose sets "
+            "expect_tracebacks):\n" + "\n---\n".join(found[:3])
+        )
     if problems:
         raise ServerFailed(f"server (log {log_path}) " + "; ".join(problems))
 
