@@ -525,7 +525,6 @@ class NaiveRelay:
     BASE = 40000
 
     def __init__(self, calls: int) -> None:
-        self.calls = calls
         self.process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.naive_relay", "--calls", str(calls)]
             + ["--base", str(self.BASE)],
@@ -547,7 +546,7 @@ class NaiveRelay:
 class RtpEngineRelay:
     """A userspace rtpengine of this run's own, one call anchored per offer and answer."""
 
-    def __init__(self, calls: int) -> None:
+    def __init__(self) -> None:
         self.engine = rtpengine.RtpEngine(*RTPENGINE_PORTS)
         self.engine.wait_ready()
         self.pid = self.engine.pid
@@ -563,7 +562,7 @@ async def baseline_level(
     system: str, calls: int, duration: float, generators: int, system_cpu: int | None = None
 ) -> Result:
     """The relay load through ``system`` (:data:`NAIVE` or :data:`RTPENGINE`)."""
-    relay = NaiveRelay(calls) if system == NAIVE else RtpEngineRelay(calls)
+    relay = NaiveRelay(calls) if system == NAIVE else RtpEngineRelay()
     players = Generators(generators)
     try:
         if system_cpu is not None:
