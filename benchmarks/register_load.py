@@ -15,7 +15,7 @@ registration (REGISTER, 401, REGISTER with credentials, 200).
 
 RFC 7501 §3.4.2 defines the registration rate as the most registrations per
 second that complete in the test duration with none failing: every attempt
-offered succeeds, its 200 within the Establishment Threshold Time (§3.3.2),
+offered succeeds, its 200 within the Establishment Threshold Time (§3.3),
 past which the attempt counts as failed (§3.1.8).  A probe therefore passes
 only when, from SIPp's trace of every registration's response time:
 
@@ -76,7 +76,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GC_HOOK_DIR = Path(__file__).resolve().parent / "gc_hook"
 
 
-#: RFC 7501 §3.3.2's Establishment Threshold Time by default: T1 (RFC 3261 §17.1.1.1).
+#: RFC 7501's Establishment Threshold Time (§3.3) by default: T1 (RFC 3261 §17.1.1.1).
 THRESHOLD = 0.5
 #: Offered rate, first to last attempt, below which the probe's rate was not sustained.
 OFFERED_SHARE = 0.99
@@ -514,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threshold",
         type=float,
         default=THRESHOLD,
-        help="Establishment Threshold Time, s (RFC 7501 §3.3.2): a slower registration fails",
+        help="Establishment Threshold Time, s (RFC 7501 §3.3): a slower registration fails",
     )
     parser.add_argument(
         "--quick", action="store_true", help="5 s probes, 25 %% precision: a smoke test"
