@@ -173,7 +173,7 @@ def start_sipp(
     TCP also the port its connection leaves from).  ``ooc_scenario`` takes the
     calls that arrive with a Call-ID of their own (``-oocsf``), such as the calls
     to a phone that ``scenario_file`` registered.  ``media_port`` is SIPp's RTP
-    port on 127.0.0.1 (``[media_port]``, also where ``rtp_stream`` plays from);
+    port on ``local_ip`` or 127.0.0.1 (``[media_port]``, also where ``rtp_stream`` plays from);
     ``rtp_echo`` sends every packet arriving there back to its source.
     ``audio`` names files of ``tests/fixtures/audio`` to link into ``workdir``,
     where the scenarios' ``rtp_stream`` finds them.  ``trace_msg`` logs every
@@ -222,7 +222,7 @@ def start_sipp(
     if ooc_scenario is not None:
         args += ["-oocsf", str(ooc_scenario)]
     if media_port is not None:
-        args += ["-mi", "127.0.0.1", "-mp", str(media_port)]
+        args += ["-mi", local_ip or "127.0.0.1", "-mp", str(media_port)]
     if rtp_echo:
         args.append("-rtp_echo")
     for name in audio:
@@ -402,26 +402,29 @@ def wait_event(workdir: Path, name: str, timeout: float = 15.0) -> list[str]:
     return wait_for(find, f"SIPp in {workdir} never reported {name!r}", timeout)
 
 
-def send_cue(port: int, call_id: str, step: int, transport: Transport | str = "u1") -> None:
-    """Tell the SIPp call ``call_id`` listening on 127.0.0.1:``port`` to go on.
+def send_cue(
+    address: tuple[str, int], call_id: str, step: int, transport: Transport | str = "u1"
+) -> None:
+    """Tell the SIPp call ``call_id`` listening on ``address`` to go on.
 
     A scenario waits for the test with ``<recv request="CUE"/>``: SIPp files the
     request under its Call-ID like any other; ``step`` numbers the CSeq, as SIPp
     takes a repeated identical request for a retransmission.  Not SIP traffic of
     the call, so no response is expected.
     """
+    host, port = address
     cue = (
-        f"CUE sip:sipp@127.0.0.1:{port} SIP/2.0\r\n"
+        f"CUE sip:sipp@{host}:{port} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKcue{step}\r\n"
         "From: <sip:test@127.0.0.1>;tag=cue\r\n"
-        f"To: <sip:sipp@127.0.0.1:{port}>\r\n"
+        f"To: <sip:sipp@{host}:{port}>\r\n"
         f"Call-ID: {call_id}\r\n"
         f"CSeq: {step} CUE\r\n"
         "Content-Length: 0\r\n\r\n"
     ).encode()
     if transport_mode(transport).startswith("u"):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.sendto(cue, ("127.0.0.1", port))
+            sock.sendto(cue, address)
     else:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with socket.create_connection(address, timeout=5) as sock:
             sock.sendall(cue)

@@ -955,7 +955,9 @@ class B2BUA:
     def _branch_failed(self, call: Call, now: float) -> None:
         if call.answered or any(fork.final == 0 for fork in call.forks.values()):
             return
-        finals = [fork.final for fork in call.forks.values()]
+        # A trunk's challenge is ours to answer (§22.2), never the caller's: once answered
+        # the retry's final counts; one we could not meet means we may not call (403).
+        finals = [f.final for f in call.forks.values() if f.final not in (401, 407)] or [403]
         # §16.7: 6xx beat everything; then prefer a busy over a vague failure.
         status = next((s for s in finals if s >= 600), None)
         status = status or (486 if 486 in finals else 480 if 408 in finals else min(finals))

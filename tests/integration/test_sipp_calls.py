@@ -10,15 +10,19 @@ what the test needs (media address, Call-ID) in ``events.log`` and wait for its 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.audio import until_heard
 from tests.harness import ServerProcess, free_udp_port
-from tests.integration.test_calls import blocking, logged
+from tests.integration.test_calls import blocking, logged, next_final, sdp_for
 from tests.rtpphone import AudioPath, RtpPhone, assert_heard
+from tests.sipclient import SipClient
 from tests.sipp import (
     SippRun,
     scenario,
@@ -28,24 +32,28 @@ from tests.sipp import (
     write_users_csv,
 )
 
+if TYPE_CHECKING:
+    from tests.integration.conftest import StartServer
+
 pytestmark = pytest.mark.integration
 DOMAIN = "test.local"
+TRUNK_USER, TRUNK_PASSWORD = "voipcore", "Sup3rSecretPassw0rd"
 #: Bob's phone speaks this (``tests/fixtures/audio/tone440.*``); Alice's says ALICE_HZ.
 BOB_HZ, ALICE_HZ = 440.0, 1000.0
 
 
 @dataclass
-class Callee:
-    """Bob's phone: a SIPp that registers and takes his call out of call (``-oocsf``),
-    moved on by the test's cues."""
+class FarEnd:
+    """A SIPp on the far side of the server (Bob's phone, the carrier): its call is
+    reported in ``events.log`` and moved on by the test's cues."""
 
     sipp: SippRun
-    port: int
-    transport: str
-    registration: str = ""
-    """Call-ID of the REGISTER: the cue to it ends SIPp."""
+    address: tuple[str, int]
+    transport: str = "udp"
+    registration: str | None = None
+    """Call-ID of Bob's REGISTER, whose cue ends his SIPp; None for a plain callee."""
     call_id: str = ""
-    """Call-ID of the call the server placed to Bob."""
+    """Call-ID of the call the server placed to the far end."""
     cues: int = 0
 
     @property
@@ -53,18 +61,19 @@ class Callee:
         return self.sipp.workdir
 
     async def answered(self) -> None:
-        """Wait until the callee has answered and the server's ACK arrived."""
+        """Wait until the far end has answered and the server's ACK arrived."""
         [self.call_id] = await blocking(wait_event, self.workdir, "answered")
 
     def cue(self) -> None:
         """Let the call's scenario take its next step."""
         self.cues += 1
-        send_cue(self.port, self.call_id, self.cues, self.transport)
+        send_cue(self.address, self.call_id, self.cues, self.transport)
 
     async def finished(self) -> None:
-        """The call's scenario ran to its end; then the phone goes away."""
-        await blocking(wait_event, self.workdir, "ended")
-        send_cue(self.port, self.registration, 1, self.transport)
+        """The call's scenario ran to its end, and SIPp with it."""
+        if self.registration is not None:
+            await blocking(wait_event, self.workdir, "ended")
+            send_cue(self.address, self.registration, 1, self.transport)
         await finished(self.sipp)
 
 
@@ -74,7 +83,7 @@ async def callee(
     scenario_name: str = "echo_uas.xml",
     transport: str = "udp",
     audio: tuple[str, ...] = ("tone440.pcmu",),
-) -> Callee:
+) -> FarEnd:
     """Bob's SIPp registers from the port it listens on, on ``transport`` (RFC 3261 §10),
     echoes RTP, and answers his call with ``scenario_name``."""
     port = free_udp_port()
@@ -94,9 +103,8 @@ async def callee(
         rtp_echo=True,
         audio=audio,
     )
-    bob = Callee(sipp, port, transport)
-    [bob.registration] = await blocking(wait_event, workdir, "registered")
-    return bob
+    [registration] = await blocking(wait_event, workdir, "registered")
+    return FarEnd(sipp, ("127.0.0.1", port), transport, registration)
 
 
 def caller(
@@ -134,7 +142,27 @@ async def answered(workdir: Path) -> tuple[tuple[str, int], str]:
     return (host, int(port)), call_id
 
 
-async def heard_both_ways(phone: RtpPhone, to_server: tuple[str, int], bob: Callee) -> None:
+@asynccontextmanager
+async def connected(
+    alice: SippRun, phone: RtpPhone, far: FarEnd
+) -> AsyncIterator[tuple[tuple[str, int], str]]:
+    """The call answered at both ends and heard both ways: the server's media address for
+    ``phone`` and Alice's Call-ID.  Then the far end hangs up (its last cue), and both
+    SIPps must have run their scenarios to the end."""
+    try:
+        to_server, call_id = await answered(alice.workdir)
+        await far.answered()
+        await heard_both_ways(phone, to_server, far)
+        yield to_server, call_id
+        far.cue()
+        await finished(alice)
+        await far.finished()
+    finally:
+        alice.stop()
+        far.sipp.stop()
+
+
+async def heard_both_ways(phone: RtpPhone, to_server: tuple[str, int], bob: FarEnd) -> None:
     """Bob speaks (SIPp plays 1 s of 440 Hz) and Alice hears it alone; then Alice talks
     and hears her 1000 Hz back from Bob's echo: each way through the anchor."""
     start = phone.audio(0).size
@@ -150,18 +178,94 @@ def test_call_over_tcp_carries_audio_both_ways(server: ServerProcess, tmp_path: 
         phone = RtpPhone.open()
         bob = await callee(server, tmp_path / "bob", transport="tcp")
         alice = caller(server, tmp_path / "alice", phone, transport="tcp")
-        try:
-            to_server, call_id = await answered(tmp_path / "alice")
-            await bob.answered()
-            await heard_both_ways(phone, to_server, bob)
-            bob.cue()  # Bob hangs up; Alice's SIPp answers the relayed BYE
-            await finished(alice)
-            await bob.finished()
-        finally:
-            alice.stop()
-            bob.sipp.stop()
+        async with connected(alice, phone, bob) as (_, call_id):
+            pass
         row = await logged(server, call_id)
         assert (row["hangup_cause"], row["hung_up_by"]) == ("normal", "callee")
         assert [leg["transport"] for leg in row["legs"]] == ["tcp", "tcp"]
+
+    asyncio.run(main())
+
+
+def trunk_config(edge_port: int, password: str) -> str:
+    """A Twilio trunk whose one edge is a SIPp on 127.0.0.2:``edge_port``."""
+    return f"""[dialing]
+default_region = "US"
+[trunks.twilio]
+domain = "acme.pstn.twilio.com"
+edges = ["ashburn"]
+edge_addresses = {{ ashburn = "127.0.0.2:{edge_port}" }}
+username = "{TRUNK_USER}"
+password = "{password}"
+caller_id = "+14045550100"
+origination_acl = ["127.0.0.2/32"]
+ping_interval = 0
+"""
+
+
+def carrier(server: ServerProcess, workdir: Path, edge_port: int) -> FarEnd:
+    """The edge: SIPp on 127.0.0.2 that accepts only TRUNK_USER / TRUNK_PASSWORD."""
+    sipp = start_sipp(
+        scenario("carrier_uas.xml"),
+        "127.0.0.1",
+        server.udp_port,
+        workdir=workdir,
+        keys={"username": TRUNK_USER, "password": TRUNK_PASSWORD},
+        timeout=30,
+        local_ip="127.0.0.2",
+        local_port=edge_port,
+        media_port=free_udp_port(),
+        rtp_echo=True,
+        audio=("tone440.pcmu",),
+    )
+    return FarEnd(sipp, ("127.0.0.2", edge_port))
+
+
+def test_trunk_call_passes_sipps_digest_check_and_carries_audio(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """The carrier is SIPp: our answer to its 401 (RFC 3261 §22.2) is checked by SIPp's
+    digest code, and it answers only then; the number goes out in E.164."""
+    edge_port = free_udp_port()
+    server = start_server(sip_trace=True, extra_config=trunk_config(edge_port, TRUNK_PASSWORD))
+
+    async def main() -> None:
+        edge = carrier(server, tmp_path / "carrier", edge_port)
+        phone = RtpPhone.open()
+        alice = caller(server, tmp_path / "alice", phone, callee="4045551234")
+        # Only a verified digest reaches the 200, so the call being up is SIPp's verdict.
+        async with connected(alice, phone, edge) as (_, call_id):
+            [uri] = await blocking(wait_event, edge.workdir, "uri")
+            assert uri == "sip:+14045551234@acme.pstn.ashburn.twilio.com"
+        row = await logged(server, call_id)
+        assert (row["direction"], row["callee_e164"]) == ("outbound", "+14045551234")
+        assert (row["hangup_cause"], row["hung_up_by"]) == ("normal", "callee")
+
+    asyncio.run(main())
+
+
+def test_trunk_call_with_a_wrong_password_is_refused_by_sipp(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """SIPp's digest check rejects a wrong password with 403, and the phone is told."""
+    edge_port = free_udp_port()
+    server = start_server(sip_trace=True, extra_config=trunk_config(edge_port, "Wr0ngPassw0rd!!"))
+
+    async def main() -> None:
+        edge = carrier(server, tmp_path / "carrier", edge_port)
+        try:
+            phone = SipClient("127.0.0.1", server.udp_port)
+            sdp = sdp_for(RtpPhone.open())
+            invite = await blocking(
+                phone.invite, "alice", "alice-secret", DOMAIN, "4045551234", sdp
+            )
+            await blocking(wait_event, edge.workdir, "rejected")
+            failure = await next_final(phone)
+            await finished(edge.sipp)
+        finally:
+            edge.sipp.stop()
+        assert failure.status == 403, failure
+        row = await logged(server, invite.call_id)
+        assert row["answered_at"] is None and row["sip_status"] == 403
 
     asyncio.run(main())
