@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from media import g711
+from media.rtp import RtpPacket
 from media.tones import FULL_SCALE, RATE
 
 #: Window length of the presence check, in seconds.
@@ -40,7 +42,39 @@ GUARD_HZ = 50.0
 #: Peaks below this are hum or DC drift, not tones.
 LOWEST_HZ = 60.0
 
+#: A timestamp further ahead than this (10 s at 8 kHz) is a new stretch, not a gap.
+MAX_GAP = 80_000
+
 Pcm = npt.NDArray[np.integer] | npt.NDArray[np.floating]
+
+
+def _lay_out(placed: list[tuple[int, npt.NDArray[np.int16]]]) -> npt.NDArray[np.int16]:
+    """Samples put at their offsets; what no packet covered stays silent."""
+    size = max((offset + samples.size for offset, samples in placed), default=0)
+    audio = np.zeros(size, np.int16)
+    for offset, samples in placed:
+        audio[offset : offset + samples.size] = samples
+    return audio
+
+
+def recorded_audio(packets: Iterable[RtpPacket], pts: Collection[int]) -> npt.NDArray[np.int16]:
+    """What a peer heard: the G.711 ``pts`` packets among ``packets`` (in arrival order)
+    decoded, each at its RTP timestamp, so a lost packet leaves 20 ms of silence (RFC 3550
+    §5.1: the timestamp is the sampling instant).  A new SSRC, or a timestamp jump backwards
+    or of over 10 s, starts a new stretch after what came before, as a new source would."""
+    stretches: list[npt.NDArray[np.int16]] = []
+    placed: list[tuple[int, npt.NDArray[np.int16]]] = []
+    ssrc, base = -1, 0
+    for packet in packets:
+        if packet.payload_type not in pts:
+            continue
+        offset = (packet.timestamp - base) & 0xFFFFFFFF
+        if packet.ssrc != ssrc or offset > MAX_GAP:
+            stretches.append(_lay_out(placed))
+            placed, ssrc, base, offset = [], packet.ssrc, packet.timestamp, 0
+        placed.append((offset, g711.decode(packet.payload_type, packet.payload)))
+    stretches.append(_lay_out(placed))
+    return np.concatenate(stretches)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ from media import g711
 from media.dtmf import DtmfEnd, DtmfPacket, DtmfReceiver, DtmfSender, event_code
 from media.rtp import RtpError, RtpPacket
 from media.tones import CALL_PROGRESS, ToneGenerator
+from tests.audio import recorded_audio
 from voipcore.config import TWILIO_EDGES
 from voipcore.sip.digest import AuthResult, Credentials, DigestAuthenticator, compute_ha1
 from voipcore.sip.errors import SipError
@@ -447,13 +448,9 @@ class CarrierMedia:
         self._digits.extend(digits)
 
     def audio(self) -> npt.NDArray[np.int16]:
-        """Decoded G.711 audio of every packet received, in arrival order."""
-        chunks = [
-            g711.decode(r.packet.payload_type, r.packet.payload)
-            for r in self.received
-            if r.packet.payload_type in (g711.PCMU, g711.PCMA)
-        ]
-        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+        """Decoded G.711 audio of every packet received, each at its RTP timestamp (a lost
+        packet is 20 ms of silence)."""
+        return recorded_audio((r.packet for r in self.received), (g711.PCMU, g711.PCMA))
 
     async def wait_closed(self) -> None:
         """Wait until the 20 ms task has finished after :meth:`close`."""

@@ -20,20 +20,9 @@ from media import g711
 from media.dtmf import DtmfEvent, DtmfReceiver, DtmfSender
 from media.rtp import RtpPacket
 from media.tones import ToneGenerator
-from tests.audio import WINDOW, until_heard
+from tests.audio import WINDOW, recorded_audio, until_heard
 
 FRAME = 160
-#: A timestamp further ahead than this (10 s at 8 kHz) is a new stretch, not a gap.
-_MAX_GAP = 80_000
-
-
-def _lay_out(placed: list[tuple[int, npt.NDArray[np.int16]]]) -> npt.NDArray[np.int16]:
-    """Samples put at their offsets; what no packet covered stays silent."""
-    size = max((offset + samples.size for offset, samples in placed), default=0)
-    audio = np.zeros(size, np.int16)
-    for offset, samples in placed:
-        audio[offset : offset + samples.size] = samples
-    return audio
 
 
 @dataclass
@@ -132,24 +121,8 @@ class RtpPhone:
         self.timestamp = (self.timestamp + 800) & 0xFFFFFFFF
 
     def audio(self, pt: int) -> npt.NDArray[np.int16]:
-        """Decoded audio of every ``pt`` packet received, each at its RTP timestamp, so a
-        lost packet leaves 20 ms of silence (RFC 3550 §5.1: the timestamp is the sampling
-        instant).  A new SSRC, or a timestamp jump backwards or of over 10 s, starts a new
-        stretch after what came before, as a new source would."""
-        stretches: list[npt.NDArray[np.int16]] = []
-        placed: list[tuple[int, npt.NDArray[np.int16]]] = []
-        ssrc, base = -1, 0
-        for received in self.received:
-            packet = received.packet
-            if packet.payload_type != pt:
-                continue
-            offset = (packet.timestamp - base) & 0xFFFFFFFF
-            if packet.ssrc != ssrc or offset > _MAX_GAP:
-                stretches.append(_lay_out(placed))
-                placed, ssrc, base, offset = [], packet.ssrc, packet.timestamp, 0
-            placed.append((offset, g711.decode(pt, packet.payload)))
-        stretches.append(_lay_out(placed))
-        return np.concatenate(stretches)
+        """Decoded audio of every ``pt`` packet received, each at its RTP timestamp."""
+        return recorded_audio((r.packet for r in self.received), (pt,))
 
     def dtmf_events(self, pt: int = 101) -> list[DtmfEvent]:
         """RFC 4733 events among what was received."""

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from media import g711
+from media.rtp import RtpPacket
 from media.tones import CALL_PROGRESS, ToneGenerator, sine
-from tests.audio import assert_no_tone, assert_tone, tone_report
+from tests.audio import assert_no_tone, assert_tone, recorded_audio, tone_report
 
 SILENCE = np.zeros(8000, np.int16)
 
@@ -96,3 +97,35 @@ def test_assert_no_tone_fails_on_a_faint_tone_and_passes_silence_and_other_tones
     pcm[2000:2800] = sine(800, 0.1, 0.01)  # -40 dBFS for 100 ms
     with pytest.raises(AssertionError, match="800 Hz reached"):
         assert_no_tone(pcm, (440, 800))
+
+
+def rtp_stream(pcm: np.ndarray, ssrc: int, first_ts: int, skip: set[int]) -> list[RtpPacket]:
+    frames = pcm.reshape(-1, 160)
+    return [
+        RtpPacket(
+            0, index, (first_ts + 160 * index) & 0xFFFFFFFF, ssrc, g711.encode(0, f).tobytes()
+        )
+        for index, f in enumerate(frames)
+        if index not in skip
+    ]
+
+
+def test_recorded_audio_leaves_lost_packets_silent_so_heavy_loss_fails() -> None:
+    tone = sine(1000, 1.0, 0.4)
+    whole = recorded_audio(rtp_stream(tone, 7, 0xFFFFFF00, set()), (0,))  # wraps
+    assert whole.size == 8000
+    assert_tone(whole, 1000, seconds=1.0)
+    halved = recorded_audio(rtp_stream(tone, 7, 0, set(range(1, 49, 2))), (0,))
+    assert halved.size == 8000 and not halved[160:320].any()
+    with pytest.raises(AssertionError, match="held in [0-6] windows"):
+        assert_tone(halved, 1000, seconds=1.0)
+
+
+def test_recorded_audio_puts_a_new_source_after_the_old_and_skips_other_types() -> None:
+    first = rtp_stream(sine(1000, 0.5, 0.4), 1, 5000, set())
+    second = rtp_stream(sine(440, 0.5, 0.4), 2, 90, set())
+    event = RtpPacket(101, 99, 0, 1, b"\x05\x80\x00\xa0")
+    audio = recorded_audio([*first, event, *second], (0,))
+    assert audio.size == 8000
+    assert_tone(audio[:4000], 1000, seconds=0.5)
+    assert_tone(audio[4000:], 440, seconds=0.5)
