@@ -104,20 +104,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format, sip_trace=args.sip_trace)
     store = SqliteStore(config.store.sqlite_path)
     seed_users(config, store)
-    if args.event_loop == "uvloop":
-        import uvloop
+    from voipcore.server import ListenError
 
-        uvloop.run(_serve(config, store))
-    else:
-        asyncio.run(_serve(config, store))
+    try:
+        if args.event_loop == "uvloop":
+            import uvloop
+
+            uvloop.run(_serve(config, store))
+        else:
+            asyncio.run(_serve(config, store))
+    except ListenError as exc:
+        print(f"voipcore: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 async def _serve(config: Config, store: SqliteStore) -> None:
-    from voipcore.server import Server
+    from voipcore.server import ListenError, Server
 
     server = Server(config, store)
-    await server.start()
+    try:
+        await server.start()
+    except ListenError:
+        await server.stop()  # what did start (listeners, media workers) goes again
+        raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

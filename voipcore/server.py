@@ -8,6 +8,7 @@ import functools
 import gc
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -40,6 +41,15 @@ trace = logging.getLogger(TRACE_LOGGER)
 CALL_LOG_WINDOW = 0.02
 #: How often users edited by the CLI (another SQLite connection) are picked up.
 USER_REFRESH_SECONDS = 2.0
+
+
+class ListenError(Exception):
+    """A configured address cannot be listened on (in use, not local, not permitted)."""
+
+    def __init__(self, key: str, address: str, error: OSError) -> None:
+        # The errno's own words: asyncio rewords some errors around the address.
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        super().__init__(f"{key}: cannot listen on {address}: {reason}")
 
 
 class Server:
@@ -93,12 +103,15 @@ class Server:
         dscp = self.config.qos.sip_dscp
         for spec in sip.listen:
             transport: UdpTransport | TcpTransport
-            if spec.transport == "udp":
-                transport = await UdpTransport.start(spec, self._received, dscp)
-            else:
-                transport = await TcpTransport.start(
-                    spec, self._received, dscp, sip.tcp_idle_timeout
-                )
+            try:
+                if spec.transport == "udp":
+                    transport = await UdpTransport.start(spec, self._received, dscp)
+                else:
+                    transport = await TcpTransport.start(
+                        spec, self._received, dscp, sip.tcp_idle_timeout
+                    )
+            except OSError as exc:
+                raise ListenError("sip.listen", str(spec), exc) from exc
             self.transports.add(transport)
             log.info("sip listening on %s", transport.bound, extra={"listen": str(transport.bound)})
         self.media = await self._start_media()
@@ -139,7 +152,10 @@ class Server:
         )
         self.service.calls = self.b2bua
         host, port = parse_host_port(self.config.http.listen)
-        self._http, bound = await start_http(self, host, port)
+        try:
+            self._http, bound = await start_http(self, host, port)
+        except OSError as exc:
+            raise ListenError("http.listen", self.config.http.listen, exc) from exc
         log.info("http listening on %s:%d", host, bound, extra={"http": f"{host}:{bound}"})
         self._spawn(self._refresh_users_forever())
         self._rearm()

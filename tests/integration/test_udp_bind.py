@@ -3,7 +3,11 @@ sharing option it sets (SO_REUSEADDR and SO_REUSEPORT need the first socket's co
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +49,29 @@ def test_second_bind_of_an_rtp_pair_fails(option: int | None) -> None:
         with pytest.raises(OSError, match="Address already in use"):
             bind_again(sock.getsockname()[1], option)
         sock.close()
+
+
+@pytest.mark.parametrize("taken", ["udp", "http"])
+def test_a_listen_address_in_use_is_named_and_the_server_exits_1(
+    tmp_path: Path, server: ServerProcess, taken: str
+) -> None:
+    """A second server on the first one's SIP or HTTP port: one line naming the key, exit
+    1, no traceback (and the first server keeps its port)."""
+    config = tmp_path / "second.toml"
+    text = server.config_path.read_text()
+    if taken == "udp":
+        text = text.replace("udp:127.0.0.1:0", f"udp:127.0.0.1:{server.udp_port}")
+    else:
+        text = text.replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{server.http_port}"')
+    config.write_text(text.replace("voipcore.db", "second.db"))
+    done = subprocess.run(
+        [sys.executable, "-m", "voipcore.cli", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    key = "sip.listen" if taken == "udp" else "http.listen"
+    assert done.returncode == 1, done.stderr
+    line = rf"^voipcore: {key}: cannot listen on \S+: Address already in use$"
+    assert re.search(line, done.stderr, re.MULTILINE), done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
