@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.audio import until_heard
+from media.tones import RATE
+from tests.audio import WINDOW, tone_report, until_heard
 from tests.harness import ServerProcess, free_udp_port
 from tests.integration.test_calls import blocking, logged, next_final, sdp_for
 from tests.rtpphone import AudioPath, RtpPhone, assert_heard
@@ -40,6 +41,7 @@ DOMAIN = "test.local"
 TRUNK_USER, TRUNK_PASSWORD = "voipcore", "Sup3rSecretPassw0rd"
 #: Bob's phone speaks this (``tests/fixtures/audio/tone440.*``); Alice's says ALICE_HZ.
 BOB_HZ, ALICE_HZ = 440.0, 1000.0
+BOTH_LAWS = ("tone440.pcmu", "tone440.pcma")
 
 
 @dataclass
@@ -162,13 +164,31 @@ async def connected(
         far.sipp.stop()
 
 
-async def heard_both_ways(phone: RtpPhone, to_server: tuple[str, int], bob: FarEnd) -> None:
-    """Bob speaks (SIPp plays 1 s of 440 Hz) and Alice hears it alone; then Alice talks
-    and hears her 1000 Hz back from Bob's echo: each way through the anchor."""
+async def heard_both_ways(phone: RtpPhone, to_server: tuple[str, int], far: FarEnd) -> None:
+    """The far end speaks (SIPp plays 1 s of 440 Hz) and Alice hears it alone; once it
+    has died away, Alice talks and hears her 1000 Hz back from the far end's echo: each
+    way through the anchor."""
     start = phone.audio(0).size
-    bob.cue()
+    far.cue()
     await until_heard(lambda: phone.audio(0)[start:], BOB_HZ, 0.9)
+    await died_away(phone, BOB_HZ)
     await assert_heard(AudioPath(phone, to_server, ALICE_HZ, phone))
+
+
+async def died_away(phone: RtpPhone, freq: float) -> None:
+    """Wait until ``phone`` hears no more ``freq``: nothing arrived for 100 ms (a relayed
+    call is silent then), or the last 100 ms of audio hold none of it (the audio path
+    sends frames all the time), so the next check's recording does not begin with it."""
+    loop = asyncio.get_running_loop()
+    count, since, deadline = -1, loop.time(), loop.time() + 10.0
+    while True:
+        if len(phone.received) != count:
+            count, since = len(phone.received), loop.time()
+        tail = phone.audio(0)[-int(WINDOW * RATE) :]
+        if loop.time() - since >= WINDOW or tone_report(tail, freq).held == 0:
+            return
+        assert loop.time() < deadline, f"{freq:g} Hz still heard after 10 s"
+        await asyncio.sleep(0.02)
 
 
 def test_call_over_tcp_carries_audio_both_ways(server: ServerProcess, tmp_path: Path) -> None:
@@ -267,5 +287,25 @@ def test_trunk_call_with_a_wrong_password_is_refused_by_sipp(
         assert failure.status == 403, failure
         row = await logged(server, invite.call_id)
         assert row["answered_at"] is None and row["sip_status"] == 403
+
+    asyncio.run(main())
+
+
+def test_callee_changes_codec_by_reinvite_and_is_transcoded(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Bob's SIPp re-INVITEs offering PCMA only (RFC 3264 §8.3.2): the server answers PCMA on
+    his leg, Alice's stays PCMU (her SIPp would fail on a re-INVITE), and the audio is
+    transcoded both ways: Bob's A-law 440 Hz reaches her as PCMU, her echo comes back."""
+
+    async def main() -> None:
+        phone = RtpPhone.open()
+        bob = await callee(server, tmp_path / "bob", "reinvite_uas.xml", audio=BOTH_LAWS)
+        alice = caller(server, tmp_path / "alice", phone)
+        async with connected(alice, phone, bob) as (to_server, _):
+            bob.cue()
+            await blocking(wait_event, bob.workdir, "reinvited")
+            await heard_both_ways(phone, to_server, bob)
+            assert {received.packet.payload_type for received in phone.received} == {0}
 
     asyncio.run(main())
