@@ -10,6 +10,7 @@ what the test needs (media address, Call-ID) in ``events.log`` and wait for its 
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,8 +20,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from media.tones import RATE
-from tests.audio import WINDOW, tone_report, until_heard
-from tests.harness import ServerProcess, free_udp_port
+from tests.audio import WINDOW, assert_no_tone, tone_report, until_heard
+from tests.harness import ServerProcess, free_udp_port, wait_for
 from tests.integration.test_calls import blocking, logged, next_final, sdp_for
 from tests.rtpphone import AudioPath, RtpPhone, assert_heard
 from tests.sipclient import SipClient
@@ -116,9 +117,10 @@ def caller(
     scenario_name: str = "media_uac.xml",
     transport: str = "udp",
     callee: str = "202",
+    port: int | None = None,
 ) -> SippRun:
-    """Alice's SIPp calls ``callee``, its SDP naming ``phone``."""
-    host, port = phone.address
+    """Alice's SIPp calls ``callee`` from ``port``, its SDP naming ``phone``."""
+    rtp_ip, rtp_port = phone.address
     return start_sipp(
         scenario(scenario_name),
         "127.0.0.1",
@@ -126,9 +128,10 @@ def caller(
         workdir=workdir,
         transport=transport,
         users_csv=write_users_csv(workdir / "alice.csv", [("alice", "alice-secret")]),
-        keys={"domain": DOMAIN, "callee": callee, "rtp_ip": host, "rtp_port": str(port)},
+        keys={"domain": DOMAIN, "callee": callee, "rtp_ip": rtp_ip, "rtp_port": str(rtp_port)},
         auth_uri=f"{callee}@{DOMAIN}",
         timeout=30,
+        local_port=port,
     )
 
 
@@ -309,3 +312,45 @@ def test_callee_changes_codec_by_reinvite_and_is_transcoded(
             assert {received.packet.payload_type for received in phone.received} == {0}
 
     asyncio.run(main())
+
+
+def test_caller_cancels_while_the_callee_plays_early_media(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Bob's SIPp rings with early media (183 with SDP), Alice hears her echo through it,
+    then cancels (RFC 3261 §9): 487 for her, CANCEL/487/ACK for Bob, and the anchor is
+    gone, so what she still sends reaches no one although Bob's echo is still up."""
+
+    async def main() -> None:
+        phone = RtpPhone.open()
+        bob = await callee(server, tmp_path / "bob", "cancel_uas.xml")
+        alice_port = free_udp_port()
+        alice = caller(server, tmp_path / "alice", phone, "cancel_uac.xml", port=alice_port)
+        try:
+            host, port, call_id = await blocking(wait_event, alice.workdir, "early")
+            to_server = (host, int(port))
+            await assert_heard(AudioPath(phone, to_server, ALICE_HZ, phone))
+            send_cue(("127.0.0.1", alice_port), call_id, 1)
+            await finished(alice)
+            await blocking(wait_event, bob.workdir, "ended")
+            await blocking(wait_for, lambda: no_media(server), "media left after the CANCEL")
+            start = phone.audio(0).size
+            await phone.send_tone(to_server, ALICE_HZ, 0.5)
+            await died_away(phone, ALICE_HZ)
+            assert_no_tone(phone.audio(0)[start:], ALICE_HZ)
+            await bob.finished()
+        finally:
+            alice.stop()
+            bob.sipp.stop()
+        row = await logged(server, call_id)
+        assert (row["hangup_cause"], row["hung_up_by"]) == ("cancelled", "caller")
+
+    asyncio.run(main())
+
+
+def no_media(server: ServerProcess) -> bool:
+    """The server carries no call and no RTP stream (its /metrics)."""
+    url = f"http://127.0.0.1:{server.http_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return "voipcore_calls 0.0" in text and "voipcore_media_streams 0.0" in text
