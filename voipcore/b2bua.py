@@ -339,17 +339,18 @@ class B2BUA:
             fork.final = status
             self._branch_failed(call, now)
 
-    def on_timeout(self, key: TransactionKey, now: float) -> None:
-        """Timer B on a branch: treat as 408 from it."""
+    def on_failure(self, key: TransactionKey, status: int, now: float) -> None:
+        """No response on a branch (Timer B: 408; unsendable: 503, RFC 3261 §8.1.3.1):
+        treat it as that response from the branch."""
         self._pings.pop(key, None)
         update = self._updates.pop(key, None)
         if update is not None:
-            self._update_failed(update, 408)
+            self._update_failed(update, status)
             return
         call = self._forks.get(key)
         if call is not None and not call.ended:
             fork = call.forks[key]
-            fork.final = 408
+            fork.final = status
             if fork.edge is not None and call.edges:
                 self._spawn(self._trunk_attempt(call))
             else:

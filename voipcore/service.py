@@ -92,8 +92,9 @@ class CallHandler(Protocol):
     def on_response(self, response: Response, key: TransactionKey, now: float) -> None:
         """A response to a request the handler sent."""
 
-    def on_timeout(self, key: TransactionKey, now: float) -> None:
-        """One of the handler's client transactions timed out."""
+    def on_failure(self, key: TransactionKey, status: int, now: float) -> None:
+        """One of the handler's client transactions ended with no response: as if with
+        ``status``, 408 when it timed out, 503 when it could not be sent (§8.1.3.1)."""
 
     def has_dialog(self, call_id: str) -> bool:
         """Whether a call in progress has a leg with this Call-ID."""
@@ -249,9 +250,11 @@ class SipService:
             elif isinstance(event, TransactionTimeout):
                 self.counters.transaction_timeouts += 1
                 if self.calls is not None:
-                    self.calls.on_timeout(event.key, now)
+                    self.calls.on_failure(event.key, 408, now)
             elif isinstance(event, TransportFailure):
                 self.counters.transport_failures += 1
+                if self.calls is not None:
+                    self.calls.on_failure(event.key, 503, now)
         self._collect_outgoing()
 
     def _answer_statelessly(self, request: Request, addr: Address, now: float) -> None:

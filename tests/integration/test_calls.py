@@ -638,6 +638,27 @@ def test_call_between_a_tcp_phone_and_a_udp_phone(server: ServerProcess, tcp_sid
     asyncio.run(main())
 
 
+def test_callee_whose_tcp_connection_is_gone_fails_the_call_with_503(
+    server: ServerProcess,
+) -> None:
+    """Bob registered over TCP and hung up the connection: the INVITE cannot be sent, which
+    counts as a 503 from his branch (RFC 3261 §8.1.3.1), so Alice hears at once."""
+
+    async def main() -> None:
+        bob = SipClient("127.0.0.1", server.tcp_port, "TCP")
+        assert (await blocking(bob.register, "bob", "bob-secret", DOMAIN)).status == 200
+        bob.close()
+        alice = await registered(server, "alice")
+        invite = await call(alice, "bob", RtpPhone.open())
+        final = await next_final(alice)
+        assert final.status == 503, final
+        await blocking(alice.send_raw, alice.ack_bytes(invite, final))
+        row = await logged(server, invite.call_id)
+        assert row["sip_status"] == 503 and row["answered_at"] is None
+
+    asyncio.run(main())
+
+
 def test_reinvite_without_offer_takes_the_answer_from_the_ack(server: ServerProcess) -> None:
     """Alice's phone moves its media: an offerless re-INVITE (§14.2), our offer in the 200,
     her answer with a new RTP address in the ACK; Bob's audio follows her there."""
