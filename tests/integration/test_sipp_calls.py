@@ -42,6 +42,8 @@ DOMAIN = "test.local"
 TRUNK_USER, TRUNK_PASSWORD = "voipcore", "Sup3rSecretPassw0rd"
 #: Bob's phone speaks this (``tests/fixtures/audio/tone440.*``); Alice's says ALICE_HZ.
 BOB_HZ, ALICE_HZ = 440.0, 1000.0
+#: What Alice says while Bob holds the call: it must not come back from his echo.
+HOLD_HZ = 700.0
 BOTH_LAWS = ("tone440.pcmu", "tone440.pcma")
 
 
@@ -354,3 +356,32 @@ def no_media(server: ServerProcess) -> bool:
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
     return "voipcore_calls 0.0" in text and "voipcore_media_streams 0.0" in text
+
+
+def test_callee_holds_and_resumes_by_update(server: ServerProcess, tmp_path: Path) -> None:
+    """Bob's SIPp, told that UPDATE is allowed, holds the call by UPDATE with a=sendonly and
+    resumes it with a=sendrecv (RFC 3311 §5.1, RFC 3264 §8.4).  The server answers each and
+    relays it to Alice's SIPp as a re-INVITE; the anchor follows: held, Bob's tone still
+    reaches Alice but her voice no longer reaches him (his echo stays silent); resumed, her
+    echo is heard again."""
+
+    async def main() -> None:
+        phone = RtpPhone.open()
+        bob = await callee(server, tmp_path / "bob", "hold_uas.xml")
+        alice = caller(server, tmp_path / "alice", phone, "hold_uac.xml")
+        async with connected(alice, phone, bob) as (to_server, _):
+            await died_away(phone, ALICE_HZ)
+            start = phone.audio(0).size
+            bob.cue()  # hold; Bob's SIPp plays its tone once the server has answered
+            for workdir in (bob.workdir, alice.workdir):
+                await blocking(wait_event, workdir, "held")
+            await until_heard(lambda: phone.audio(0)[start:], BOB_HZ, 0.9)
+            await phone.send_tone(to_server, HOLD_HZ, 1.0)
+            bob.cue()  # resume
+            for workdir in (bob.workdir, alice.workdir):
+                await blocking(wait_event, workdir, "resumed")
+            await died_away(phone, BOB_HZ)
+            await assert_heard(AudioPath(phone, to_server, ALICE_HZ, phone))
+            assert_no_tone(phone.audio(0)[start:], HOLD_HZ)
+
+    asyncio.run(main())
