@@ -5,13 +5,14 @@ a SIPp callee with RTP echo on, which also plays a 440 Hz file encoded without o
 G.711 code.  Each call is heard both ways through the anchored media: Bob's 440 Hz
 reaches Alice, and Alice's 1000 Hz comes back from Bob's echo.  SIPp's scenarios say
 what the test needs (media address, Call-ID) in ``events.log`` and wait for its cues.
+Session timers are tested on a :class:`ClockedServer`, whose clock moves instead of waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 
 from media.tones import RATE
 from tests.audio import WINDOW, assert_no_tone, tone_report, until_heard
+from tests.clocked import ClockedServer
 from tests.harness import ServerProcess, free_udp_port, wait_for
 from tests.integration.test_calls import blocking, logged, next_final, sdp_for
 from tests.rtpphone import AudioPath, RtpPhone, assert_heard
@@ -383,5 +385,39 @@ def test_callee_holds_and_resumes_by_update(server: ServerProcess, tmp_path: Pat
             await died_away(phone, BOB_HZ)
             await assert_heard(AudioPath(phone, to_server, ALICE_HZ, phone))
             assert_no_tone(phone.audio(0)[start:], HOLD_HZ)
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def clocked(tmp_path: Path) -> Iterator[ClockedServer]:
+    """The server in this process, with the shortest session interval (RFC 4028 §4)."""
+    server = ClockedServer(tmp_path / "server", extra_sip="session_expires = 90").start()
+    yield server
+    server.stop()
+
+
+def test_server_refreshes_phones_without_session_timers(
+    clocked: ClockedServer, tmp_path: Path
+) -> None:
+    """Neither SIPp knows session timers, so the server refreshes both legs at half the 90 s
+    interval (RFC 4028 §7.2, §10): Bob's by UPDATE, which his Allow lists (§7.4), Alice's
+    by re-INVITE offering the unchanged session (RFC 3264 §8: the same o= line).  Each
+    answers 200, so the call outlives its first interval (a second refresh, not a BYE)
+    and its audio still goes both ways through the anchor after each refresh."""
+
+    async def main() -> None:
+        phone = RtpPhone.open()
+        bob = await callee(clocked, tmp_path / "bob", "refresh_uas.xml")
+        alice = caller(clocked, tmp_path / "alice", phone, "refresh_uac.xml")
+        async with connected(alice, phone, bob) as (to_server, call_id):
+            origin = await blocking(wait_event, alice.workdir, "origin")
+            for refresh in ("refresh1", "refresh2"):
+                clocked.advance(46)
+                assert await blocking(wait_event, alice.workdir, refresh) == origin
+                await blocking(wait_event, bob.workdir, refresh)
+                await assert_heard(AudioPath(phone, to_server, ALICE_HZ, phone))
+        row = await logged(clocked, call_id)
+        assert (row["hangup_cause"], row["hung_up_by"]) == ("normal", "callee")
 
     asyncio.run(main())
