@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 _LISTEN = re.compile(r"sip listening on (udp|tcp):([\d.:\[\]a-f]+):(\d+)")
 _HTTP = re.compile(r"http listening on [\d.:\[\]a-f]+:(\d+)")
@@ -122,14 +122,22 @@ def logged_tracebacks(records: Iterable[logging.LogRecord]) -> list[str]:
 
 
 def check_server_log(
-    log_path: Path, code: int | None, *, clean: bool, allow_tracebacks: bool = False
+    log_path: Path,
+    code: int | None,
+    *,
+    clean: bool,
+    stopped: Literal["already", "exited", "hung"] = "exited",
+    allow_tracebacks: bool = False,
 ) -> None:
     """Raise :class:`ServerFailed` when the server that wrote ``log_path`` logged a
-    traceback (unless ``allow_tracebacks``), or, after a ``clean`` stop (SIGTERM), exited
-    with a code other than 0.  The message quotes the first tracebacks and names the log."""
+    traceback (unless ``allow_tracebacks``), or, on a ``clean`` stop (SIGTERM), had died
+    ``already``, ``hung`` past the deadline, or exited with a code other than 0.  The
+    message quotes the first tracebacks and names the log."""
     problems = []
-    if clean and code == -signal.SIGKILL:
+    if clean and stopped == "hung":
         problems.append("was still running 10 s after SIGTERM (killed)")
+    elif clean and stopped == "already":
+        problems.append(f"had already exited with code {code} when the test stopped it")
     elif clean and code != 0:
         problems.append(f"exited with code {code} after SIGTERM")
     found = [] if allow_tracebacks else tracebacks(log_path.read_text(errors="replace"))
@@ -259,19 +267,26 @@ url = "sqlite:///{self.workdir / "voipcore.db"}"
         unless :attr:`expect_tracebacks`."""
         if self._proc is None:
             return None
+        stopped: Literal["already", "exited", "hung"] = "already"
         if self._proc.poll() is None:
             self._proc.send_signal(sig)
+            stopped = "exited"
             try:
                 self._proc.wait(10)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+                stopped = "hung"
         code = self._proc.returncode
         self._proc = None
         # The log restarts so port lines of the next run are the only ones found.
         log = self.log_path.rename(self.workdir / f"server-{time.time_ns()}.log")
         check_server_log(
-            log, code, clean=sig == signal.SIGTERM, allow_tracebacks=self.expect_tracebacks
+            log,
+            code,
+            clean=sig == signal.SIGTERM,
+            stopped=stopped,
+            allow_tracebacks=self.expect_tracebacks,
         )
         return code
 
