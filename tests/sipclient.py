@@ -19,15 +19,23 @@ _counter = itertools.count(1)
 class SipClient:
     """One UDP or TCP socket to the server."""
 
-    def __init__(self, host: str, port: int, transport: str = "UDP", timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        transport: str = "UDP",
+        timeout: float = 3.0,
+        accepted: socket.socket | None = None,
+    ) -> None:
+        """``accepted``: a connection the server opened to the phone (TCP), used instead."""
         self.transport = transport.upper()
         self.server = (host, port)
         kind = socket.SOCK_DGRAM if self.transport == "UDP" else socket.SOCK_STREAM
-        self.sock = socket.socket(socket.AF_INET, kind)
+        self.sock = accepted or socket.socket(socket.AF_INET, kind)
         self.sock.settimeout(timeout)
-        if self.transport == "UDP":
+        if accepted is None and self.transport == "UDP":
             self.sock.bind(("127.0.0.1", 0))
-        else:
+        elif accepted is None:
             self.sock.connect(self.server)
         self.port = self.sock.getsockname()[1]
         self._framer = StreamFramer()

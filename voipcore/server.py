@@ -22,9 +22,9 @@ from voipcore.dialer.numbers import CountryPolicy
 from voipcore.http.app import start_http
 from voipcore.logs import TRACE_LOGGER
 from voipcore.registrar import Registrar
-from voipcore.service import SipService, StoreBindings
+from voipcore.service import Outgoing, SipService, StoreBindings
 from voipcore.sip.digest import DigestAuthenticator
-from voipcore.sip.transaction import Address
+from voipcore.sip.transaction import Address, reopen_address
 from voipcore.store import User
 from voipcore.store.calls import AsyncCallLog, SqliteCallLog
 from voipcore.store.sqlite import SqliteStore
@@ -252,12 +252,18 @@ class Server:
             if trace.isEnabledFor(logging.DEBUG):
                 trace.debug("send %s %s:%s\n%s", *addr, data.decode("utf-8", "replace"))
             if not self.transports.send(data, addr):
-                log.info("cannot send to %s:%s:%s: no connection", *addr)
-                service.send_failed(outgoing, self._loop.time())
+                target = reopen_address(outgoing.message, addr)
+                self.transports.dial(data, target, functools.partial(self._send_failed, outgoing))
         while (event := service.next_event()) is not None:
             if isinstance(event, StoreBindings):
                 self.writer.submit(event.changes, functools.partial(self._persisted, event))
         self._rearm()
+
+    def _send_failed(self, outgoing: Outgoing) -> None:
+        """No connection could be opened for ``outgoing``: its transaction's error (§17.1.4)."""
+        log.info("cannot send to %s:%s:%s", *outgoing.addr)
+        self.service.send_failed(outgoing, self._loop.time())
+        self._pump_soon()
 
     def _persisted(self, event: StoreBindings, error: BaseException | None) -> None:
         """The store has the changes (or failed): now the REGISTER gets its reply."""

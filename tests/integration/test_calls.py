@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -638,19 +640,66 @@ def test_call_between_a_tcp_phone_and_a_udp_phone(server: ServerProcess, tcp_sid
     asyncio.run(main())
 
 
-def test_callee_whose_tcp_connection_is_gone_fails_the_call_with_503(
+async def registered_over_tcp(server: ServerProcess, user: str, port: int) -> None:
+    """``user`` registers over a TCP connection, with a Contact at ``port`` on loopback
+    (``transport=tcp``), then closes that connection."""
+    phone = SipClient("127.0.0.1", server.tcp_port, "TCP")
+    contact = f"<sip:{user}@127.0.0.1:{port};transport=tcp>"
+    registration = await blocking(
+        functools.partial(phone.register, user, f"{user}-secret", DOMAIN, contacts=(contact,))
+    )
+    assert registration.status == 200
+    phone.close()
+
+
+def test_callee_whose_tcp_connection_is_gone_is_called_on_a_new_connection(
     server: ServerProcess,
 ) -> None:
-    """Bob registered over TCP and hung up the connection: the INVITE cannot be sent, which
-    counts as a 503 from his branch (RFC 3261 §8.1.3.1), so Alice hears at once."""
+    """Bob registered over TCP and closed the connection: the server opens one to his
+    Contact (RFC 3261 §18.1.1), on which his phone rings, answers, and hangs up."""
 
     async def main() -> None:
-        bob = SipClient("127.0.0.1", server.tcp_port, "TCP")
-        assert (await blocking(bob.register, "bob", "bob-secret", DOMAIN)).status == 200
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            listener.settimeout(20.0)
+            await registered_over_tcp(server, "bob", listener.getsockname()[1])
+            alice = await registered(server, "alice")
+            invite = await call(alice, "bob", RtpPhone.open())
+            connection, _ = await blocking(listener.accept)
+        bob = SipClient("127.0.0.1", server.tcp_port, "TCP", accepted=connection)
+        incoming = await blocking(bob.recv_message)
+        assert isinstance(incoming, Request) and incoming.method == "INVITE"
+        await blocking(bob.answer, incoming, 200, sdp_for(RtpPhone.open()))
+        ok = await next_final(alice)
+        assert ok.status == 200
+        await blocking(alice.send_raw, alice.in_dialog("ACK", invite, ok, invite.cseq.seq))
+        ack = await blocking(bob.recv_message)
+        assert isinstance(ack, Request) and ack.method == "ACK"
+        await blocking(alice.send_raw, alice.in_dialog("BYE", invite, ok, invite.cseq.seq + 1))
+        bye = await blocking(bob.recv_message)
+        assert isinstance(bye, Request) and bye.method == "BYE"
+        await blocking(bob.answer, bye, 200)
+        assert (await next_final(alice)).status == 200
+        row = await logged(server, invite.call_id)
+        assert row["sip_status"] == 200 and row["answered_at"] is not None
         bob.close()
-        alice = await registered(server, "alice")
-        invite = await call(alice, "bob", RtpPhone.open())
-        final = await next_final(alice)
+
+    asyncio.run(main())
+
+
+def test_callee_whose_tcp_contact_refuses_connections_fails_the_call_with_503(
+    server: ServerProcess,
+) -> None:
+    """Bob registered over TCP and closed the connection, and nothing listens at his
+    Contact: the connection the server opens is refused, so the INVITE cannot be sent,
+    which counts as a 503 from his branch (RFC 3261 §8.1.3.1): Alice hears at once."""
+
+    async def main() -> None:
+        with socket.socket() as bound:  # bound, never listening: connections are refused
+            bound.bind(("127.0.0.1", 0))
+            await registered_over_tcp(server, "bob", bound.getsockname()[1])
+            alice = await registered(server, "alice")
+            invite = await call(alice, "bob", RtpPhone.open())
+            final = await next_final(alice)
         assert final.status == 503, final
         await blocking(alice.send_raw, alice.ack_bytes(invite, final))
         row = await logged(server, invite.call_id)

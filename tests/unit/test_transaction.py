@@ -24,6 +24,7 @@ from voipcore.sip.transaction import (
     TransportFailure,
     _server_key,
     outgoing_key,
+    reopen_address,
 )
 
 T1 = 0.5
@@ -972,3 +973,18 @@ def test_completed_udp_transactions_are_invisible_to_the_garbage_collector() -> 
     entries = [(plain, value) for plain, value in layer._completed.items()]
     assert len(entries) == 50
     assert not any(gc.is_tracked(plain) or gc.is_tracked(value) for plain, value in entries)
+
+
+def test_reopen_address_for_a_tcp_response_is_the_via_sent_by_at_received() -> None:
+    """§18.2.2: the request's connection is gone, so the response's connection goes to
+    ``received`` at the sent-by port; ``rport`` (the old connection's port) is not used."""
+    req = request(transport="TCP", sent_by="client.example.com:5070")
+    req.via.params.update(received="192.0.2.10", rport="40001")
+    req.headers.replace_first("Via", str(req.via))
+    assert reopen_address(response(req, 200), UAC_TCP) == ("TCP", "192.0.2.10", 5070)
+    bare = request(transport="TCP", sent_by="192.0.2.10")
+    assert reopen_address(response(bare, 200), UAC_TCP) == ("TCP", "192.0.2.10", 5060)
+    # A request goes where it was addressed (§18.1.1); so does a response on UDP.
+    assert reopen_address(req, UAS_TCP) == UAS_TCP
+    assert reopen_address(response(request(), 200), UAC) == UAC
+    assert reopen_address(None, UAC_TCP) == UAC_TCP  # a stateless reply: no Via to read

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from voipcore.sip.errors import SipError
 from voipcore.sip.headers import Headers
-from voipcore.sip.message import MAGIC_COOKIE, Message, Request, Response, make_response
+from voipcore.sip.message import MAGIC_COOKIE, Message, Request, Response, Via, make_response
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +272,25 @@ def reply_address(request: Request, addr: Address) -> Address:
     if "rport" in params:
         rport = params["rport"]
         return (addr[0], params.get("received") or addr[1], int(rport) if rport else addr[2])
-    return (addr[0], params.get("received") or via.host.strip("[]"), via.port or 5060)
+    return _sent_by(via, addr)
+
+
+def reopen_address(message: Request | Response | None, addr: Address) -> Address:
+    """Where to open a connection when none to ``addr`` is open (RFC 3261 §18.2.2).
+
+    A response on a reliable transport: the ``received`` address (else the sent-by
+    host) at the sent-by port, default 5060, since the request's connection is gone;
+    ``rport`` named that connection's port (RFC 3581 §4 uses it on UDP only).  Anything
+    else: ``addr`` itself (§18.1.1).
+    """
+    if isinstance(message, Response) and _is_reliable(addr):
+        return _sent_by(message.via, addr)
+    return addr
+
+
+def _sent_by(via: Via, addr: Address) -> Address:
+    """The top Via's ``received`` address, else its sent-by host, at its sent-by port."""
+    return (addr[0], via.params.get("received") or via.host.strip("[]"), via.port or 5060)
 
 
 def _server_key(message: Message, method: str) -> TransactionKey:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from voipcore.config import ListenSpec
 from voipcore.sip.transaction import Address
@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 #: Called with one framed message and the peer it came from.
 Receiver = Callable[[bytes, Address], None]
+#: Called when a message handed to :meth:`Transport.dial` cannot be sent (§18.4 error).
+SendFailed = Callable[[], None]
 
 
 def peer_address(transport: str, sockname: tuple[object, ...]) -> Address:
@@ -34,7 +36,12 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def send(self, data: bytes, addr: Address) -> bool:
-        """Queue ``data`` for ``addr``; False when it cannot be sent (§18.4 error)."""
+        """Queue ``data`` for ``addr`` on what is open now; False when nothing is."""
+
+    def dial(self, data: bytes, addr: Address, failed: SendFailed) -> None:
+        """Send ``data`` to ``addr``, opening a connection if none is open (§18.1.1);
+        ``failed()`` if it cannot be sent.  Connectionless: there is nothing to open."""
+        failed()
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -57,14 +64,25 @@ class TransportSet:
         return transports[0].bound
 
     def send(self, data: bytes, addr: Address) -> bool:
-        """Send through the first transport of the right kind and address family."""
-        candidates = self._by_name.get(addr[0], [])
+        """Send through a transport with something open to ``addr`` (a socket, a connection)."""
+        return any(transport.send(data, addr) for transport in self._candidates(addr))
+
+    def dial(self, data: bytes, addr: Address, failed: SendFailed) -> None:
+        """Send through the first transport of the right kind, which opens a connection
+        to ``addr`` if it must (§18.1.1); ``failed()`` if none can."""
+        transport = next(self._candidates(addr), None)
+        if transport is None:
+            log.debug("no %s transport for %s:%s", addr[0], addr[1], addr[2])
+            failed()
+        else:
+            transport.dial(data, addr, failed)
+
+    def _candidates(self, addr: Address) -> Iterator[Transport]:
+        """The transports of ``addr``'s kind and address family."""
         v6 = ":" in addr[1]
-        for transport in candidates:
-            if (":" in transport.bound.host) == v6 and transport.send(data, addr):
-                return True
-        log.debug("no %s transport could send to %s:%s", addr[0], addr[1], addr[2])
-        return False
+        for transport in self._by_name.get(addr[0], ()):
+            if (":" in transport.bound.host) == v6:
+                yield transport
 
     def close(self) -> None:
         """Close everything."""

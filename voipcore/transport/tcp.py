@@ -1,4 +1,5 @@
-"""SIP over TCP (RFC 3261 §18.3): Content-Length framing, connection reuse."""
+"""SIP over TCP (RFC 3261 §18.3): Content-Length framing, connection reuse, and
+connections opened to peers that have none open (§18.1.1, §18.2.2)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,20 @@ from voipcore.config import ListenSpec
 from voipcore.sip.errors import SipParseError
 from voipcore.sip.message import StreamFramer
 from voipcore.sip.transaction import Address
-from voipcore.transport import Receiver, Transport
+from voipcore.transport import Receiver, SendFailed, Transport
 
 log = logging.getLogger(__name__)
 
+#: Seconds a connection we open may take before its messages fail (§18.4).
+CONNECT_TIMEOUT = 5.0
+
 
 class _Connection(asyncio.Protocol):
-    """One accepted TCP connection: frames messages, answers keep-alives."""
+    """One TCP connection, accepted or opened by us: frames messages, answers keep-alives."""
 
-    def __init__(self, owner: TcpTransport) -> None:
+    def __init__(self, owner: TcpTransport, dialled: Address | None = None) -> None:
         self._owner = owner
+        self._dialled = dialled
         # Kept: asyncio.get_running_loop() costs a getpid() on every call.
         self._loop = asyncio.get_running_loop()
         self._framer = StreamFramer()
@@ -32,8 +37,11 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        host, port = transport.get_extra_info("peername")[:2]
-        self.peer = (self._owner.name, str(host), int(port))
+        if self._dialled is not None:
+            self.peer = self._dialled  # the address messages for it are sent to
+        else:
+            host, port = transport.get_extra_info("peername")[:2]
+            self.peer = (self._owner.name, str(host), int(port))
         sock = transport.get_extra_info("socket")
         if sock is not None:
             set_dscp(sock, self._owner.dscp)
@@ -41,6 +49,9 @@ class _Connection(asyncio.Protocol):
         self._owner.connections[self.peer] = self
         self._touch()
         self._arm_idle()
+        # Here, not when the dialling task resumes: nothing sent meanwhile overtakes them.
+        for data, _ in self._owner.pending.pop(self.peer, ()):
+            self.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._owner.connections.get(self.peer) is self:
@@ -102,8 +113,11 @@ class TcpTransport(Transport):
         self.dscp = dscp
         self.idle_timeout = idle_timeout
         self.connections: dict[Address, _Connection] = {}
+        #: Messages waiting for a connection being opened, in the order they were sent.
+        self.pending: dict[Address, list[tuple[bytes, SendFailed]]] = {}
         self.framing_errors = 0
         self._server: asyncio.Server | None = None
+        self._dialling: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def start(
@@ -123,8 +137,34 @@ class TcpTransport(Transport):
         conn = self.connections.get(addr)
         return conn is not None and conn.write(data)
 
+    def dial(self, data: bytes, addr: Address, failed: SendFailed) -> None:
+        """Send on the connection to ``addr``, else queue ``data`` and open one (§18.1.1,
+        §18.2.2); the queue fails message by message if it cannot be opened in time."""
+        if self.send(data, addr):
+            return
+        queue = self.pending.get(addr)
+        if queue is None:
+            queue = self.pending[addr] = []
+            task = asyncio.get_running_loop().create_task(self._open(addr))
+            self._dialling.add(task)
+            task.add_done_callback(self._dialling.discard)
+        queue.append((data, failed))
+
+    async def _open(self, addr: Address) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await loop.create_connection(lambda: _Connection(self, addr), addr[1], addr[2])
+        except OSError as exc:  # TimeoutError included
+            log.info("cannot connect to %s:%s: %s", addr[1], addr[2], str(exc) or "timed out")
+            for _, failed in self.pending.pop(addr, ()):
+                failed()
+
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        for task in self._dialling:
+            task.cancel()
+        self.pending.clear()
         for conn in list(self.connections.values()):
             conn.close()
