@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,6 +295,13 @@ url = "sqlite:///{self.workdir / "voipcore.db"}"
         """Stop and start again on the same ports and store."""
         self.stop(sig)
         return self.start()
+
+    def metrics(self) -> str:
+        """The server's Prometheus exposition (``/metrics``)."""
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text: str = response.read().decode()
+        return text
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

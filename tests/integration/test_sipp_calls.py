@@ -11,7 +11,6 @@ Session timers are tested on a :class:`ClockedServer`, whose clock moves instead
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -354,9 +353,7 @@ def test_caller_cancels_while_the_callee_plays_early_media(
 
 def no_media(server: ServerProcess) -> bool:
     """The server carries no call and no RTP stream (its /metrics)."""
-    url = f"http://127.0.0.1:{server.http_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+    text = server.metrics()
     return "voipcore_calls 0.0" in text and "voipcore_media_streams 0.0" in text
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -124,18 +123,10 @@ async def originate(carrier: TwilioCarrier, server: ServerProcess, did: str) -> 
     )
 
 
-def metrics(server: ServerProcess) -> str:
-    """The server's Prometheus exposition."""
-    url = f"http://127.0.0.1:{server.http_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text: str = response.read().decode()
-    return text
-
-
 def edge_rtt(server: ServerProcess, edge: str) -> float | None:
     """The round-trip time of ``edge``'s last OPTIONS ping, None until one is measured."""
     pattern = rf'voipcore_trunk_edge_rtt_seconds{{edge="{edge}"}} (\S+)'
-    found = re.search(pattern, metrics(server))
+    found = re.search(pattern, server.metrics())
     return None if found is None else float(found.group(1))
 
 
@@ -266,7 +257,7 @@ def test_inbound_call_from_outside_the_acl_is_refused(tmp_path: Path) -> None:
                 "rejected",
                 403,
             )
-            assert "voipcore_trunk_origination_refused_total 1.0" in metrics(server)
+            assert "voipcore_trunk_origination_refused_total 1.0" in server.metrics()
 
     asyncio.run(main())
 
@@ -307,17 +298,17 @@ def test_options_pings_route_calls_around_a_dead_edge(tmp_path: Path) -> None:
             # One round of pings: ashburn silent, umatilla answers.
             await wait_for_async(
                 lambda: (
-                    'voipcore_trunk_edge_up{edge="ashburn"} 0.0' in metrics(server)
+                    'voipcore_trunk_edge_up{edge="ashburn"} 0.0' in server.metrics()
                     and edge_rtt(server, "umatilla") is not None
                 ),
-                lambda: f"no ping round seen yet:\n{metrics(server)}",
+                lambda: f"no ping round seen yet:\n{server.metrics()}",
             )
             await dial(server, "alice", "4045551234", RtpPhone.open())
             call = await carrier.wait_for_call("+14045551234")
             assert call.edge == "umatilla"
             # Straight there: no INVITE was spent on the dead edge.
             assert [d for d in carrier.dropped if d.request and d.request.method == "INVITE"] == []
-            assert 'voipcore_trunk_edge_up{edge="umatilla"} 1.0' in metrics(server)
+            assert 'voipcore_trunk_edge_up{edge="umatilla"} 1.0' in server.metrics()
             await carrier.hangup(call)
 
     asyncio.run(main())
@@ -370,7 +361,7 @@ def test_calls_go_to_the_live_edge_with_the_shortest_round_trip(tmp_path: Path) 
                     (edge_rtt(server, "ashburn") or 0.0) >= 0.15
                     and edge_rtt(server, "umatilla") is not None
                 ),
-                lambda: f"no ping measured ashburn's latency yet:\n{metrics(server)}",
+                lambda: f"no ping measured ashburn's latency yet:\n{server.metrics()}",
             )
             await dial(server, "alice", "4045551234", RtpPhone.open())
             call = await carrier.wait_for_call("+14045551234")
