@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import secrets
@@ -55,8 +56,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Protocol, cast
-
-from voipcore.config import parse_host_port
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +106,26 @@ class MediaControl(Protocol):
     def subscribe(self, callback: EventCallback) -> None:
         """Call ``callback`` with every event (DTMF, quality, timeouts, call ended)."""
         ...
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """Split ``host:port`` or ``[v6]:port`` and validate both parts."""
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"port must be 0-65535, got {port_text!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ValueError(f"host must be an IP address or localhost, got {host!r}") from None
+    return host, int(port_text)
 
 
 @dataclass(frozen=True, slots=True)

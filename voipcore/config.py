@@ -22,6 +22,10 @@ from pydantic import (
     model_validator,
 )
 
+# Media imports nothing from voipcore: the HOST:PORT parser lives with its control addresses.
+from media.control import parse_host_port as parse_host_port
+from media.workers import worker_addresses
+
 TRANSPORTS = ("udp", "tcp")
 
 
@@ -40,26 +44,6 @@ class ListenSpec:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.transport}:{host}:{self.port}"
-
-
-def parse_host_port(text: str) -> tuple[str, int]:
-    """Split ``host:port`` or ``[v6]:port`` and validate both parts."""
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"expected HOST:PORT, got {text!r}")
-    if not port_text.isdigit() or int(port_text) > 65535:
-        raise ValueError(f"port must be 0-65535, got {port_text!r}")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host != "localhost":
-            raise ValueError(f"host must be an IP address or localhost, got {host!r}") from None
-    return host, int(port_text)
 
 
 def parse_listen(text: str) -> ListenSpec:
@@ -149,8 +133,6 @@ class MediaConfig(_Section):
     @field_validator("control")
     @classmethod
     def _control(cls, value: str, info: ValidationInfo) -> str:
-        from media.workers import worker_addresses
-
         worker_addresses(value, info.data.get("workers", 0), "")
         return value
 
