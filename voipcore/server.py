@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -224,6 +225,43 @@ class Server:
         await self.writer.close()
         self.store.close()
         log.info("stopped", extra=dataclasses.asdict(self.service.counters))
+
+    # -- what HTTP reads (voipcore.http.app.ServerView) ---------------------------
+
+    def sip_counters(self) -> dict[str, int]:
+        counters = self.service.counters
+        return {
+            f.name: getattr(counters, f.name)
+            for f in dataclasses.fields(counters)
+            if f.name != "by_method"
+        }
+
+    def sip_requests_by_method(self) -> dict[str, int]:
+        return dict(self.service.counters.by_method)
+
+    def registrations(self) -> int:
+        return len(self.service.registrar)
+
+    def transactions(self) -> int:
+        return len(self.service.layer)
+
+    def calls_in_progress(self) -> int:
+        return 0 if self.b2bua is None else len(self.b2bua.calls)
+
+    def origination_refused(self) -> int:
+        return 0 if self.b2bua is None else self.b2bua.origination_refused
+
+    def trunk_health(self) -> dict[str, tuple[bool, float | None]] | None:
+        if self.b2bua is None or self.b2bua.trunk is None:
+            return None
+        return dict(self.b2bua.trunk.health)
+
+    async def media_stats(self) -> list[dict[str, Any]]:
+        if self.media is None:
+            return []
+        reply = await self.media.request("stats", {})
+        workers = reply.get("workers")
+        return list(workers) if isinstance(workers, list) else [reply]
 
     # -- event plumbing --------------------------------------------------------
 

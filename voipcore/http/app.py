@@ -1,24 +1,58 @@
 """``[http] listen``: Prometheus ``/metrics`` and ``/healthz`` (aiohttp).
 
-Metrics are read live from the SIP service and the media engine at scrape
-time (a custom collector), so nothing is counted twice and the hot paths
-keep their plain integer counters.
+Metrics are read live from the server at scrape time (a custom collector), so
+nothing is counted twice and the hot paths keep their plain integer counters.
+The app sees the server only through :class:`ServerView`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-if TYPE_CHECKING:
-    from voipcore.server import Server
-
 log = logging.getLogger(__name__)
+
+
+class ServerView(Protocol):
+    """What HTTP reads from a running server, and all it may."""
+
+    def sip_counters(self) -> Mapping[str, int]:
+        """SIP message totals, by the names in :data:`_SIP_COUNTERS`."""
+        ...
+
+    def sip_requests_by_method(self) -> Mapping[str, int]:
+        """SIP requests received, by method."""
+        ...
+
+    def registrations(self) -> int:
+        """Registered contacts."""
+        ...
+
+    def transactions(self) -> int:
+        """Live SIP transactions."""
+        ...
+
+    def calls_in_progress(self) -> int:
+        """Calls not yet ended."""
+        ...
+
+    def origination_refused(self) -> int:
+        """INVITEs claiming to come from the trunk that did not."""
+        ...
+
+    def trunk_health(self) -> dict[str, tuple[bool, float | None]] | None:
+        """Per trunk edge: answered its last OPTIONS ping, round-trip seconds; None: no trunk."""
+        ...
+
+    async def media_stats(self) -> list[dict[str, Any]]:
+        """One stats dict per media engine (the in-process one, or each worker)."""
+        ...
+
 
 _SIP_COUNTERS = {
     "received": "SIP messages received",
@@ -43,50 +77,50 @@ _MEDIA_COUNTERS = {
 
 
 class ServerCollector:
-    """Prometheus collector over one running :class:`~voipcore.server.Server`."""
+    """Prometheus collector over one running server."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ServerView) -> None:
         self.server = server
         #: Media engine statistics, refreshed by the handler before each scrape.
         self.media: list[dict[str, Any]] = []
 
     def collect(self) -> Iterator[Metric]:
-        counters = self.server.service.counters
+        server = self.server
+        counters = server.sip_counters()
         for name, help_text in _SIP_COUNTERS.items():
-            yield CounterMetricFamily(f"voipcore_sip_{name}", help_text, getattr(counters, name))
+            yield CounterMetricFamily(f"voipcore_sip_{name}", help_text, counters[name])
         by_method = CounterMetricFamily(
             "voipcore_sip_requests", "SIP requests received, by method", labels=["method"]
         )
-        for method, count in sorted(counters.by_method.items()):
+        for method, count in sorted(server.sip_requests_by_method().items()):
             by_method.add_metric([method], count)
         yield by_method
         yield GaugeMetricFamily(
-            "voipcore_registrations", "Registered contacts", len(self.server.service.registrar)
+            "voipcore_registrations", "Registered contacts", server.registrations()
         )
         yield GaugeMetricFamily(
-            "voipcore_sip_transactions", "Live SIP transactions", len(self.server.service.layer)
+            "voipcore_sip_transactions", "Live SIP transactions", server.transactions()
         )
-        b2bua = self.server.b2bua
-        if b2bua is not None:
-            yield GaugeMetricFamily("voipcore_calls", "Calls in progress", len(b2bua.calls))
-            yield CounterMetricFamily(
-                "voipcore_trunk_origination_refused",
-                "INVITEs claiming to come from the trunk that did not (403)",
-                b2bua.origination_refused,
+        yield GaugeMetricFamily("voipcore_calls", "Calls in progress", server.calls_in_progress())
+        yield CounterMetricFamily(
+            "voipcore_trunk_origination_refused",
+            "INVITEs claiming to come from the trunk that did not (403)",
+            server.origination_refused(),
+        )
+        health = server.trunk_health()
+        if health is not None:
+            up = GaugeMetricFamily(
+                "voipcore_trunk_edge_up", "Edge answered its last OPTIONS ping", labels=["edge"]
             )
-            if b2bua.trunk is not None:
-                up = GaugeMetricFamily(
-                    "voipcore_trunk_edge_up", "Edge answered its last OPTIONS ping", labels=["edge"]
-                )
-                rtt = GaugeMetricFamily(
-                    "voipcore_trunk_edge_rtt_seconds", "OPTIONS round-trip time", labels=["edge"]
-                )
-                for edge, (alive, seconds) in sorted(b2bua.trunk.health.items()):
-                    up.add_metric([edge], 1.0 if alive else 0.0)
-                    if seconds is not None:
-                        rtt.add_metric([edge], seconds)
-                yield up
-                yield rtt
+            rtt = GaugeMetricFamily(
+                "voipcore_trunk_edge_rtt_seconds", "OPTIONS round-trip time", labels=["edge"]
+            )
+            for edge, (alive, seconds) in sorted(health.items()):
+                up.add_metric([edge], 1.0 if alive else 0.0)
+                if seconds is not None:
+                    rtt.add_metric([edge], seconds)
+            yield up
+            yield rtt
         for key, help_text in _MEDIA_GAUGES.items():
             yield GaugeMetricFamily(f"voipcore_media_{key}", help_text, self._media_total(key))
         for key, help_text in _MEDIA_COUNTERS.items():
@@ -96,24 +130,24 @@ class ServerCollector:
         return float(sum(stats.get(key, 0) for stats in self.media))
 
 
-def make_app(server: Server) -> web.Application:
+def make_app(server: ServerView) -> web.Application:
     """The aiohttp application."""
     registry = CollectorRegistry(auto_describe=True)
     collector = ServerCollector(server)
     registry.register(collector)
 
     async def metrics(_: web.Request) -> web.Response:
-        collector.media = await _media_stats(server)
+        collector.media = await server.media_stats()
         return web.Response(
             body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     async def healthz(_: web.Request) -> web.Response:
-        media = await _media_stats(server)
+        media = await server.media_stats()
         return web.json_response(
             {
                 "status": "ok",
-                "registrations": len(server.service.registrar),
+                "registrations": server.registrations(),
                 "media_workers": len(media),
             }
         )
@@ -124,16 +158,7 @@ def make_app(server: Server) -> web.Application:
     return app
 
 
-async def _media_stats(server: Server) -> list[dict[str, Any]]:
-    """One stats dict per engine (the in-process one, or each worker)."""
-    if server.media is None:
-        return []
-    reply = await server.media.request("stats", {})
-    workers = reply.get("workers")
-    return list(workers) if isinstance(workers, list) else [reply]
-
-
-async def start_http(server: Server, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_http(server: ServerView, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve on ``host:port`` (0 picks a port); returns the runner and the bound port."""
     runner = web.AppRunner(make_app(server), access_log=None)
     await runner.setup()

@@ -1,0 +1,81 @@
+"""/metrics over a stub :class:`ServerView`: the app needs nothing else from the server."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from voipcore.http.app import ServerCollector, ServerView
+
+
+class StubServer:
+    def __init__(self, health: dict[str, tuple[bool, float | None]] | None) -> None:
+        self.health = health
+
+    def sip_counters(self) -> Mapping[str, int]:
+        names = ("received", "sent", "parse_errors", "bad_requests_answered", "dropped")
+        return dict.fromkeys(names, 1) | {"transaction_timeouts": 2, "transport_failures": 3}
+
+    def sip_requests_by_method(self) -> Mapping[str, int]:
+        return {"REGISTER": 5, "INVITE": 4}
+
+    def registrations(self) -> int:
+        return 6
+
+    def transactions(self) -> int:
+        return 7
+
+    def calls_in_progress(self) -> int:
+        return 8
+
+    def origination_refused(self) -> int:
+        return 9
+
+    def trunk_health(self) -> dict[str, tuple[bool, float | None]] | None:
+        return self.health
+
+    async def media_stats(self) -> list[dict[str, Any]]:
+        return []
+
+
+def _scrape(server: ServerView, media: list[dict[str, Any]]) -> list[str]:
+    registry = CollectorRegistry(auto_describe=True)
+    collector = ServerCollector(server)
+    collector.media = media
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+def test_metrics_read_every_figure_from_the_view() -> None:
+    health: dict[str, tuple[bool, float | None]] = {
+        "ashburn": (True, 0.02),
+        "umatilla": (False, None),
+    }
+    lines = _scrape(StubServer(health), [{"calls": 2, "packets_in": 10}, {"calls": 1}])
+    for expected in (
+        "voipcore_sip_received_total 1.0",
+        "voipcore_sip_transport_failures_total 3.0",
+        'voipcore_sip_requests_total{method="INVITE"} 4.0',
+        "voipcore_registrations 6.0",
+        "voipcore_sip_transactions 7.0",
+        "voipcore_calls 8.0",
+        "voipcore_trunk_origination_refused_total 9.0",
+        'voipcore_trunk_edge_up{edge="ashburn"} 1.0',
+        'voipcore_trunk_edge_up{edge="umatilla"} 0.0',
+        'voipcore_trunk_edge_rtt_seconds{edge="ashburn"} 0.02',
+        "voipcore_media_calls 3.0",
+        "voipcore_media_packets_in_total 10.0",
+    ):
+        assert expected in lines
+    assert not any(
+        line.startswith('voipcore_trunk_edge_rtt_seconds{edge="umatilla"') for line in lines
+    )
+
+
+def test_metrics_without_a_trunk_have_no_edge_series() -> None:
+    lines = _scrape(StubServer(None), [])
+    assert not any(line.startswith("voipcore_trunk_edge") for line in lines)
+    assert "voipcore_media_ports_free 0.0" in lines
