@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -219,6 +220,14 @@ class ServerProcess:
             for u in self.users
         )
         udp, tcp = self.ports.get("udp", 0), self.ports.get("tcp", 0)
+        # Media on loopback with the phones: the default, a wildcard, would advertise
+        # this machine's default-route address.
+        extra, loopback = self.extra_config, '[media]\nhost = "127.0.0.1"'
+        media = tomllib.loads(extra).get("media")
+        if media is None:
+            extra = f"{extra}\n{loopback}\n"
+        elif "host" not in media:
+            extra = re.sub(r"^\[media\]$", loopback, extra, count=1, flags=re.M)
         self.config_path.write_text(
             f"""[sip]
 listen = ["udp:{self.host}:{udp}", "tcp:{self.host}:{tcp}"]
@@ -228,7 +237,7 @@ domain = "{self.domain}"
 listen = "127.0.0.1:0"
 [store]
 url = "sqlite:///{self.workdir / "voipcore.db"}"
-{self.extra_config}
+{extra}
 {users}"""
         )
 

@@ -6,9 +6,15 @@ operator can fix the file without reading code.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
+import socket
+import struct
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,6 +59,92 @@ def parse_listen(text: str) -> ListenSpec:
         raise ValueError(f"expected one of {', '.join(TRANSPORTS)} then :HOST:PORT, got {text!r}")
     host, port = parse_host_port(rest)
     return ListenSpec(transport.lower(), host, port)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where the default route leaves this host."""
+
+    address: str
+    """Our address on it: the source address the kernel picks."""
+    interface: str | None
+    """The interface holding that address, if known."""
+
+
+#: Family (AF_INET or AF_INET6) → the default route of that family, None without one.
+RouteLookup = Callable[[socket.AddressFamily], Route | None]
+
+#: Documentation addresses (RFC 5737, RFC 3849): routed as any public one, never answered.
+_ROUTE_PROBES = {socket.AF_INET: "192.0.2.1", socket.AF_INET6: "2001:db8::1"}
+#: Linux ``SIOCGIFADDR``: an interface's IPv4 address.
+_SIOCGIFADDR = 0x8915
+
+
+def default_route(family: socket.AddressFamily) -> Route | None:
+    """The default route of ``family``, None without one (a namespace with only loopback).
+
+    ``connect()`` on a UDP socket only consults the routing table: no packet is sent.
+    """
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((_ROUTE_PROBES[family], 9))
+            address = str(sock.getsockname()[0]).partition("%")[0]
+    except OSError:
+        return None
+    return Route(address, _interface_holding(address))
+
+
+def _interface_holding(address: str) -> str | None:
+    """The interface with ``address``, for the start-up log (Linux; None if not found)."""
+    packed = ipaddress.ip_address(address).packed
+    if len(packed) == 16:
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/net/if_inet6").read_text().splitlines():
+                fields = line.split()
+                if bytes.fromhex(fields[0]) == packed:
+                    return fields[-1]
+        return None
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, name in socket.if_nameindex():
+            with contextlib.suppress(OSError):  # an interface without IPv4
+                ifreq = fcntl.ioctl(sock, _SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+                if ifreq[20:24] == packed:  # struct ifreq: name[16], sockaddr_in
+                    return name
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Advertised:
+    """The address phones are given for media, and why (for the start-up log)."""
+
+    address: str
+    reason: str
+    loopback_only: bool
+    """Loopback while the media sockets listen wider: other machines cannot reach it."""
+
+
+def advertise_address(
+    host: str, advertise: str | None, route: RouteLookup = default_route
+) -> Advertised:
+    """The address for SDP ``c=`` (RFC 4566 §5.7), and for Via and Contact when SIP
+    listens on a wildcard (RFC 3261 §18.1.1, §8.1.1.8).
+
+    A wildcard ``host`` names no address: a phone on the LAN reaches the one on the
+    interface of the default route of the wildcard's family; loopback without one.
+    """
+    listen = ipaddress.ip_address(host)
+    if advertise:
+        address, reason = advertise, "from [media] advertise"
+    elif not listen.is_unspecified:
+        address, reason = host, "the host [media] listens on"
+    elif found := route(socket.AF_INET6 if listen.version == 6 else socket.AF_INET):
+        address = found.address
+        reason = f"the address of the default-route interface {found.interface or ''}".rstrip()
+    else:
+        address = "::1" if listen.version == 6 else "127.0.0.1"
+        reason = "no default route: loopback"
+    loopback_only = ipaddress.ip_address(address).is_loopback and not listen.is_loopback
+    return Advertised(address, reason, loopback_only)
 
 
 Dscp = Annotated[int, Field(ge=0, le=63, description="DSCP code point (EF=46, CS3=24)")]
@@ -146,12 +238,15 @@ class MediaConfig(_Section):
                 raise ValueError(f"must be an IP address, got {value!r}") from None
         return value
 
+    @cached_property
+    def advertisement(self) -> Advertised:
+        """:func:`advertise_address` for this section, resolved once (not per SDP)."""
+        return advertise_address(self.host, self.advertise, default_route)
+
     @property
     def advertised(self) -> str:
-        """The address put in SDP: ``advertise``, else ``host`` unless it is a wildcard."""
-        if self.advertise:
-            return self.advertise
-        return "127.0.0.1" if ipaddress.ip_address(self.host).is_unspecified else self.host
+        """The address put in SDP (:attr:`advertisement`)."""
+        return self.advertisement.address
 
     @field_validator("rtp_ports")
     @classmethod

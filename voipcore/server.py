@@ -184,6 +184,7 @@ class Server:
     async def _start_media(self) -> MediaEngine | WorkerPool:
         """In-process engine by default; ``media.workers = N`` starts N processes."""
         media = self.config.media
+        advertised = media.advertisement
         factory: Callable[..., MediaEngine | WorkerPool] = (
             functools.partial(WorkerPool, media.workers, control=media.control)
             if media.workers
@@ -192,18 +193,26 @@ class Server:
         engine = factory(
             rtp_ports=media.rtp_ports,
             host=media.host,
-            advertise=media.advertised,
+            advertise=advertised.address,
             dscp=self.config.qos.media_dscp,
             media_timeout=media.media_timeout,
         )
         await engine.start()
         log.info(
-            "media %s on %s ports %d-%d, advertised as %s",
+            "media %s on %s ports %d-%d, advertised as %s: %s",
             f"{media.workers} worker processes" if media.workers else "engine in-process",
             media.host,
             *media.rtp_ports,
-            media.advertised,
+            advertised.address,
+            advertised.reason,
         )
+        if advertised.loopback_only:
+            log.warning(
+                "media listens on %s but is advertised as %s: phones on other machines will "
+                "hear nothing; set [media] advertise to the address they reach this server at",
+                media.host,
+                advertised.address,
+            )
         return engine
 
     async def stop(self) -> None:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from pathlib import Path
 
 import pytest
 
-from voipcore.config import ConfigError, ListenSpec, load_config
+from voipcore import config as config_module
+from voipcore.config import (
+    Advertised,
+    ConfigError,
+    ListenSpec,
+    Route,
+    RouteLookup,
+    advertise_address,
+    default_route,
+    load_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = """
@@ -142,3 +154,81 @@ def test_session_timer_bounds(tmp_path: Path) -> None:
         load_config(
             write(tmp_path, MINIMAL.replace('domain = "example.com"', 'domain = "e"\nmin_se = 30'))
         )
+
+
+# -- [media] advertise: the address phones are told (no test looks at this host's routes) --
+
+
+def routes(table: dict[socket.AddressFamily, Route | None]) -> RouteLookup:
+    return lambda family: table[family]
+
+
+ETH0 = routes(
+    {socket.AF_INET: Route("192.168.1.20", "eth0"), socket.AF_INET6: Route("2001:db8::20", "eth0")}
+)
+NO_ROUTE = routes({socket.AF_INET: None, socket.AF_INET6: None})
+
+
+@pytest.mark.parametrize(
+    ("host", "advertise", "route", "expected"),
+    [
+        (
+            "0.0.0.0",
+            "203.0.113.5",
+            ETH0,
+            Advertised("203.0.113.5", "from [media] advertise", False),
+        ),
+        ("10.0.0.5", None, ETH0, Advertised("10.0.0.5", "the host [media] listens on", False)),
+        (
+            "0.0.0.0",
+            None,
+            ETH0,
+            Advertised("192.168.1.20", "the address of the default-route interface eth0", False),
+        ),
+        (
+            "::",
+            None,
+            ETH0,
+            Advertised("2001:db8::20", "the address of the default-route interface eth0", False),
+        ),
+        (
+            "0.0.0.0",
+            None,
+            routes({socket.AF_INET: Route("192.168.1.20", None)}),
+            Advertised("192.168.1.20", "the address of the default-route interface", False),
+        ),
+        ("0.0.0.0", None, NO_ROUTE, Advertised("127.0.0.1", "no default route: loopback", True)),
+        ("::", None, NO_ROUTE, Advertised("::1", "no default route: loopback", True)),
+        ("127.0.0.1", None, ETH0, Advertised("127.0.0.1", "the host [media] listens on", False)),
+        ("10.0.0.5", "127.0.0.1", ETH0, Advertised("127.0.0.1", "from [media] advertise", True)),
+    ],
+)
+def test_advertised_address(
+    host: str, advertise: str | None, route: RouteLookup, expected: Advertised
+) -> None:
+    assert advertise_address(host, advertise, route) == expected
+
+
+def test_advertised_address_is_looked_up_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[socket.AddressFamily] = []
+
+    def lookup(family: socket.AddressFamily) -> Route | None:
+        asked.append(family)
+        return Route("192.168.1.20", "eth0")
+
+    monkeypatch.setattr(config_module, "default_route", lookup)
+    media = load_config(write(tmp_path, MINIMAL)).media
+    assert media.host == "0.0.0.0"
+    assert [media.advertised, media.advertised] == ["192.168.1.20", "192.168.1.20"]
+    assert asked == [socket.AF_INET]
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+def test_default_route_is_none_or_an_address_of_its_family(family: socket.AddressFamily) -> None:
+    found = default_route(family)
+    if found is not None:
+        address = ipaddress.ip_address(found.address)
+        assert address.version == (6 if family == socket.AF_INET6 else 4)
+        assert not address.is_unspecified
