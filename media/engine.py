@@ -275,6 +275,8 @@ class MediaEngine:
                 )
                 return {"local": {"host": host, "port": port}}
             if command == "delete":
+                if "leg" in args:
+                    return self.remove_leg(_str(args, "call_id"), _str(args, "leg"))
                 return self.delete(_str(args, "call_id"))
             if command == "query":
                 return self.query(_str(args, "call_id"))
@@ -388,14 +390,32 @@ class MediaEngine:
             summary["recording"] = _recording_json(call.recorder)
             call.recorder = None
         for stream in call.streams.values():
-            stream.send_bye()
-            stream.close()
-            self.ports.release(stream.local[1])
-            self._quality.pop(id(stream), None)
+            self._close(stream)
         call.streams.clear()
         self._update_mode(call)
         del self.calls[call_id]
         return summary
+
+    def remove_leg(self, call_id: str, leg: str) -> Json:
+        """Take one leg out of a live call (it left); returns its final summary.
+
+        The others stay up: two left relay or transcode, three or more stay mixed.
+        """
+        call, stream = self._stream(call_id, leg)
+        summary = {"call_id": call_id, "legs": {leg: self._stream_json(stream)}}
+        self._close(stream)
+        del call.streams[leg]
+        call.players.pop(leg, None)
+        call.dtmf_out.pop(leg, None)
+        self._update_mode(call)
+        return summary
+
+    def _close(self, stream: Stream) -> None:
+        """RTCP BYE (RFC 3550 §6.6), then free the stream's ports."""
+        stream.send_bye()
+        stream.close()
+        self.ports.release(stream.local[1])
+        self._quality.pop(id(stream), None)
 
     def query(self, call_id: str) -> Json:
         """Per-leg statistics of a live call."""

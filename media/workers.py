@@ -154,7 +154,7 @@ class WorkerPool:
         try:
             return await worker.client.request(command, args)
         finally:
-            if command == "delete":
+            if command == "delete" and "leg" not in args:
                 self._forget(call_id)
 
     async def _gather(self, command: str, args: Json) -> Json:

@@ -17,7 +17,9 @@ from aiohttp import web
 
 from media.engine import MediaEngine
 from media.workers import WorkerPool
-from voipcore.b2bua import B2BUA
+from voipcore.calls.manager import CallManager, CallSettings
+from voipcore.calls.routing import Router
+from voipcore.calls.signalling import LoopRuntime
 from voipcore.config import Config, parse_host_port
 from voipcore.dialer.numbers import CountryPolicy
 from voipcore.http.app import start_http
@@ -86,7 +88,8 @@ class Server:
         self.media: MediaEngine | WorkerPool | None = None
         self._http: web.AppRunner | None = None
         self.call_log: AsyncCallLog | None = None
-        self.b2bua: B2BUA | None = None
+        self.calls: CallManager | None = None
+        self._runtime: LoopRuntime | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._pump_scheduled = False
@@ -129,29 +132,40 @@ class Server:
         )
         if unfinished:
             log.warning("%d calls were in progress when the server last stopped", unfinished)
-        self.b2bua = B2BUA(
-            self.service,
-            self.media,
+        trunk = TwilioTrunk(self.config.trunks.twilio) if self.config.trunks.twilio else None
+        router = Router(
             self.service.registrar,
             lambda: self._users,
-            via=self._via,
-            contact=self._contact,
-            wall_offset=lambda: self.service.wall_offset,
-            flush=self._pump,
-            record=self.call_log.submit,
-            trunk=TwilioTrunk(self.config.trunks.twilio) if self.config.trunks.twilio else None,
-            default_region=self.config.dialing.default_region,
-            ring_timeout=self.config.sip.ring_timeout,
-            max_calls_per_user=self.config.sip.max_calls_per_user,
-            session_expires=self.config.sip.session_expires,
-            min_se=self.config.sip.min_se,
-            session_timers=self.config.sip.session_timers,
             ring_groups=self.config.ring_groups,
+            has_trunk=trunk is not None,
+            default_region=self.config.dialing.default_region,
             policy=CountryPolicy(
                 self.config.dialing.countries, allow_premium=self.config.dialing.allow_premium
             ),
         )
-        self.service.calls = self.b2bua
+        self._runtime = LoopRuntime(
+            loop, wall_offset=lambda: self.service.wall_offset, flush=self._pump
+        )
+        self.calls = CallManager(
+            self.service,
+            self.media,
+            router,
+            self._runtime,
+            via=self._via,
+            contact=self._contact,
+            record=self.call_log.submit,
+            trunk=trunk,
+            settings=CallSettings(
+                ring_timeout=sip.ring_timeout,
+                max_calls_per_user=sip.max_calls_per_user,
+                session_expires=sip.session_expires,
+                min_se=sip.min_se,
+                session_timers=sip.session_timers,
+            ),
+        )
+        self.service.calls = self.calls
+        if trunk is not None and trunk.config.ping_interval > 0:
+            self._spawn(self.calls.dialler.ping_edges())
         host, port = parse_host_port(self.config.http.listen)
         try:
             self._http, bound = await start_http(self, host, port)
@@ -217,9 +231,9 @@ class Server:
 
     async def stop(self) -> None:
         """End the calls, stop listening, finish pending store writes, close the store."""
-        if self.b2bua is not None:
-            self.b2bua.shutdown()
-            await self.b2bua.drained(timeout=5.0)
+        if self.calls is not None and self._runtime is not None:
+            self.calls.shutdown()
+            await self._runtime.drained(timeout=5.0)
         self.transports.close()
         if self._timer is not None:
             self._timer.cancel()
@@ -255,15 +269,15 @@ class Server:
         return len(self.service.layer)
 
     def calls_in_progress(self) -> int:
-        return 0 if self.b2bua is None else len(self.b2bua.calls)
+        return 0 if self.calls is None else len(self.calls.calls)
 
     def origination_refused(self) -> int:
-        return 0 if self.b2bua is None else self.b2bua.origination_refused
+        return 0 if self.calls is None else self.calls.origination_refused
 
     def trunk_health(self) -> dict[str, tuple[bool, float | None]] | None:
-        if self.b2bua is None or self.b2bua.trunk is None:
+        if self.calls is None or self.calls.trunk is None:
             return None
-        return dict(self.b2bua.trunk.health)
+        return dict(self.calls.trunk.health)
 
     async def media_stats(self) -> list[dict[str, Any]]:
         if self.media is None:

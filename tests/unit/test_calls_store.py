@@ -33,6 +33,8 @@ from voipcore.store.calls import (
 )
 from voipcore.store.sqlite import SqliteStore
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
 
@@ -306,10 +308,36 @@ def test_schema_is_idempotent_and_refuses_a_newer_version(tmp_path: Path) -> Non
     db = sqlite3.connect(tmp_path / "calls.db", isolation_level=None)
     CallLogSchema.create(db)
     CallLogSchema.create(db)
-    assert db.execute("SELECT * FROM schema_versions").fetchall() == [("calls", 1)]
-    db.execute("UPDATE schema_versions SET version = 2")
-    with pytest.raises(SchemaError, match="version 2"):
+    assert db.execute("SELECT * FROM schema_versions").fetchall() == [("calls", 2)]
+    db.execute("UPDATE schema_versions SET version = 3")
+    with pytest.raises(SchemaError, match="version 3"):
         SqliteCallLog(tmp_path / "calls.db")
+
+
+def test_a_version_1_log_is_upgraded_with_its_calls_intact(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript((FIXTURES / "store" / "calllog_v1.sql").read_text())
+    db.close()
+    calls = SqliteCallLog(path)
+    call = calls.get("v1-call")
+    assert call is not None
+    assert (call.disposition, call.notes, call.callee_e164) == (
+        "connected",
+        "spoke to Dana",
+        "+14045551234",
+    )
+    # Legs had no kind: the one through a trunk edge is the trunk leg.
+    assert [(leg.leg_id, leg.kind, leg.transferred_to) for leg in call.legs] == [
+        ("a", "phone", None),
+        ("b", "trunk", None),
+    ]
+    assert call.legs[1].mos_avg == 4.3
+    calls.upsert(replace(call, legs=[replace(call.legs[0], transferred_to="bob")]))
+    again = calls.get("v1-call")
+    assert again is not None and again.legs[0].transferred_to == "bob"
+    version = sqlite3.connect(path).execute("SELECT version FROM schema_versions").fetchone()
+    assert version == (2,)
 
 
 def test_legs_belong_to_their_call(calls: SqliteCallLog, tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ _T = TypeVar("_T")
 Direction = Literal["internal", "outbound", "inbound"]
 HungUpBy = Literal["caller", "callee", "system"]
 LegRole = Literal["caller", "callee", "colleague"]
+LegKind = Literal["phone", "trunk"]
 
 #: Dispositions a rep may log unless the log is configured with its own set.
 DEFAULT_DISPOSITIONS = frozenset(
@@ -86,6 +87,8 @@ class LegRecord:
     """Username for a registered user, the number for a carrier leg."""
     transport: str
     """SIP transport of the leg: udp, tcp, tls, ws or wss."""
+    kind: LegKind = "phone"
+    """A registered phone, or the carrier trunk."""
     edge: str | None = None
     """Twilio edge the leg went through (e.g. ``ashburn``); None off the trunk."""
     billable: bool = False
@@ -112,9 +115,12 @@ class LegRecord:
     """RTP packets received from the peer."""
     packets_out: int = 0
     """RTP packets sent to the peer."""
+    transferred_to: str | None = None
+    """Where this leg's party transferred the call (RFC 3515): a user or an E.164 number."""
 
     def __post_init__(self) -> None:
         _check_choice("leg role", self.role, LegRole)
+        _check_choice("leg kind", self.kind, LegKind)
 
     @property
     def duration(self) -> float:
@@ -224,7 +230,7 @@ _REP_FIELDS = ("disposition", "notes")
 class CallLogSchema:
     """Tables of the call log in SQLite; :meth:`create` is idempotent."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     DDL: ClassVar[str] = f"""
 CREATE TABLE IF NOT EXISTS calls (
     call_id        TEXT PRIMARY KEY,
@@ -253,6 +259,7 @@ CREATE TABLE IF NOT EXISTS call_legs (
     role        TEXT NOT NULL CHECK (role IN ('caller', 'callee', 'colleague')),
     peer        TEXT NOT NULL,
     transport   TEXT NOT NULL,
+    kind        TEXT NOT NULL DEFAULT 'phone' CHECK (kind IN ('phone', 'trunk')),
     edge        TEXT,
     billable    INTEGER NOT NULL,
     started_at  REAL NOT NULL,
@@ -266,10 +273,20 @@ CREATE TABLE IF NOT EXISTS call_legs (
     rtt         REAL,
     packets_in  INTEGER NOT NULL,
     packets_out INTEGER NOT NULL,
+    transferred_to TEXT,
     PRIMARY KEY (call_id, leg_id)
 );
 INSERT OR IGNORE INTO schema_versions VALUES ('calls', {VERSION});
 """
+    #: Steps from each older version to the next, run in order on an older log.
+    MIGRATIONS: ClassVar[dict[int, str]] = {
+        1: """
+ALTER TABLE call_legs ADD COLUMN kind TEXT NOT NULL DEFAULT 'phone'
+    CHECK (kind IN ('phone', 'trunk'));
+ALTER TABLE call_legs ADD COLUMN transferred_to TEXT;
+UPDATE call_legs SET kind = 'trunk' WHERE edge IS NOT NULL;
+""",
+    }
 
     @classmethod
     def create(cls, db: sqlite3.Connection) -> None:
@@ -283,6 +300,14 @@ INSERT OR IGNORE INTO schema_versions VALUES ('calls', {VERSION});
             raise SchemaError(
                 f"call log schema is version {row[0]}, this voipcore knows up to {cls.VERSION}"
             )
+        if row is not None:
+            for version in range(row[0], cls.VERSION):
+                db.executescript(
+                    "BEGIN;"
+                    + cls.MIGRATIONS[version]
+                    + f"UPDATE schema_versions SET version = {version + 1}"
+                    " WHERE component = 'calls'; COMMIT;"
+                )
         db.executescript(cls.DDL)
 
 

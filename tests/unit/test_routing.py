@@ -1,10 +1,10 @@
-"""Where the B2BUA sends requests for a registered contact (NAT rule)."""
+"""Where the call layer sends requests for a registered contact (NAT rule)."""
 
 from __future__ import annotations
 
 import pytest
 
-from voipcore.b2bua import contact_address
+from voipcore.calls.routing import contact_address
 from voipcore.store import Binding
 
 

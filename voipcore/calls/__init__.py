@@ -1,0 +1,1 @@
+"""Calls made of legs: see :mod:`voipcore.calls.manager`."""

@@ -1,0 +1,849 @@
+"""The call layer: calls made of legs, driven by SIP and by the call-control API.
+
+A phone's INVITE becomes a call with an incoming leg; routing decides where
+it goes and an outgoing leg dials there (users' phones or the trunk).  The
+first 2xx answers the caller with our own SDP (RFC 3261 §13, media anchored:
+each party sees only the engine's address).  Legs join and leave a running
+call: the engine relays two legs, transcodes when their codecs differ and
+mixes three or more.  A call ends when fewer than two parties are left and
+nobody is being dialled.
+
+The flow lives in small parts: :mod:`~voipcore.calls.routing` decides where a
+call goes, :mod:`~voipcore.calls.forking` dials, :mod:`~voipcore.calls.anchor`
+is the only part that talks to the media engine,
+:mod:`~voipcore.calls.dialogs` handles re-INVITE, UPDATE and session timers,
+:mod:`~voipcore.calls.transfer` REFER, and :mod:`~voipcore.calls.records` the
+call log.  Time and tasks come from a :class:`~voipcore.calls.signalling.Runtime`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from media.control import ControlError, MediaControl
+from voipcore.calls.anchor import SUPPORTED, MediaAnchor, answer_formats, describe, offer_formats
+from voipcore.calls.dialogs import Dialogs
+from voipcore.calls.forking import Dialler
+from voipcore.calls.model import Branch, Call, CallListener, Leg, LegKind, LegState
+from voipcore.calls.records import call_record, cause_of
+from voipcore.calls.routing import DialTrunk, Refuse, RingUsers, Route, Router, short
+from voipcore.calls.signalling import (
+    ALLOW,
+    SDP,
+    SUPPORTED_TAGS,
+    Runtime,
+    ServiceApi,
+    Signalling,
+    allows_update,
+)
+from voipcore.sdp import Format, SdpError, SessionDescription, negotiate
+from voipcore.sip.dialog import Dialog, Negotiated, SessionTimer
+from voipcore.sip.message import Request, Response, make_response
+from voipcore.sip.transaction import Address, TransactionKey
+from voipcore.sip.uri import SipUri, Uri
+from voipcore.store.calls import CallRecord, Direction, HungUpBy, LegRole
+from voipcore.trunks.twilio import TwilioTrunk
+
+log = logging.getLogger(__name__)
+
+#: Seconds an ended leg's Call-ID is remembered: a BYE crossing ours gets 200,
+#: not 481 (64*T1, the longest a non-INVITE transaction lives, RFC 3261 §17.1.2.2).
+ENDED_MEMORY = 32.0
+#: Our 2xx to an INVITE is resent from T1, doubling to T2, until the ACK (§13.3.1.4).
+_OK_FIRST, _OK_MAX, _OK_GIVE_UP = 0.5, 4.0, 32.0
+#: Reason phrases for a caller still waiting when we end its call.
+_PHRASES = {"shutdown": "shutting down"}
+
+
+class CallError(Exception):
+    """A call-control request that cannot be carried out: ``status`` says how, as SIP would."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    """``[sip]`` settings of calls."""
+
+    ring_timeout: float = 60.0
+    """How long a leg may ring before it fails with 480 (no answer)."""
+    max_calls_per_user: int = 4
+    """Calls one user may start at once: a stolen password cannot fan out."""
+    session_expires: int = 1800
+    """RFC 4028: the session interval we ask of every leg."""
+    min_se: int = 90
+    session_timers: str = "always"
+
+
+class CallManager:
+    """Every call in progress; the SIP service's call handler."""
+
+    def __init__(
+        self,
+        service: ServiceApi,
+        media: MediaControl,
+        router: Router,
+        runtime: Runtime,
+        *,
+        via: Callable[[str], str],
+        contact: Callable[[str], str],
+        record: Callable[[CallRecord], None] = lambda call: None,
+        trunk: TwilioTrunk | None = None,
+        settings: CallSettings = CallSettings(),
+    ) -> None:
+        self.router = router
+        self.runtime = runtime
+        self.record = record
+        self.trunk = trunk
+        self.settings = settings
+        self.sig = Signalling(
+            service, runtime, domain=router.registrar.domain, via=via, contact=contact
+        )
+        self.anchor = MediaAnchor(media)
+        self.dialler = Dialler(
+            self.sig, runtime, self, trunk=trunk, ring_timeout=settings.ring_timeout
+        )
+        self.dialogs = Dialogs(
+            self.sig,
+            runtime,
+            self.anchor,
+            self,
+            session_expires=settings.session_expires,
+            min_se=settings.min_se,
+            session_timers=settings.session_timers,
+        )
+        self.calls: dict[str, Call] = {}
+        #: INVITEs claiming to come from the trunk that did not (403).
+        self.origination_refused = 0
+        #: Live legs by the Call-ID of their dialog.
+        self._legs: dict[str, Leg] = {}
+        #: Call-IDs of legs that ended lately, with when (crossing BYEs).
+        self._ended: dict[str, float] = {}
+        #: Calls each user has started and not ended (the per-user limit).
+        self._active: Counter[str] = Counter()
+        media.subscribe(self._media_event)
+
+    # -- from the SIP service ---------------------------------------------------
+
+    def on_request(self, request: Request, addr: Address, now: float) -> None:
+        """INVITE, UPDATE, BYE, CANCEL or REFER from a party (§13, §14, §15, §9)."""
+        method = request.method
+        if method == "INVITE" and request.to.tag is None:
+            self._new_invite(request, addr, now)
+            return
+        leg = self._legs.get(request.call_id)
+        if method == "CANCEL":
+            self._cancel(leg, request)
+        elif method == "BYE":
+            self._bye(leg, request)
+        elif leg is None or not leg.live:
+            self.sig.respond(make_response(request, 481))
+        elif method in ("INVITE", "UPDATE"):
+            self.dialogs.modify(leg, request)
+
+    def has_dialog(self, call_id: str) -> bool:
+        """Whether ``call_id`` is a live leg's dialog."""
+        return call_id in self._legs
+
+    def on_ack(self, ack: Request) -> None:
+        """An ACK for a 2xx of ours (§13.3.1.4)."""
+        leg = self._legs.get(ack.call_id)
+        if leg is not None:
+            self.dialogs.on_ack(leg, ack)
+
+    def on_response(self, response: Response, key: TransactionKey, now: float) -> None:
+        if self.dialogs.owns(key):
+            self.dialogs.on_response(response, key)
+        elif self.dialler.owns(key):
+            self.dialler.on_response(response, key)
+
+    def on_failure(self, key: TransactionKey, status: int, now: float) -> None:
+        """No response (Timer B: 408; unsendable: 503, §8.1.3.1): as that response."""
+        if self.dialogs.owns(key):
+            self.dialogs.on_failure(key, status)
+        else:
+            self.dialler.on_failure(key, status)
+
+    def _media_event(self, event: dict[str, Any]) -> None:
+        """DTMF and quality for subscribers; dead legs (no RTP for the media timeout, or
+        their media worker died) are hung up."""
+        call = self.calls.get(str(event.get("call_id")))
+        if call is None or call.ended:
+            return
+        name = event.get("event")
+        leg = call.leg(str(event.get("leg")))
+        if name == "dtmf" and leg is not None:
+            call.emit("dtmf", leg, digit=event.get("digit"), duration=event.get("duration"))
+        elif name == "quality_warning" and leg is not None:
+            call.emit("quality_warning", leg, metric=event.get("name"), value=event.get("value"))
+        elif name == "media_timeout" and leg is not None and leg.answered:
+            log.warning("call %s: no media on leg %s, hanging it up", call.id, leg.id)
+            self.leg_lost(leg, "media_timeout")
+        elif name == "call_ended" and call.answered_at is not None:
+            log.warning("call %s: its media worker is gone, hanging up", call.id)
+            self.hang_up(call, "media_timeout")
+
+    # -- a phone's INVITE ----------------------------------------------------------
+
+    def _new_invite(self, request: Request, addr: Address, now: float) -> None:
+        if request.call_id in self._legs:
+            return  # a retransmission the transaction layer already absorbed
+        if request.max_forwards == 0:
+            self.sig.respond(make_response(request, 483))  # §16.3 loop guard
+            return
+        trunk = self.trunk
+        if trunk is not None and (
+            trunk.from_twilio(addr[1]) or "X-Twilio-AccountSid" in request.headers
+        ):
+            self._origination(request, addr)
+            return
+        caller = self.router.registrar.authorize(request, self.runtime.wall(), proxy=True)
+        if isinstance(caller, Response):
+            self.sig.respond(caller)
+            return
+        negotiated = self.dialogs.session_interval(request)
+        if negotiated is None:
+            return
+        dialled = _user_of(request.uri, "")
+        if self._active[caller] >= self.settings.max_calls_per_user:
+            reason = f"Busy Here (limit of {self.settings.max_calls_per_user} calls per user)"
+            self._refuse(request, caller, dialled, 486, reason, "busy")
+            return
+        offer: SessionDescription | None = None
+        formats = list(SUPPORTED)  # a delayed offer: we offer all we have
+        if request.body:
+            try:
+                offer = SessionDescription.parse(request.body)
+                audio = offer.audio
+                if audio is None:
+                    raise SdpError("no audio stream offered")
+            except SdpError as exc:
+                self._refuse(request, caller, dialled, 488, short(f"Not Acceptable Here ({exc})"))
+                return
+            formats = negotiate(audio, SUPPORTED)
+        if not formats:
+            self._refuse(request, caller, dialled, 488, "Not Acceptable Here (codecs)")
+            return
+        route = self.router.route(dialled, self.runtime.wall(), caller=caller)
+        if isinstance(route, Refuse):
+            direction: Direction = "outbound" if route.outbound else "internal"
+            refusal = (route.status, route.reason, route.cause)
+            self._refuse(request, caller, dialled, *refusal, direction)
+            return
+        call = Call(request.call_id, caller, _route_name(route), dialled, caller)
+        self._begin(call, request, addr, "phone", offer, formats, negotiated)
+        self._dial(call, route, role="callee", partner=call.legs[0])
+
+    def _origination(self, request: Request, addr: Address) -> None:
+        """An inbound call from the trunk: ring the user its DID belongs to."""
+        assert self.trunk is not None
+        did, caller = _user_of(request.uri, ""), _user_of(request.from_.uri)
+        refusal = self.trunk.origination_refusal(request, addr[1])
+        if refusal is not None:
+            self.origination_refused += 1
+            log.warning("refused inbound INVITE from %s: %s", addr[1], refusal)
+            reason = short(f"Forbidden ({refusal})")
+            self._refuse(request, caller, did, 403, reason, direction="inbound")
+            return
+        negotiated = self.dialogs.session_interval(request)
+        if negotiated is None:
+            return
+        owner = self.trunk.config.dids.get(did)
+        route: Route = Refuse(404, f"Not Found (no user for {did})", "failed")
+        if owner is not None and self.router.target(owner) is not None:
+            route = self.router.route(owner, self.runtime.wall())
+        try:
+            offer = SessionDescription.parse(request.body)
+            audio = offer.audio
+            formats = negotiate(audio, SUPPORTED) if audio is not None else []
+        except SdpError:
+            formats = []
+        if not isinstance(route, Refuse) and not formats:
+            route = Refuse(488, "Not Acceptable Here (codecs)", "failed")
+        if isinstance(route, Refuse):
+            self._refuse(request, caller, did, route.status, route.reason, route.cause, "inbound")
+            return
+        call = Call(request.call_id, caller, _route_name(route), did, owner or did)
+        call.direction = "inbound"
+        self._begin(call, request, addr, "trunk", offer, formats, negotiated)
+        self._dial(call, route, role="callee", partner=call.legs[0])
+
+    def _begin(
+        self,
+        call: Call,
+        request: Request,
+        addr: Address,
+        kind: LegKind,
+        offer: SessionDescription | None,
+        formats: list[Format],
+        negotiated: Negotiated,
+    ) -> None:
+        """Start ``call`` with the party whose INVITE it is as its incoming leg."""
+        wall = self.runtime.wall()
+        call.started_at = wall
+        leg = Leg(
+            call,
+            call.next_leg_id(),
+            kind,
+            "caller",
+            call.caller,
+            request.call_id,
+            incoming=True,
+            invite=request,
+            addr=addr,
+            state=LegState.OFFERED,
+            formats=formats,
+            offer=offer,
+            timer=self._timer(),
+            negotiated=negotiated,
+            allows_update=allows_update(request),
+            billable=kind == "trunk",
+            started_at=wall,
+        )
+        call.legs.append(leg)
+        self.calls[call.id] = call
+        self._legs[leg.sip_call_id] = leg
+        self._active[call.caller] += 1
+        self.record(call_record(call))
+        self.sig.respond(make_response(request, 100))
+
+    def _refuse(
+        self,
+        request: Request,
+        caller: str,
+        dialled: str,
+        status: int,
+        reason: str | None,
+        cause: str | None = None,
+        direction: Direction = "internal",
+    ) -> None:
+        """Turn an INVITE away, and log the attempt."""
+        self.sig.respond(make_response(request, status, reason))
+        wall = self.runtime.wall()
+        self.record(
+            CallRecord(
+                call_id=request.call_id,
+                direction=direction,
+                caller=caller,
+                callee_dialled=dialled,
+                user=caller,
+                started_at=wall,
+                ended_at=wall,
+                hangup_cause=cause or cause_of(status),
+                sip_status=status,
+                hung_up_by="system",
+            )
+        )
+
+    def _timer(self) -> SessionTimer:
+        return SessionTimer(interval=self.settings.session_expires, min_se=self.settings.min_se)
+
+    # -- dialling a leg ------------------------------------------------------------
+
+    def _dial(
+        self,
+        call: Call,
+        route: RingUsers | DialTrunk,
+        *,
+        role: LegRole,
+        partner: Leg | None = None,
+        then: str | None = None,
+        from_uri: str | None = None,
+    ) -> Leg:
+        """Add an outgoing leg to ``call`` and dial ``route`` on it."""
+        trunk = isinstance(route, DialTrunk)
+        # The trunk gets Twilio's order whatever the phone prefers (the anchor transcodes).
+        formats = list(SUPPORTED) if trunk else offer_formats(_chosen(call, partner))
+        leg = Leg(
+            call,
+            call.next_leg_id(),
+            "trunk" if trunk else "phone",
+            role,
+            route.e164 if isinstance(route, DialTrunk) else route.name,
+            f"b-{secrets.token_hex(10)}",
+            incoming=False,
+            formats=formats,
+            timer=self._timer(),
+            partner=partner,
+            then=then,
+            billable=trunk,
+            started_at=self.runtime.wall(),
+        )
+        if isinstance(route, DialTrunk):
+            leg.e164 = route.e164
+            if call.e164 is None and call.direction == "internal":
+                call.e164, call.direction = route.e164, "outbound"
+        call.legs.append(leg)
+        self._legs[leg.sip_call_id] = leg
+        hops = partner.invite.max_forwards if partner and partner.invite else None
+        max_forwards = 69 if hops is None else hops - 1
+        self.runtime.spawn(self._place(leg, route, from_uri, max_forwards))
+        return leg
+
+    async def _place(
+        self, leg: Leg, route: RingUsers | DialTrunk, from_uri: str | None, max_forwards: int
+    ) -> None:
+        """Anchor the leg's media (and its partner's), then dial."""
+        call, partner = leg.call, leg.partner
+        try:
+            if partner is not None and not partner.local[1]:
+                await self.anchor.open(partner)
+            await self.anchor.open(leg)
+        except ControlError as exc:
+            log.error("media for call %s failed: %s", call.id, exc)
+            self.leg_failed(leg, 503, "Service Unavailable (media)")
+            return
+        if not leg.live:
+            return
+        describe(leg)  # our offer, kept as the leg's current session
+        if isinstance(route, RingUsers):
+            domain = self.sig.domain
+            self.dialler.ring(
+                leg,
+                route.contacts,
+                from_uri=from_uri or f"sip:{call.caller}@{domain}",
+                max_forwards=max_forwards,
+            )
+            return
+        user = self.router.users().get(call.user)
+        assert self.trunk is not None
+        caller_id = (user and user.caller_id) or self.trunk.config.caller_id or call.caller
+        await self.dialler.dial_trunk(leg, caller_id=caller_id, max_forwards=max_forwards)
+
+    # -- what dialling comes to (DialObserver) ----------------------------------------
+
+    def leg_progress(self, leg: Leg, response: Response) -> None:
+        """Ringing, or early media: the caller hears the callee's network (§13.2.2.1)."""
+        partner = leg.partner
+        waiting = partner is not None and partner.state is LegState.OFFERED
+        if response.body and (partner is None or partner.offer is not None or not waiting):
+            self.runtime.spawn(self._early_media(leg, response))
+        elif not leg.ringing:
+            self._ringing(leg)
+            if partner is not None and waiting:
+                self.sig.respond(self.sig.reply(partner, 180))
+
+    def _ringing(self, leg: Leg) -> None:
+        leg.ringing = True
+        leg.call.ringing_at = leg.call.ringing_at or self.runtime.wall()
+        leg.call.emit("ringing", leg)
+
+    async def _early_media(self, leg: Leg, response: Response) -> None:
+        """183 with SDP: the caller gets a 183 with our answer; the 2xx repeats the same
+        answer (RFC 3261 §13.3.1.4 with RFC 3264: one offer, one answer)."""
+        try:
+            await self._connect(leg, response)
+        except (SdpError, ControlError) as exc:
+            log.info("call %s: early media unusable: %s", leg.call.id, exc)
+            return
+        partner = leg.partner
+        if leg.state is not LegState.DIALLING:
+            return
+        if not leg.ringing:
+            self._ringing(leg)
+        leg.early_sdp = True
+        if partner is None or partner.state is not LegState.OFFERED:
+            return
+        partner.early_sdp = True
+        progress = self.sig.reply(partner, 183)
+        progress.body = partner.last_sdp
+        progress.headers.add("Content-Type", SDP)
+        self.sig.respond(progress)
+        self.runtime.flush()
+
+    async def _connect(self, leg: Leg, response: Response) -> None:
+        """Point ``leg``'s media at its party's answer (from a 183 or the 2xx), and
+        settle our SDP for its waiting partner once."""
+        formats = await self.anchor.apply(leg, response.body)
+        partner = leg.partner
+        if partner is None or partner.last_sdp:
+            return
+        if partner.offer is None:
+            # Delayed offer: the caller gets an offer, the callee's codec first; its
+            # answer comes in the ACK (§13.2.1).
+            partner.formats = offer_formats(formats)
+            describe(partner)
+            return
+        ordered = answer_formats(partner.formats, formats)
+        if ordered != partner.formats:
+            partner.formats = ordered
+            await self.anchor.set_codecs(partner)
+        describe(partner, answering=partner.offer)
+
+    def leg_answered(self, leg: Leg, branch: Branch, response: Response) -> None:
+        """A branch answered: ACK it, connect its media, and if a caller waits, answer
+        it (§13.2.2.4); a second 2xx (another branch, or too late) is hung up."""
+        dialog = Dialog.from_uac(branch.invite, response)
+        ack = dialog.create_ack(branch.invite.cseq.seq, via=self.sig.via(branch.addr[0]))
+        self.sig.send(ack, branch.addr)
+        call = leg.call
+        if leg.state is not LegState.DIALLING or call.ended:
+            built = dialog.create_request("BYE", via=self.sig.via(branch.addr[0]))
+            self.sig.send(built, branch.addr)
+            self.runtime.flush()
+            return
+        wall = self.runtime.wall()
+        leg.state, leg.dialog, leg.winner, leg.addr = LegState.ANSWERED, dialog, branch, branch.addr
+        leg.answered_at, leg.status = wall, 200
+        leg.allows_update = allows_update(response)
+        if leg.timer_handle is not None:
+            leg.timer_handle.cancel()
+            leg.timer_handle = None
+        self.dialler.cancel(leg, keep=branch)
+        if call.answered_at is None:
+            call.answered_at, call.status, call.cause = wall, 200, "normal"
+            if call.direction == "inbound":
+                call.user = branch.user or leg.peer
+        self.record(call_record(call))
+        self.runtime.spawn(self._join(leg, response))
+
+    async def _join(self, leg: Leg, response: Response) -> None:
+        call, partner = leg.call, leg.partner
+        try:
+            await self._connect(leg, response)
+        except (SdpError, ControlError) as exc:
+            log.warning("call %s: answer on leg %s unusable: %s", call.id, leg.id, exc)
+            if partner is not None and partner.state is LegState.OFFERED:
+                self.sig.bye(leg)
+                self._fail_incoming(partner, 488, "Not Acceptable Here (callee's answer)")
+            else:
+                self.leg_lost(leg, "failed")
+            return
+        if not leg.live:
+            return
+        self.dialogs.start_timer(leg, response)
+        if partner is not None and partner.state is LegState.OFFERED:
+            self._answer(partner)
+        call.emit("answered", leg)
+        if leg.then is not None:
+            self._dial_into(call, leg.then, role="callee")
+        self.runtime.flush()
+
+    def _answer(self, leg: Leg) -> None:
+        """200 to an incoming leg's INVITE, with our SDP and session interval (§13.3.1.4)."""
+        assert leg.invite is not None
+        ok = self.sig.reply(leg, 200)
+        ok.headers.add("Allow", ALLOW)
+        ok.headers.add("Supported", SUPPORTED_TAGS)
+        if leg.negotiated is not None and self.dialogs.timed(leg.invite):
+            for name, value in leg.negotiated.response_headers(leg.invite):
+                ok.headers.add(name, value)
+        ok.body = leg.last_sdp
+        ok.headers.add("Content-Type", SDP)
+        leg.dialog = Dialog.from_uas(leg.invite, ok)
+        leg.state, leg.status = LegState.ANSWERED, 200
+        leg.answered_at = self.runtime.wall()
+        self.sig.respond(ok)
+        self.dialogs.start_timer(leg, leg.invite)
+        self._resend_ok(leg, ok, _OK_FIRST, 0.0)
+
+    def _resend_ok(self, leg: Leg, ok: Response, interval: float, waited: float) -> None:
+        """Resend our 2xx until the ACK comes; no ACK in 32 s ends the leg (§13.3.1.4)."""
+        if leg.acked or not leg.live:
+            return
+        if waited >= _OK_GIVE_UP:
+            log.warning("call %s: no ACK for our 200 in 32 s, hanging up", leg.call.id)
+            self.leg_lost(leg, "failed")
+            return
+        if waited:
+            self.sig.respond(ok)
+            self.runtime.flush()
+
+        def again() -> None:
+            self._resend_ok(leg, ok, min(interval * 2, _OK_MAX), waited + interval)
+
+        self.runtime.call_at(self.runtime.now() + interval, again)
+
+    def leg_failed(self, leg: Leg, status: int, reason: str | None) -> None:
+        """No branch answered: a waiting caller gets the final status; a leg dialled
+        into a running call just leaves it."""
+        if not leg.live:
+            return
+        partner = leg.partner
+        self._close_leg(leg, status)
+        leg.call.emit("leg_failed", leg, status=status)
+        if partner is not None and partner.state is LegState.OFFERED:
+            self._fail_incoming(partner, status, reason)
+        else:
+            self._settle(leg.call, leg, cause=cause_of(status), by="system")
+
+    def _fail_incoming(self, leg: Leg, status: int, reason: str | None) -> None:
+        """A final non-2xx to an incoming leg's INVITE, and the call is over."""
+        call = leg.call
+        call.status, call.cause, call.hung_up_by = status, cause_of(status), "system"
+        self._final(leg, status, reason)
+        self._end(call)
+        self.runtime.flush()
+
+    def _final(self, leg: Leg, status: int, reason: str | None) -> None:
+        """Our final non-2xx to an incoming leg's INVITE; the leg is over."""
+        assert leg.invite is not None
+        response = make_response(leg.invite, status, reason, to_tag=leg.tag)
+        if status == 503:
+            response.headers.add("Retry-After", "5")  # our trouble is passing (§21.5.4)
+        self.sig.respond(response)
+        self._close_leg(leg, status)
+
+    # -- legs leaving ------------------------------------------------------------------
+
+    def _bye(self, leg: Leg | None, request: Request) -> None:
+        """BYE from a party (§15.1.2): 200, and it leaves the call.
+
+        A BYE that crossed ours (both hung up at once) finds its leg just ended:
+        it gets 200 too, and nothing more happens.
+        """
+        if leg is None or not leg.live:
+            recent = request.call_id in self._ended
+            self.sig.respond(make_response(request, 200 if recent else 481))
+            return
+        self.sig.respond(make_response(request, 200))
+        by: HungUpBy = "caller" if leg.role == "caller" else "callee"
+        self._leave(leg, bye=False, cause="normal", by=by)
+
+    def _cancel(self, leg: Leg | None, request: Request) -> None:
+        """CANCEL from the caller (§9.2): 200 to it, 487 to the INVITE, and every leg
+        dialled for it is cancelled."""
+        if leg is None or not leg.incoming or leg.call.ended:
+            self.sig.respond(make_response(request, 481))
+            return
+        self.sig.respond(make_response(request, 200))
+        if leg.state is not LegState.OFFERED:
+            return  # too late: the 200 is on its way; the caller will BYE
+        assert leg.invite is not None
+        call = leg.call
+        for other in call.others(leg):
+            self.dialler.cancel(other)
+        call.status, call.cause, call.hung_up_by = 487, "cancelled", "caller"
+        self._final(leg, 487, None)
+        self._end(call)
+
+    def leg_lost(self, leg: Leg, cause: str) -> None:
+        """The leg's dialog or media is gone: BYE it, and it leaves the call."""
+        if leg.live:
+            self._leave(leg, bye=True, cause=cause, by="system")
+
+    def _leave(self, leg: Leg, *, bye: bool, cause: str, by: HungUpBy) -> None:
+        """``leg`` leaves its call; the call ends if that leaves fewer than two parties."""
+        if bye:
+            self.sig.bye(leg)
+        if leg.state is LegState.DIALLING:
+            self.dialler.cancel(leg)
+        self._close_leg(leg, leg.status)
+        leg.call.emit("leg_left", leg, cause=cause)
+        self._settle(leg.call, leg, cause=cause, by=by)
+        self.runtime.flush()
+
+    def _close_leg(self, leg: Leg, status: int | None) -> None:
+        """Mark ``leg`` ended (its stream is released with the call, or now if it goes on)."""
+        leg.state, leg.status, leg.ended_at = LegState.ENDED, status, self.runtime.wall()
+        if leg.timer_handle is not None:
+            leg.timer_handle.cancel()
+            leg.timer_handle = None
+        self.dialler.forget(leg)
+        self._forget(leg)
+
+    def _settle(self, call: Call, left: Leg, *, cause: str, by: HungUpBy) -> None:
+        """After ``left`` left: end the call if fewer than two parties remain and
+        nobody is being dialled, else take its stream out of the mix."""
+        if call.ended:
+            return
+        live = call.live_legs()
+        if any(leg.state is not LegState.ANSWERED for leg in live) or len(live) >= 2:
+            if call.anchored and left.local[1]:
+                self.runtime.spawn(self._remove_stream(left))
+            return
+        call.cause = call.cause if call.cause not in (None, "normal") else cause
+        call.hung_up_by = call.hung_up_by or by
+        for leg in live:
+            self.sig.bye(leg)
+            self._close_leg(leg, leg.status)
+        self._end(call)
+        self.runtime.flush()
+
+    async def _remove_stream(self, leg: Leg) -> None:
+        try:
+            await self.anchor.remove(leg)
+        except ControlError as exc:
+            log.warning("call %s: removing leg %s failed: %s", leg.call.id, leg.id, exc)
+
+    def hang_up(self, call: Call, cause: str = "normal") -> None:
+        """End ``call`` from our side: BYE to parties in it, CANCEL to legs being
+        dialled, 503 to a caller still waiting (with Retry-After)."""
+        if call.ended:
+            return
+        for leg in call.live_legs():
+            if leg.state is LegState.DIALLING:
+                self.dialler.cancel(leg)
+            elif leg.answered:
+                self.sig.bye(leg)
+            else:
+                call.status = 503
+                self._final(leg, 503, f"Service Unavailable ({_PHRASES.get(cause, cause)})")
+        call.cause, call.hung_up_by = cause, "system"
+        self._end(call)
+        self.runtime.flush()
+
+    def shutdown(self) -> None:
+        """End every call as the server stops, each logged with cause ``shutdown``."""
+        for call in list(self.calls.values()):
+            self.hang_up(call, "shutdown")
+
+    # -- dialogs (DialogObserver) ----------------------------------------------------
+
+    def direction_changed(self, leg: Leg) -> None:
+        """Hold or resume on one side of a two-party call is relayed to the other."""
+        others = [other for other in leg.call.others(leg) if other.answered]
+        if len(others) == 1:
+            self.dialogs.relay_direction(others[0])
+
+    def direction_for(self, leg: Leg) -> str:
+        others = [other for other in leg.call.others(leg) if other.answered]
+        return others[0].direction if len(others) == 1 else "sendrecv"
+
+    # -- the end of a call ---------------------------------------------------------------
+
+    def _forget(self, leg: Leg) -> None:
+        now = self.runtime.now()
+        while self._ended and next(iter(self._ended.values())) < now - ENDED_MEMORY:
+            del self._ended[next(iter(self._ended))]
+        if self._legs.pop(leg.sip_call_id, None) is not None:
+            self._ended[leg.sip_call_id] = now
+
+    def _end(self, call: Call) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        for leg in call.live_legs():
+            self._close_leg(leg, leg.status)
+        self.calls.pop(call.id, None)
+        self._active[call.caller] -= 1
+        if self._active[call.caller] <= 0:
+            del self._active[call.caller]
+        self.runtime.spawn(self._release(call, self.runtime.wall()))
+
+    async def _release(self, call: Call, ended_at: float) -> None:
+        """Free the media, then log the call with each leg's quality."""
+        if call.anchored:
+            try:
+                summaries = await self.anchor.release(call.id)
+            except ControlError as exc:
+                log.warning("call %s: media delete failed: %s", call.id, exc)
+                summaries = {}
+            for leg in call.legs:
+                if leg.id in summaries:
+                    leg.media = summaries[leg.id]
+        self.record(call_record(call, ended_at))
+        call.emit("ended", cause=call.cause or "normal", status=call.status)
+
+    # -- the call-control API ----------------------------------------------------------
+
+    def _dial_into(self, call: Call, target: str, *, role: LegRole) -> Leg | None:
+        """Dial ``target`` into a running call; None (and the call settled) if it
+        routes nowhere."""
+        route = self.router.route(target, self.runtime.wall(), caller=call.user)
+        if isinstance(route, Refuse):
+            call.emit("leg_failed", None, status=route.status, reason=route.reason)
+            live = call.live_legs()
+            if live:
+                self._settle(call, live[0], cause=route.cause, by="system")
+            return None
+        return self._dial(call, route, role=role)
+
+    def originate(
+        self, first: str, second: str, *, user: str, listener: CallListener | None = None
+    ) -> Call:
+        """Call ``first``; when it answers, call ``second`` and bridge the two.
+
+        Both are names, extensions, ring groups or numbers; ``user`` owns the call
+        (its caller id on the trunk, its per-user limit).  Raises CallError when
+        ``first`` routes nowhere or the user is at the limit.
+        """
+        if self._active[user] >= self.settings.max_calls_per_user:
+            raise CallError(486, f"{user} already has {self._active[user]} calls up")
+        route = self.router.route(first, self.runtime.wall())
+        if isinstance(route, Refuse):
+            raise CallError(route.status, route.reason or route.cause)
+        call = Call(f"o-{secrets.token_hex(10)}", user, second, second, user)
+        call.started_at = self.runtime.wall()
+        if listener is not None:
+            call.listeners.append(listener)
+        self.calls[call.id] = call
+        self._active[user] += 1
+        # The first party's phone shows whom it is about to be put through to.
+        shown = f"sip:{second}@{self.sig.domain}"
+        self._dial(call, route, role="caller", then=second, from_uri=shown)
+        self.record(call_record(call))
+        return call
+
+    def add_leg(self, call_id: str, target: str, *, role: LegRole = "colleague") -> Leg:
+        """Dial ``target`` into a running call: once it answers, everyone hears everyone."""
+        call = self._live_call(call_id)
+        route = self.router.route(target, self.runtime.wall(), caller=call.user)
+        if isinstance(route, Refuse):
+            raise CallError(route.status, route.reason or route.cause)
+        return self._dial(call, route, role=role, from_uri=f"sip:{call.user}@{self.sig.domain}")
+
+    def remove_leg(self, call_id: str, leg_id: str) -> None:
+        """Hang up one party; the others stay connected if two or more remain."""
+        leg = self._live_leg(call_id, leg_id)
+        if leg.state is LegState.OFFERED:
+            self._fail_incoming(leg, 480, "Temporarily Unavailable (removed)")
+        else:
+            self._leave(leg, bye=True, cause="removed", by="system")
+
+    def end(self, call_id: str) -> None:
+        """Hang up the whole call."""
+        self.hang_up(self._live_call(call_id))
+
+    async def play(self, call_id: str, leg_id: str, **prompt: Any) -> None:
+        """Play a tone (``tone=[Hz...], duration=s``) or a WAV ``file`` to one party."""
+        leg = self._live_leg(call_id, leg_id)
+        await self.anchor.play(leg, prompt)
+
+    async def send_dtmf(
+        self, call_id: str, leg_id: str, digits: str, duration: float = 0.1
+    ) -> None:
+        """Send RFC 4733 digits to one party (an extension after answer)."""
+        leg = self._live_leg(call_id, leg_id)
+        await self.anchor.send_dtmf(leg, digits, duration)
+
+    def subscribe(self, call_id: str, listener: CallListener) -> None:
+        """Tell ``listener`` what happens to the call from now on."""
+        self._live_call(call_id).listeners.append(listener)
+
+    def _live_call(self, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise CallError(404, f"no call {call_id!r} in progress")
+        return call
+
+    def _live_leg(self, call_id: str, leg_id: str) -> Leg:
+        leg = self._live_call(call_id).leg(leg_id)
+        if leg is None or not leg.live:
+            raise CallError(404, f"call {call_id!r} has no leg {leg_id!r} in progress")
+        return leg
+
+
+def _chosen(call: Call, partner: Leg | None) -> list[Format]:
+    """The codecs a new leg should be offered first: its partner's, else those of the
+    call's first answered leg."""
+    if partner is not None:
+        return partner.formats
+    answered = next((leg for leg in call.legs if leg.answered and leg.formats), None)
+    return answered.formats if answered is not None else []
+
+
+def _route_name(route: RingUsers | DialTrunk) -> str:
+    return route.name if isinstance(route, RingUsers) else route.e164
+
+
+def _user_of(uri: Uri, default: str = "anonymous") -> str:
+    """The user part of a SIP URI (a number or a name), or ``default``."""
+    return (uri.user_unescaped if isinstance(uri, SipUri) else None) or default
