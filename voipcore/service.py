@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 #: Methods this server implements today (RFC 3261 §20.5 Allow).
 ALLOWED = ("REGISTER", "OPTIONS", "ACK", "CANCEL")
 #: Added to Allow when call control is on (UPDATE: RFC 3311).
-CALL_METHODS = ("INVITE", "BYE", "UPDATE")
+CALL_METHODS = ("INVITE", "BYE", "UPDATE", "REFER")
 #: Option tags we support when call control is on (RFC 4028 session timers).
 CALL_EXTENSIONS = frozenset({"timer"})
 #: Methods we know but do not accept here: 405; anything else is 501 (§21.5.2).

@@ -62,7 +62,7 @@ class MediaAnchor:
             "leg": leg.id,
             "codecs": to_engine_codecs(leg.formats),
         }
-        audio = leg.offer.audio if leg.offer is not None else None
+        audio = SessionDescription.parse(leg.remote_sdp).audio if leg.remote_sdp else None
         if audio is not None:
             args["remote"] = {"host": audio.connection_address, "port": audio.port}
         reply = await self.media.request("offer", args)
@@ -90,7 +90,7 @@ class MediaAnchor:
                 "direction": audio.direction,
             },
         )
-        leg.formats = formats
+        leg.formats, leg.remote_sdp = formats, body
         return formats
 
     async def set_codecs(self, leg: Leg) -> None:
@@ -100,9 +100,11 @@ class MediaAnchor:
             {"call_id": leg.call.id, "leg": leg.id, "codecs": to_engine_codecs(leg.formats)},
         )
 
-    async def remove(self, leg: Leg) -> None:
-        """Close one leg's stream; the engine's summary of it is kept on the leg."""
-        reply = await self.media.request("delete", {"call_id": leg.call.id, "leg": leg.id})
+    async def remove(self, leg: Leg, call_id: str | None = None) -> None:
+        """Close one leg's stream (in ``call_id``, by default the leg's call); the
+        engine's summary of it is kept on the leg."""
+        args = {"call_id": call_id or leg.call.id, "leg": leg.id}
+        reply = await self.media.request("delete", args)
         leg.media = (reply.get("legs") or {}).get(leg.id)
 
     async def release(self, call_id: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ call log.  Time and tasks come from a :class:`~voipcore.calls.signalling.Runtime
 
 from __future__ import annotations
 
+import copy
 import logging
 import secrets
 from collections import Counter
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from media.control import ControlError, MediaControl
+from voipcore.calls import transfer
 from voipcore.calls.anchor import SUPPORTED, MediaAnchor, answer_formats, describe, offer_formats
 from voipcore.calls.dialogs import Dialogs
 from voipcore.calls.forking import Dialler
@@ -147,6 +149,8 @@ class CallManager:
             self.sig.respond(make_response(request, 481))
         elif method in ("INVITE", "UPDATE"):
             self.dialogs.modify(leg, request)
+        elif method == "REFER":
+            self._refer(leg, request)
 
     def has_dialog(self, call_id: str) -> bool:
         """Whether ``call_id`` is a live leg's dialog."""
@@ -301,6 +305,7 @@ class CallManager:
             state=LegState.OFFERED,
             formats=formats,
             offer=offer,
+            remote_sdp=request.body if offer is not None else b"",
             timer=self._timer(),
             negotiated=negotiated,
             allows_update=allows_update(request),
@@ -355,12 +360,15 @@ class CallManager:
         role: LegRole,
         partner: Leg | None = None,
         then: str | None = None,
+        replaces: Leg | None = None,
+        like: Leg | None = None,
         from_uri: str | None = None,
     ) -> Leg:
-        """Add an outgoing leg to ``call`` and dial ``route`` on it."""
+        """Add an outgoing leg to ``call`` and dial ``route`` on it; it is offered the
+        codecs of ``like`` (by default its partner's) first."""
         trunk = isinstance(route, DialTrunk)
         # The trunk gets Twilio's order whatever the phone prefers (the anchor transcodes).
-        formats = list(SUPPORTED) if trunk else offer_formats(_chosen(call, partner))
+        formats = list(SUPPORTED) if trunk else offer_formats(_chosen(call, like or partner))
         leg = Leg(
             call,
             call.next_leg_id(),
@@ -373,6 +381,7 @@ class CallManager:
             timer=self._timer(),
             partner=partner,
             then=then,
+            replaces=replaces,
             billable=trunk,
             started_at=self.runtime.wall(),
         )
@@ -433,6 +442,8 @@ class CallManager:
     def _ringing(self, leg: Leg) -> None:
         leg.ringing = True
         leg.call.ringing_at = leg.call.ringing_at or self.runtime.wall()
+        if leg.replaces is not None:
+            transfer.notify(self.sig, leg.replaces, 180)
         leg.call.emit("ringing", leg)
 
     async def _early_media(self, leg: Leg, response: Response) -> None:
@@ -522,6 +533,8 @@ class CallManager:
         if partner is not None and partner.state is LegState.OFFERED:
             self._answer(partner)
         call.emit("answered", leg)
+        if leg.replaces is not None:
+            self._transferred(leg.replaces, leg)
         if leg.then is not None:
             self._dial_into(call, leg.then, role="callee")
         self.runtime.flush()
@@ -569,6 +582,8 @@ class CallManager:
         partner = leg.partner
         self._close_leg(leg, status)
         leg.call.emit("leg_failed", leg, status=status)
+        if leg.replaces is not None:
+            transfer.notify(self.sig, leg.replaces, status, reason)
         if partner is not None and partner.state is LegState.OFFERED:
             self._fail_incoming(partner, status, reason)
         else:
@@ -694,6 +709,95 @@ class CallManager:
         """End every call as the server stops, each logged with cause ``shutdown``."""
         for call in list(self.calls.values()):
             self.hang_up(call, "shutdown")
+
+    # -- transfer (RFC 3515, RFC 3891) ----------------------------------------------------
+
+    def _refer(self, leg: Leg, request: Request) -> None:
+        """A party asks to transfer its call: blind to a target, or attended (Replaces)."""
+        try:
+            referral = transfer.parse_refer(request)
+            if not leg.answered:
+                raise transfer.ReferError(403, "the call is not answered")
+            transferee = self._sole_other(leg)
+            if referral.replaces is not None:
+                replaced = self._replaced(leg, referral.replaces)
+            else:
+                route = self.router.route(referral.target, self.runtime.wall(), caller=leg.peer)
+        except transfer.ReferError as exc:
+            self.sig.respond(exc.response(request))
+            return
+        assert leg.addr is not None
+        self.sig.respond(transfer.accepted(request, referral, self.sig.contact(leg.addr[0])))
+        leg.refer_subscribed = referral.subscribe
+        transfer.notify(self.sig, leg, 100)
+        if referral.replaces is not None:
+            self.runtime.spawn(self._join_calls(leg, replaced))
+        elif isinstance(route, Refuse):
+            transfer.notify(self.sig, leg, route.status, route.reason)
+        else:
+            shown = f"sip:{transferee.peer}@{self.sig.domain}"
+            call = leg.call
+            self._dial(call, route, role="callee", replaces=leg, like=transferee, from_uri=shown)
+        self.runtime.flush()
+
+    def _sole_other(self, leg: Leg) -> Leg:
+        """The one other party of a two-party call (whom a transfer moves)."""
+        others = [other for other in leg.call.others(leg) if other.answered]
+        if len(others) != 1 or len(leg.call.live_legs()) != 2:
+            raise transfer.ReferError(403, "only a two-party call can be transferred")
+        return others[0]
+
+    def _replaced(self, leg: Leg, replaces: transfer.Replaces) -> Leg:
+        """The transferor's leg in its other call, which Replaces names."""
+        other = self._legs.get(replaces.call_id)
+        if other is None or other.call is leg.call or not transfer.matches(other, replaces):
+            raise transfer.ReferError(403, "Replaces names no other call of yours")
+        self._sole_other(other)
+        return other
+
+    def _transferred(self, transferor: Leg, target: Leg) -> None:
+        """The transfer target answered: the transferor leaves, and the party it held
+        is taken off hold."""
+        held = transferor.direction != "sendrecv"
+        transferor.transferred_to = target.winner.user if target.winner else target.peer
+        transferor.transferred_to = transferor.transferred_to or target.peer
+        target.replaces = None
+        transfer.notify(self.sig, transferor, 200)
+        target.call.emit("transferred", transferor, to=transferor.transferred_to)
+        self._leave(transferor, bye=True, cause="transferred", by="system")
+        if held:
+            for other in target.call.others(target):
+                if other.answered:
+                    self.dialogs.reoffer(other)
+
+    async def _join_calls(self, transferor: Leg, replaced: Leg) -> None:
+        """Attended transfer: the party of the transferor's other call (the one
+        Replaces names) moves into this call, with a new stream and our re-INVITE
+        pointing it there; the transferor leaves both calls."""
+        call, other_call = transferor.call, replaced.call
+        moving = self._sole_other(replaced)
+        old_id = moving.id
+        # The other call's log keeps the party as it was there.
+        record = copy.copy(moving)
+        record.state, record.ended_at = LegState.ENDED, self.runtime.wall()
+        other_call.legs[other_call.legs.index(moving)] = record
+        moving.call, moving.id, moving.local = call, call.next_leg_id(), ("", 0)
+        call.legs.append(moving)
+        try:
+            await self.anchor.remove(record, other_call.id)
+            await self.anchor.open(moving)
+            await self.anchor.apply(moving, moving.remote_sdp)
+        except (ControlError, SdpError) as exc:
+            log.warning("call %s: moving leg %s failed: %s", call.id, old_id, exc)
+            transfer.notify(self.sig, transferor, 500)
+            self.leg_lost(moving, "failed")
+            return
+        if not (transferor.live and moving.live):
+            return
+        self._transferred(transferor, moving)
+        replaced.transferred_to = transferor.transferred_to
+        self._leave(replaced, bye=True, cause="transferred", by="system")
+        self.dialogs.reoffer(moving)
 
     # -- dialogs (DialogObserver) ----------------------------------------------------
 

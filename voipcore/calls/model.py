@@ -130,7 +130,11 @@ class Leg:
     then: str | None = None
     """Dial this target into the call once this leg answers (an originated call)."""
     replaces: Leg | None = None
-    """The leg that leaves the call when this one answers (a transfer)."""
+    """The transferor's leg, which leaves the call when this one answers (RFC 3515)."""
+    refer_subscribed: bool = True
+    """The party wants NOTIFYs about a transfer it asked for (RFC 4488)."""
+    remote_sdp: bytes = b""
+    """The party's latest session description (its offer or answer)."""
     ringing: bool = False
     early_sdp: bool = False
     """Our answer went out in a 183 already; the 2xx repeats it (RFC 3264)."""
