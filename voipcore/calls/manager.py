@@ -581,6 +581,8 @@ class CallManager:
             return
         partner = leg.partner
         self._close_leg(leg, status)
+        if leg.call.answered_at is None:
+            leg.call.status = status
         leg.call.emit("leg_failed", leg, status=status)
         if leg.replaces is not None:
             transfer.notify(self.sig, leg.replaces, status, reason)
@@ -720,7 +722,7 @@ class CallManager:
                 raise transfer.ReferError(403, "the call is not answered")
             transferee = self._sole_other(leg)
             if referral.replaces is not None:
-                replaced = self._replaced(leg, referral.replaces)
+                replaced, moving = self._replaced(leg, referral.replaces)
             else:
                 route = self.router.route(referral.target, self.runtime.wall(), caller=leg.peer)
         except transfer.ReferError as exc:
@@ -731,7 +733,7 @@ class CallManager:
         leg.refer_subscribed = referral.subscribe
         transfer.notify(self.sig, leg, 100)
         if referral.replaces is not None:
-            self.runtime.spawn(self._join_calls(leg, replaced))
+            self.runtime.spawn(self._join_calls(leg, replaced, moving))
         elif isinstance(route, Refuse):
             transfer.notify(self.sig, leg, route.status, route.reason)
         else:
@@ -747,20 +749,19 @@ class CallManager:
             raise transfer.ReferError(403, "only a two-party call can be transferred")
         return others[0]
 
-    def _replaced(self, leg: Leg, replaces: transfer.Replaces) -> Leg:
-        """The transferor's leg in its other call, which Replaces names."""
+    def _replaced(self, leg: Leg, replaces: transfer.Replaces) -> tuple[Leg, Leg]:
+        """The transferor's leg in its other call, which Replaces names, and the party
+        it talks to there."""
         other = self._legs.get(replaces.call_id)
         if other is None or other.call is leg.call or not transfer.matches(other, replaces):
             raise transfer.ReferError(403, "Replaces names no other call of yours")
-        self._sole_other(other)
-        return other
+        return other, self._sole_other(other)
 
     def _transferred(self, transferor: Leg, target: Leg) -> None:
         """The transfer target answered: the transferor leaves, and the party it held
         is taken off hold."""
         held = transferor.direction != "sendrecv"
-        transferor.transferred_to = target.winner.user if target.winner else target.peer
-        transferor.transferred_to = transferor.transferred_to or target.peer
+        transferor.transferred_to = (target.winner and target.winner.user) or target.peer
         target.replaces = None
         transfer.notify(self.sig, transferor, 200)
         target.call.emit("transferred", transferor, to=transferor.transferred_to)
@@ -770,12 +771,11 @@ class CallManager:
                 if other.answered:
                     self.dialogs.reoffer(other)
 
-    async def _join_calls(self, transferor: Leg, replaced: Leg) -> None:
+    async def _join_calls(self, transferor: Leg, replaced: Leg, moving: Leg) -> None:
         """Attended transfer: the party of the transferor's other call (the one
         Replaces names) moves into this call, with a new stream and our re-INVITE
         pointing it there; the transferor leaves both calls."""
-        call, other_call = transferor.call, replaced.call
-        moving = self._sole_other(replaced)
+        call, other_call = transferor.call, moving.call
         old_id = moving.id
         # The other call's log keeps the party as it was there.
         record = copy.copy(moving)
@@ -792,12 +792,13 @@ class CallManager:
             transfer.notify(self.sig, transferor, 500)
             self.leg_lost(moving, "failed")
             return
-        if not (transferor.live and moving.live):
-            return
-        self._transferred(transferor, moving)
-        replaced.transferred_to = transferor.transferred_to
-        self._leave(replaced, bye=True, cause="transferred", by="system")
-        self.dialogs.reoffer(moving)
+        if transferor.live:
+            self._transferred(transferor, moving)
+        if replaced.live:
+            replaced.transferred_to = transferor.transferred_to
+            self._leave(replaced, bye=True, cause="transferred", by="system")
+        if moving.live:
+            self.dialogs.reoffer(moving)
 
     # -- dialogs (DialogObserver) ----------------------------------------------------
 
