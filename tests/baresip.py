@@ -76,6 +76,9 @@ class Baresip:
     domain: str
     proxy_port: int
     tone_hz: float
+    audio_codecs: tuple[str, ...] = ()
+    """The only codecs the account offers and accepts, by baresip's name (``pcmu``,
+    ``pcma``), in order of preference; all that its modules have when empty."""
     events: list[BaresipEvent] = field(default_factory=list)
     _proc: asyncio.subprocess.Process | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -123,6 +126,10 @@ class Baresip:
             f'<{self.aor}>;auth_pass={self.password};outbound="sip:127.0.0.1:{self.proxy_port}"'
             ";regint=60;answermode=manual"
         )
+        if self.audio_codecs:
+            # An account parameter, not a config key: baresip 1.0 offers only these in its
+            # SDP and answers an offer with none of them 488 (RFC 3264 §6).
+            account += f";audio_codecs={','.join(self.audio_codecs)}"
         await self.command("uanew", account)
         registered = await self.wait_event("REGISTER_OK", "REGISTER_FAIL", timeout=timeout)
         if registered.type != "REGISTER_OK":

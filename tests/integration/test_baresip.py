@@ -26,22 +26,34 @@ DOMAIN = "test.local"
 
 @asynccontextmanager
 async def phones(
-    server: ServerProcess, tmp_path: Path, *users: tuple[str, float]
+    server: ServerProcess, tmp_path: Path, *users: tuple[str, float] | tuple[str, float, str]
 ) -> AsyncIterator[list[Baresip]]:
-    """Registered baresips, one per ``(user, tone Hz)``, each saying its tone into calls."""
+    """Registered baresips, one per ``(user, tone Hz)``, each saying its tone into calls;
+    ``(user, tone Hz, codec)`` limits that phone to one codec (``pcmu``, ``pcma``)."""
     async with AsyncExitStack() as stack:
         yield [
             await stack.enter_async_context(
-                Baresip(tmp_path / user, user, f"{user}-secret", DOMAIN, server.udp_port, tone)
+                Baresip(
+                    tmp_path / user,
+                    user,
+                    f"{user}-secret",
+                    DOMAIN,
+                    server.udp_port,
+                    tone,
+                    audio_codecs=tuple(codec),
+                )
             )
-            for user, tone in users
+            for user, tone, *codec in users
         ]
 
 
 async def answered_call(alice: Baresip, bob: Baresip) -> str:
     """Alice dials 202, Bob answers: both sides established; Alice's Call-ID."""
     await alice.command("dial", "202")
-    incoming = await bob.wait_event("CALL_INCOMING")
+    incoming = await bob.wait_event("CALL_INCOMING", "CALL_CLOSED")
+    if incoming.type == "CALL_CLOSED":  # Bob's phone refused the INVITE (a 488...)
+        refused = await alice.wait_event("CALL_CLOSED")
+        raise AssertionError(f"Bob's phone refused: {incoming.param}; Alice got {refused.param}")
     assert incoming.param == f"sip:alice@{DOMAIN}"
     await alice.wait_event("CALL_RINGING")
     await bob.command("accept")
@@ -59,6 +71,24 @@ async def audio_stream(phone: Baresip) -> tuple[str, int]:
     assert direction and "RTCP Session" in debug, debug
     # No receive statistics before the first packet.
     return direction.group(1), int(received.group(1)) if received else 0
+
+
+async def codecs_in_use(phone: Baresip) -> tuple[str, str]:
+    """The codecs the phone's call audio is encoded in and decoded from (``audio_debug``)."""
+    debug = await phone.command("audio_debug")
+    encode, decode = re.search(r"encode: (\S+)", debug), re.search(r"decode: (\S+)", debug)
+    assert encode and decode, debug
+    return encode.group(1), decode.group(1)
+
+
+async def offered_codecs(phone: Baresip) -> list[str]:
+    """The audio codecs of the SDP the phone's call got from the far end, in its order
+    (``callstat``'s remote formats; an incoming call's are those of the INVITE's offer)."""
+    debug = await phone.command("callstat")
+    audio = debug[debug.index("audio RTP/AVP") :]
+    formats = audio[audio.index("remote formats:") : audio.index("local attributes:", 1)]
+    names = re.findall(r"^\s+\d+ ([\w-]+)/", formats, re.MULTILINE)
+    return [name for name in names if name != "telephone-event"]
 
 
 async def received_at_least(phone: Baresip, count: int, timeout: float = 15.0) -> int:
@@ -102,6 +132,38 @@ def test_baresip_calls_baresip_by_extension_with_audio_both_ways(
             legs = {leg["leg_id"]: leg for leg in row["legs"]}
             assert legs["a"]["peer"] == "alice" and legs["b"]["peer"] == "bob"
             assert legs["a"]["packets_in"] >= 50 and legs["b"]["packets_in"] >= 50
+
+    asyncio.run(main())
+
+
+def test_pcmu_only_phone_calls_pcma_only_phone_and_the_server_transcodes(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Alice's phone knows only PCMU, Bob's only PCMA: the server offers Bob every codec it
+    can convert, Alice's first (RFC 3264 §5.1), so he can answer PCMA, and transcodes on its
+    audio path; each phone talks and hears the other's tone in its own codec."""
+
+    async def main() -> None:
+        limited = (("alice", 1000, "pcmu"), ("bob", 440, "pcma"))
+        async with phones(server, tmp_path, *limited) as (alice, bob):
+            call_id = await answered_call(alice, bob)
+            assert await offered_codecs(bob) == ["PCMU", "PCMA"]
+            assert await codecs_in_use(alice) == ("PCMU", "PCMU")
+            assert await codecs_in_use(bob) == ("PCMA", "PCMA")
+            await asyncio.gather(received_at_least(alice, 75), received_at_least(bob, 75))
+            # Different codecs on the two legs: both streams on the audio path, not relayed.
+            assert "voipcore_media_audio_streams 2.0" in server.metrics()
+            await alice.command("hangup")
+            await alice.wait_event("CALL_CLOSED")
+            await bob.wait_event("CALL_CLOSED")
+
+            for phone, far_tone in ((alice, 440), (bob, 1000)):
+                assert_tone(await phone.received_audio(), far_tone, seconds=1.4)
+
+            row = await logged(server, call_id)
+            assert (row["hangup_cause"], row["hung_up_by"]) == ("normal", "caller")
+            legs = {leg["peer"]: leg for leg in row["legs"]}
+            assert legs["alice"]["packets_in"] >= 50 and legs["bob"]["packets_in"] >= 50
 
     asyncio.run(main())
 
