@@ -381,36 +381,45 @@ def start_uas(
     )
 
 
-def wait_event(workdir: Path, name: str, timeout: float = 15.0) -> list[str]:
-    """The words after ``name`` on the first line of ``workdir/events.log`` that starts
-    with it, once there is one.
+def events(workdir: Path, name: str) -> list[list[str]]:
+    """The words after ``name`` on each line of ``workdir/events.log`` that starts with it,
+    so far.
 
     Scenarios report what the test needs to know (the media address in an answer, the
     Call-ID of an incoming call) with ``<exec command="echo NAME [$var] >> events.log"/>``;
-    SIPp runs the command in its working directory without waiting for it.
+    SIPp runs the command in its working directory without waiting for it, each in a
+    shell of its own, so lines written moments apart may land in either order.
     """
     path = workdir / EVENTS
+    text = path.read_text() if path.exists() else ""
+    return [words[1:] for words in map(str.split, text.splitlines()) if words[:1] == [name]]
+
+
+def wait_event(workdir: Path, name: str, timeout: float = 15.0) -> list[str]:
+    """The words after ``name`` on the first line of ``workdir/events.log`` that starts
+    with it (:func:`events`), once there is one."""
 
     def find() -> list[str] | None:
-        text = path.read_text() if path.exists() else ""
-        for line in text.splitlines():
-            words = line.split()
-            if words[:1] == [name]:
-                return words[1:]
-        return None
+        found = events(workdir, name)
+        return found[0] if found else None
 
     return wait_for(find, f"SIPp in {workdir} never reported {name!r}", timeout)
 
 
 def send_cue(
-    address: tuple[str, int], call_id: str, step: int, transport: Transport | str = "u1"
+    address: tuple[str, int],
+    call_id: str,
+    step: int,
+    transport: Transport | str = "u1",
+    headers: Sequence[str] = (),
 ) -> None:
     """Tell the SIPp call ``call_id`` listening on ``address`` to go on.
 
     A scenario waits for the test with ``<recv request="CUE"/>``: SIPp files the
     request under its Call-ID like any other; ``step`` numbers the CSeq, as SIPp
     takes a repeated identical request for a retransmission.  Not SIP traffic of
-    the call, so no response is expected.
+    the call, so no response is expected.  ``headers`` (``"X-Name: value"`` lines) carry
+    what the test knows only now, for the scenario to read with ``<ereg>``.
     """
     host, port = address
     cue = (
@@ -420,7 +429,8 @@ def send_cue(
         f"To: <sip:sipp@{host}:{port}>\r\n"
         f"Call-ID: {call_id}\r\n"
         f"CSeq: {step} CUE\r\n"
-        "Content-Length: 0\r\n\r\n"
+        + "".join(f"{line}\r\n" for line in headers)
+        + "Content-Length: 0\r\n\r\n"
     ).encode()
     if transport_mode(transport).startswith("u"):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
