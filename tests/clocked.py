@@ -3,19 +3,29 @@
 For behaviour that takes minutes of protocol time (RFC 4028 session timers):
 the server runs on its own thread with real sockets, and :meth:`ClockedServer.advance`
 jumps its loop's clock, so every timer due by then fires at once.
+
+Tests of the call-control API drive the server's :class:`CallManager` with
+:meth:`ClockedServer.control`, which runs a function (or coroutine function) on the
+server's loop, where call objects live, and returns its result to the test's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar, overload
 
 from tests.harness import ServerProcess
+from voipcore.calls.manager import CallManager
 from voipcore.cli import seed_users
 from voipcore.config import load_config
 from voipcore.server import Server
 from voipcore.store.sqlite import SqliteStore
+
+T = TypeVar("T")
 
 
 class ClockedLoop(asyncio.SelectorEventLoop):
@@ -35,6 +45,8 @@ class ClockedServer(ServerProcess):
 
     loop: ClockedLoop | None = None
     "The server's loop; each :meth:`start` makes a new one."
+    server: Server | None = None
+    "The running server; touch what it holds only on :attr:`loop` (see :meth:`control`)."
     _thread: threading.Thread | None = None
     _stopping: asyncio.Event | None = None
 
@@ -45,7 +57,7 @@ class ClockedServer(ServerProcess):
         config = load_config(self.config_path)
         store = SqliteStore(config.store.sqlite_path)
         seed_users(config, store)
-        server = Server(config, store)
+        server = self.server = Server(config, store)
         ready = threading.Event()
 
         async def serve() -> None:
@@ -79,6 +91,35 @@ class ClockedServer(ServerProcess):
                 await asyncio.sleep(0)
 
         asyncio.run_coroutine_threadsafe(jump(), loop).result(5.0)
+
+    @overload
+    def control(
+        self, action: Callable[[CallManager], Coroutine[Any, Any, T]], timeout: float = ...
+    ) -> T: ...
+
+    @overload
+    def control(self, action: Callable[[CallManager], T], timeout: float = ...) -> T: ...
+
+    def control(
+        self, action: Callable[[CallManager], T | Awaitable[T]], timeout: float = 10.0
+    ) -> T:
+        """Run ``action`` on the server's loop with its call manager and return what it
+        returns (awaited first when that is awaitable); what it raises is raised here.
+
+        Call and leg objects belong to that loop: return plain values (ids, states) from
+        ``action`` rather than the objects themselves."""
+        loop, server = self.loop, self.server
+        assert loop is not None and server is not None, "start() the server first"
+
+        async def run() -> T:
+            calls = server.calls
+            assert calls is not None, "the server has not started its call layer"
+            result = action(calls)
+            if inspect.isawaitable(result):
+                return await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout)
 
     def stop(self, sig: int = 0) -> int | None:
         loop = self.loop

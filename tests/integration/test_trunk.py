@@ -45,7 +45,10 @@ async def trunk_setup(
     acl: str = "127.0.0.2/32",
     extra: str = "",
     down: tuple[str, ...] = (),
+    server_type: type[ServerProcess] = ServerProcess,
 ) -> AsyncIterator[tuple[TwilioCarrier, ServerProcess]]:
+    """The carrier stand-in and a server with a trunk to it (``server_type``: a
+    ClockedServer for tests that drive the server in-process)."""
     # The carrier has its own loopback address: phones (127.0.0.1) must not look like Twilio.
     carrier = TwilioCarrier(
         trunk="acme",
@@ -63,7 +66,7 @@ async def trunk_setup(
     addresses = ", ".join(f'{edge} = "127.0.0.2:{carrier.address(edge)[1]}"' for edge in edges)
     edge_list = ", ".join(f'"{edge}"' for edge in edges)
     alice, bob = DEFAULT_USERS
-    server = ServerProcess(
+    server = server_type(
         tmp_path,
         users=[alice, TestUser(bob.username, bob.password, bob.extension, BOB_CALLER_ID)],
         extra_config=f"""[dialing]
