@@ -297,7 +297,7 @@ def test_originate_whose_first_party_is_busy_dials_nobody_else(clocked: ClockedS
         assert (await events.wait("ended")).data["cause"] == "busy"
 
         row = await logged(clocked, call_id)
-        assert (row["hangup_cause"], row["answered_at"]) == ("busy", None)
+        assert (row["hangup_cause"], row["sip_status"], row["answered_at"]) == ("busy", 486, None)
         [leg] = row["legs"]  # Bob was never dialled
         assert (leg["peer"], leg["sip_status"], leg["answered_at"]) == ("alice", 486, None)
         silent(bob)
