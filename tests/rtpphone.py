@@ -39,6 +39,9 @@ class RtpPhone:
     """Sends and receives RTP like a phone would, 20 ms at a time."""
 
     sock: socket.socket
+    rtcp: socket.socket | None = None
+    """Holds RTP port + 1, where the engine sends RTCP (RFC 3550 §11): nothing else
+    of the test (a SIP client) may bind it and take RTCP for its own traffic."""
     received: list[Received] = field(default_factory=list)
     ssrc: int = field(default_factory=lambda: random.getrandbits(32))
     seq: int = field(default_factory=lambda: random.getrandbits(16))
@@ -46,11 +49,23 @@ class RtpPhone:
 
     @classmethod
     def open(cls, host: str = "127.0.0.1") -> RtpPhone:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        """A phone on a free even port whose odd neighbour is free too (kept for RTCP)."""
+        while True:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                if port % 2:
+                    raise OSError("odd port")
+                rtcp.bind((host, port + 1))
+                break
+            except OSError:
+                sock.close()
+                rtcp.close()
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
-        sock.bind((host, 0))
         sock.setblocking(False)
-        phone = cls(sock)
+        phone = cls(sock, rtcp)
         asyncio.get_running_loop().add_reader(sock.fileno(), phone._readable)
         return phone
 
@@ -62,6 +77,8 @@ class RtpPhone:
     def close(self) -> None:
         asyncio.get_running_loop().remove_reader(self.sock.fileno())
         self.sock.close()
+        if self.rtcp is not None:
+            self.rtcp.close()
 
     def _readable(self) -> None:
         while True:

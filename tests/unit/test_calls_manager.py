@@ -406,6 +406,23 @@ def test_200_to_the_caller_is_retransmitted_until_the_ack(bench: Bench) -> None:
     assert invite.call_id in bench.manager.calls
 
 
+def test_no_ack_in_32_seconds_hangs_the_caller_up(bench: Bench) -> None:
+    invite, answered = answered_without_ack(bench)
+    bench.runtime.advance(31.75)
+    # T2 = 4 s caps the interval (§13.3.1.4).
+    assert ok_times(bench, invite, answered) == [
+        0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5
+    ]  # fmt: skip
+    assert not bench.service.requests("BYE")
+
+    bench.runtime.advance(0.25)  # 64*T1 = 32 s after the first 200
+
+    assert [b.call_id for b in bench.service.requests("BYE", bench.alice.addr)] == [invite.call_id]
+    assert len(bench.service.requests("BYE", bench.desk.addr)) == 1
+    assert invite.call_id not in bench.manager.calls
+    assert bench.ended_record().hangup_cause == "failed"
+
+
 # -- the call-control API ------------------------------------------------------------------
 
 

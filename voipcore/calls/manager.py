@@ -569,10 +569,12 @@ class CallManager:
             self.sig.respond(ok)
             self.runtime.flush()
 
-        def again() -> None:
-            self._resend_ok(leg, ok, min(interval * 2, _OK_MAX), waited + interval)
+        wait = min(interval, _OK_GIVE_UP - waited)  # give up at 64*T1 sharp
 
-        self.runtime.call_at(self.runtime.now() + interval, again)
+        def again() -> None:
+            self._resend_ok(leg, ok, min(interval * 2, _OK_MAX), waited + wait)
+
+        self.runtime.call_at(self.runtime.now() + wait, again)
 
     def leg_failed(self, leg: Leg, status: int, reason: str | None) -> None:
         """No branch answered: a waiting caller gets the final status; a leg dialled
