@@ -97,6 +97,14 @@ def free_udp_port() -> int:
         return port
 
 
+def metric(text: str, name: str) -> float:
+    """The value of the sample ``name`` in a Prometheus exposition."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 class ServerFailed(AssertionError):
     """The server under a test logged a traceback or exited non-zero from a clean stop."""
 

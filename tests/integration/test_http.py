@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.harness import ServerProcess
+from tests.harness import ServerProcess, metric
 from tests.sipclient import SipClient
 
 pytestmark = pytest.mark.integration
@@ -16,13 +16,6 @@ pytestmark = pytest.mark.integration
 def get(server: ServerProcess, path: str) -> tuple[int, str, str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}{path}", timeout=5) as r:
         return r.status, r.headers.get("Content-Type", ""), r.read().decode()
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 def test_metrics_follow_sip_traffic_and_registrations(server: ServerProcess) -> None:

@@ -19,7 +19,6 @@ the target on the trunk.
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import urllib.parse
 from collections.abc import Awaitable, Iterable
@@ -32,7 +31,14 @@ import pytest
 from tests.audio import assert_no_tone, until_heard
 from tests.baresip import BINARY, Baresip
 from tests.carrier import CarrierCall
-from tests.harness import DEFAULT_USERS, ServerProcess, TestUser, free_udp_port, wait_for_async
+from tests.harness import (
+    DEFAULT_USERS,
+    ServerProcess,
+    TestUser,
+    free_udp_port,
+    metric,
+    wait_for_async,
+)
 from tests.integration.test_calls import blocking, logged
 from tests.integration.test_trunk import trunk_setup
 from tests.rtpphone import AudioPath, RtpPhone, assert_heard
@@ -285,9 +291,7 @@ def assert_transfer_notified(notifies: list[tuple[int, str]], final: int) -> Non
 
 def media_streams(server: ServerProcess) -> float:
     """RTP streams the server's media engine carries (its /metrics)."""
-    found = re.search(r"^voipcore_media_streams (\S+)$", server.metrics(), re.MULTILINE)
-    assert found is not None
-    return float(found.group(1))
+    return metric(server.metrics(), "voipcore_media_streams")
 
 
 async def streams_left(server: ServerProcess, count: int) -> None:

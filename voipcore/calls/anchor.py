@@ -67,7 +67,6 @@ class MediaAnchor:
             args["remote"] = {"host": audio.connection_address, "port": audio.port}
         reply = await self.media.request("offer", args)
         leg.local = (reply["local"]["host"], reply["local"]["port"])
-        leg.call.anchored = True
 
     async def apply(self, leg: Leg, body: bytes, *, command: str = "answer") -> list[Format]:
         """Point ``leg``'s stream at the audio in ``body`` (address, codecs, direction).

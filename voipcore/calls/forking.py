@@ -94,7 +94,7 @@ class Dialler:
                 tag=new_tag(),
             )
             self._send(leg, invite, contact.addr).user = contact.user
-        self.sig.runtime.flush()
+        self.runtime.flush()
         self._ring_until_timeout(leg)
 
     async def dial_trunk(self, leg: Leg, *, caller_id: str, max_forwards: int) -> None:
@@ -130,7 +130,7 @@ class Dialler:
                 timer_headers=leg.timer.request_headers(),
             )
             branch = self._send(leg, invite, addr, edge)
-            self.sig.runtime.flush()
+            self.runtime.flush()
             self._watch_edge(leg, branch, trunk.config.failover_timeout)
             return
         if leg.state is LegState.DIALLING and all(b.final for b in leg.branches.values()):
@@ -203,7 +203,7 @@ class Dialler:
             again.alive = again.retried = True
             again.authenticated = branch.authenticated
             again.user = branch.user
-            self.sig.runtime.flush()
+            self.runtime.flush()
         else:
             branch.final = status
             self._after_failure(leg, branch)
@@ -248,7 +248,7 @@ class Dialler:
         retry = self._send(leg, invite, branch.addr, branch.edge)
         retry.alive = retry.authenticated = True
         retry.retried = branch.retried
-        self.sig.runtime.flush()
+        self.runtime.flush()
 
     # -- ending -----------------------------------------------------------------
 
@@ -279,7 +279,7 @@ class Dialler:
                     continue
                 ping = self.sig.options(f"sip:{trunk.edge_domain(edge)}", addr)
                 self._pings[self.sig.send(ping, addr)] = (edge, self.runtime.now())
-            self.sig.runtime.flush()
+            self.runtime.flush()
             await asyncio.sleep(trunk.config.ping_timeout)
             for key, (edge, _) in list(self._pings.items()):
                 # No answer within the ping timeout: treat the edge as down for now.

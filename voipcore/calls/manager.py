@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 ENDED_MEMORY = 32.0
 #: Our 2xx to an INVITE is resent from T1, doubling to T2, until the ACK (§13.3.1.4).
 _OK_FIRST, _OK_MAX, _OK_GIVE_UP = 0.5, 4.0, 32.0
+#: Media engine events the call layer acts on.
+_CALL_EVENTS = frozenset({"dtmf", "quality_warning", "media_timeout", "call_ended"})
 #: Reason phrases for a caller still waiting when we end its call.
 _PHRASES = {"shutdown": "shutting down"}
 
@@ -177,11 +179,14 @@ class CallManager:
 
     def _media_event(self, event: dict[str, Any]) -> None:
         """DTMF and quality for subscribers; dead legs (no RTP for the media timeout, or
-        their media worker died) are hung up."""
+        their media worker died) are hung up.  The once-a-second ``quality`` samples of
+        every stream are not for us: they go before any lookup."""
+        name = event.get("event")
+        if name not in _CALL_EVENTS:
+            return
         call = self.calls.get(str(event.get("call_id")))
         if call is None or call.ended:
             return
-        name = event.get("event")
         leg = call.leg(str(event.get("leg")))
         if name == "dtmf" and leg is not None:
             call.emit("dtmf", leg, digit=event.get("digit"), duration=event.get("duration"))
@@ -675,7 +680,7 @@ class CallManager:
             return
         live = call.live_legs()
         if any(leg.state is not LegState.ANSWERED for leg in live) or len(live) >= 2:
-            if call.anchored and left.local[1]:
+            if left.local[1]:
                 self.runtime.spawn(self._remove_stream(left))
             return
         call.cause = call.cause if call.cause not in (None, "normal") else cause

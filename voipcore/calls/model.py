@@ -198,9 +198,12 @@ class Call:
     cause: str | None = None
     hung_up_by: HungUpBy | None = None
     ended: bool = False
-    anchored: bool = False
-    """The engine has the call (there is something to release)."""
     listeners: list[CallListener] = field(default_factory=list)
+
+    @property
+    def anchored(self) -> bool:
+        """The engine has the call: one of its legs got a stream (to release at the end)."""
+        return any(leg.local[1] for leg in self.legs)
 
     def leg(self, leg_id: str) -> Leg | None:
         return next((leg for leg in self.legs if leg.id == leg_id), None)

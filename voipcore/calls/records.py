@@ -29,10 +29,8 @@ def cause_of(status: int) -> str:
 def leg_record(leg: Leg) -> LegRecord:
     """One leg as logged, with the engine's quality summary once it is released."""
     winner = leg.winner
-    if leg.incoming:
-        transport = leg.addr[0] if leg.addr is not None else ""
-    else:
-        transport = winner.addr[0] if winner is not None else ""
+    # An answered outgoing leg's address is its winning branch's.
+    transport = leg.addr[0] if leg.addr is not None else ""
     peer = (winner.user if winner is not None else None) or leg.peer
     record = LegRecord(
         leg_id=leg.id,

@@ -58,10 +58,7 @@ class ReferError(Exception):
         self.status = status
 
     def response(self, request: Request) -> Response:
-        return make_response(request, self.status, f"{_PHRASES[self.status]} ({self})")
-
-
-_PHRASES = {400: "Bad Request", 403: "Forbidden", 481: "Call/Transaction Does Not Exist"}
+        return make_response(request, self.status, f"{REASON_PHRASES[self.status]} ({self})")
 
 
 def parse_refer(request: Request) -> Referral:
