@@ -575,6 +575,20 @@ def test_dtmf_from_the_engine_reaches_a_subscriber(bench: Bench) -> None:
     assert events == [CallEvent("dtmf", call.id, "a", {"digit": "5", "duration": 0.16})]
 
 
+def test_quality_warnings_reach_a_subscriber_and_samples_do_not(bench: Bench) -> None:
+    call, _, _, _ = bench.connect()
+    events: list[CallEvent] = []
+    bench.manager.subscribe(call.id, events.append)
+    base = {"call_id": call.id, "leg": "b"}
+    bench.media.emit({"event": "quality", **base, "mos": 4.2, "jitter": 0.01, "loss": 0.0})
+    bench.media.emit(
+        {"event": "quality_warning", **base, "name": "jitter", "value": 0.045, "threshold": 0.03}
+    )
+    assert events == [
+        CallEvent("quality_warning", call.id, "b", {"metric": "jitter", "value": 0.045})
+    ]
+
+
 def test_play_and_send_dtmf_go_to_the_engine_for_one_leg(bench: Bench) -> None:
     call, _, _, _ = bench.connect()
     bench.runtime.spawn(bench.manager.play(call.id, "b", tone=[440], duration=1.0))
