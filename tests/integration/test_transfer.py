@@ -413,16 +413,20 @@ def test_baresip_transfers_its_held_callee_to_a_user(
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("target", ["carol", "203"])
+#: A ring group whose only registered member is Carol (Dave never registers).
+SUPPORT = '[[ring_groups]]\nname = "support"\nextension = "610"\nmembers = ["carol", "dave"]\n'
+
+
+@pytest.mark.parametrize("target", ["carol", "203", "610"], ids=["name", "extension", "group"])
 def test_blind_transfer_to_a_user_or_extension(
     start_server: StartServer, tmp_path: Path, target: str
 ) -> None:
-    """Alice's SIPp talks with Bob, holds him, and REFERs him to ``target`` (carol by name
-    or by extension): 202, NOTIFY 100 Trying (active), NOTIFY 200 OK (terminated), then
-    the server's BYE.  Bob's phone is taken off hold by a re-INVITE; Bob and Carol hear
-    each other, Alice's tone is not in what they hear, and the server sends her nothing:
-    her media stream is gone."""
-    server = start_server(users=USERS, sip_trace=True)
+    """Alice's SIPp talks with Bob, holds him, and REFERs him to ``target`` (carol by name,
+    by extension, or the ring group she answers for): 202, NOTIFY 100 Trying (active),
+    NOTIFY 200 OK (terminated), then the server's BYE.  Bob's phone is taken off hold by a
+    re-INVITE; Bob and Carol hear each other, Alice's tone is not in what they hear, and
+    the server sends her nothing: her media stream is gone."""
+    server = start_server(users=USERS, sip_trace=True, extra_config=SUPPORT)
 
     async def main() -> None:
         bob = await phone(server, tmp_path / "bob", "bob")
