@@ -35,6 +35,17 @@ from media.quality import QualityCleared, QualityMonitor, QualityWarning
 from media.recorder import Recorder, RecorderError
 from media.stream import Addr, Codec, Filed, Stream
 from media.tones import ToneGenerator
+from media.webrtc import (
+    Connected,
+    DtlsIdentity,
+    Event,
+    Failed,
+    IceParameters,
+    Nominated,
+    WebRtcError,
+    WebRtcStream,
+    WebRtcTransport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +242,8 @@ class MediaEngine:
         self._rounds: deque[Stream] = deque()
         #: Visits the current slice chain still owes; 0 when no chain is running.
         self._visits_due = 0
+        #: The DTLS certificate of browser legs, made when the first one arrives.
+        self._identity: DtlsIdentity | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -265,6 +278,7 @@ class MediaEngine:
             if command == "offer" or command == "answer":
                 if command == "answer" and _str(args, "call_id") not in self.calls:
                     raise ControlError(f"unknown call {args.get('call_id')!r}")
+                webrtc = args.get("webrtc")
                 host, port = await self.offer(
                     _str(args, "call_id"),
                     _str(args, "leg"),
@@ -272,8 +286,12 @@ class MediaEngine:
                     remote=_addr(args.get("remote")),
                     rtcp=_addr(args.get("rtcp")),
                     direction=str(args.get("direction", "sendrecv")),
+                    webrtc=None if webrtc is None else _webrtc(webrtc),
                 )
-                return {"local": {"host": host, "port": port}}
+                reply: Json = {"local": {"host": host, "port": port}}
+                if webrtc is not None:
+                    reply["webrtc"] = self._webrtc_json(_str(args, "call_id"), _str(args, "leg"))
+                return reply
             if command == "delete":
                 if "leg" in args:
                     return self.remove_leg(_str(args, "call_id"), _str(args, "leg"))
@@ -328,8 +346,13 @@ class MediaEngine:
         remote: Addr | None = None,
         rtcp: Addr | None = None,
         direction: str = "sendrecv",
+        webrtc: tuple[str, list[tuple[str, str]]] | None = None,
     ) -> Addr:
-        """Create or update a leg; returns the local RTP address to put in SDP."""
+        """Create or update a leg; returns the local RTP address to put in SDP.
+
+        ``webrtc`` (the browser's ICE ufrag and DTLS fingerprints) makes the leg a
+        browser's: ICE-lite, DTLS-SRTP and rtcp-mux on the one port (media.webrtc).
+        """
         if direction not in DIRECTIONS:
             raise ControlError(f"direction must be one of {', '.join(DIRECTIONS)}")
         if not any(c.name.lower() != "telephone-event" for c in codecs):
@@ -342,7 +365,11 @@ class MediaEngine:
             call = self.calls[call_id] = Call(call_id, created=self._now())
         stream = call.streams.get(leg)
         if stream is None:
-            stream = self._open_stream(call, leg, codecs, remote, rtcp)
+            stream = self._open_stream(call, leg, codecs, remote, rtcp, webrtc)
+        elif isinstance(stream, WebRtcStream):
+            if webrtc is None or webrtc[0] != stream.transport.remote_ufrag:
+                raise ControlError(f"leg {leg!r} is a browser's: ICE restarts are not supported")
+            stream.codecs = codecs
         else:
             stream.codecs = codecs
             if remote is not None and remote != stream.remote:
@@ -354,14 +381,30 @@ class MediaEngine:
         return self.advertise, stream.local[1]
 
     def _open_stream(
-        self, call: Call, leg: str, codecs: list[Codec], remote: Addr | None, rtcp: Addr | None
+        self,
+        call: Call,
+        leg: str,
+        codecs: list[Codec],
+        remote: Addr | None,
+        rtcp: Addr | None,
+        webrtc: tuple[str, list[tuple[str, str]]] | None,
     ) -> Stream:
         assert self._loop is not None, "engine not started"
+        transport = None
+        if webrtc is not None:
+            if self._identity is None:
+                self._identity = DtlsIdentity()
+            try:
+                transport = WebRtcTransport(
+                    self._identity, IceParameters.generate(), webrtc[0], webrtc[1]
+                )
+            except WebRtcError as exc:
+                raise ControlError(str(exc)) from None
         try:
             rtp_sock, rtcp_sock = self.ports.allocate(self.dscp)
         except PortsExhausted as exc:
             raise ControlError(str(exc)) from None
-        stream = Stream(
+        stream = (Stream if transport is None else WebRtcStream)(
             call.call_id,
             leg,
             codecs,
@@ -374,6 +417,9 @@ class MediaEngine:
             jitter_max=self.jitter_max,
             inbox=self._inbox,
         )
+        if isinstance(stream, WebRtcStream):
+            assert transport is not None
+            stream.setup(transport, self._transport_event)
         stream.attach(self._loop, rtp_sock, rtcp_sock)
         call.streams[leg] = stream
         self._rounds.append(stream)
@@ -409,6 +455,27 @@ class MediaEngine:
         call.dtmf_out.pop(leg, None)
         self._update_mode(call)
         return summary
+
+    def _webrtc_json(self, call_id: str, leg: str) -> Json:
+        """What the answer SDP to a browser needs (RFC 8839 §5.4, RFC 8122 §5)."""
+        _, stream = self._stream(call_id, leg)
+        assert isinstance(stream, WebRtcStream) and self._identity is not None
+        local = stream.transport.local
+        return {
+            "ufrag": local.ufrag,
+            "pwd": local.pwd,
+            "fingerprint": {"algorithm": "sha-256", "value": self._identity.fingerprint},
+        }
+
+    def _transport_event(self, stream: WebRtcStream, event: Event) -> None:
+        base: Json = {"event": "webrtc", "call_id": stream.call_id, "leg": stream.leg}
+        if isinstance(event, Nominated):
+            self._emit({**base, "state": "nominated", "address": list(event.address)})
+        elif isinstance(event, Connected):
+            self._emit({**base, "state": "connected", "profile": event.profile})
+        elif isinstance(event, Failed):
+            log.warning("browser leg %s/%s failed: %s", stream.call_id, stream.leg, event.reason)
+            self._emit({**base, "state": "failed", "reason": event.reason})
 
     def _close(self, stream: Stream) -> None:
         """RTCP BYE (RFC 3550 §6.6), then free the stream's ports."""
@@ -806,6 +873,8 @@ class MediaEngine:
         if quality is None or now < quality.next_sample:
             return
         quality.next_sample = now + 1.0
+        if isinstance(stream, WebRtcStream):
+            stream.handle_timer()
         if now >= quality.next_rtcp:
             quality.next_rtcp = now + stream.send_rtcp(self.cname)
         last = stream.last_packet_at
@@ -904,6 +973,16 @@ def _addr(value: object) -> Addr | None:
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ControlError(f"bad port {port!r}")
     return value["host"], port
+
+
+def _webrtc(value: object) -> tuple[str, list[tuple[str, str]]]:
+    """``{"ufrag": ..., "fingerprints": [[algorithm, value], ...]}`` from the browser's SDP."""
+    if not isinstance(value, dict):
+        raise TypeError("webrtc must be an object")
+    prints = value.get("fingerprints")
+    if not isinstance(prints, list):
+        raise TypeError("webrtc.fingerprints must be a list of [algorithm, value]")
+    return str(value["ufrag"]), [(str(a), str(v)) for a, v in prints]
 
 
 def _codec(value: object) -> Codec:

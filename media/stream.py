@@ -295,12 +295,7 @@ class Stream:
     # -- receive path -----------------------------------------------------------
 
     def _rtp_readable(self) -> None:
-        """One datagram on the RTP port (RTCP too when multiplexed, RFC 5761 §4).
-
-        Only the fixed header is read (RFC 3550 §5.1): relaying builds no packet
-        object, and the audio path slices the payload out without one unless the
-        packet carries CSRCs, an extension or padding.
-        """
+        """One datagram on the RTP port (RTCP too when multiplexed, RFC 5761 §4)."""
         assert self._rtp is not None
         try:
             data, addr = self._rtp.recvfrom(MAX_DATAGRAM)
@@ -308,6 +303,15 @@ class Stream:
             return
         if self._ipv6:
             addr = addr[:2]  # drop flow info and scope id
+        self.rtp_datagram(data, addr)
+
+    def rtp_datagram(self, data: bytes, addr: Addr) -> None:
+        """Count, check and relay or queue one RTP (or multiplexed RTCP) datagram.
+
+        Only the fixed header is read (RFC 3550 §5.1): relaying builds no packet
+        object, and the audio path slices the payload out without one unless the
+        packet carries CSRCs, an extension or padding.
+        """
         if len(data) < RTP_HEADER_SIZE:
             if is_rtcp(data):
                 self.rtcp_received(data, addr)

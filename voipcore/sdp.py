@@ -102,6 +102,10 @@ PCMU = STATIC_FORMATS[0]
 PCMA = STATIC_FORMATS[8]
 #: RFC 4733 §7.1.1 DTMF events 0-15 plus flash (16), on the usual dynamic type.
 TELEPHONE_EVENT = Format(101, "telephone-event", 8000, fmtp="0-16")
+#: Opus as browsers offer it: always ``opus/48000/2`` in SDP (RFC 7587 §7).
+OPUS = Format(111, "opus", 48000, 2, fmtp="minptime=10;useinbandfec=1")
+#: The transport of WebRTC media: ICE, DTLS-SRTP, RTCP feedback (RFC 8829 §5.1.2).
+WEBRTC_PROTO = "UDP/TLS/RTP/SAVPF"
 
 
 def parse_rtpmap(value: str) -> Format:
@@ -884,6 +888,114 @@ def bump_version(sdp: SessionDescription) -> SessionDescription:
 def is_refresh(previous: SessionDescription, current: SessionDescription) -> bool:
     """Whether ``current`` repeats ``previous`` unchanged (same o= line, RFC 3264 §8)."""
     return current.origin == previous.origin
+
+
+@dataclass(frozen=True, slots=True)
+class WebRtcOffer:
+    """What a browser's offer says about its transport (RFC 8839 §5.4, RFC 8122 §5)."""
+
+    ufrag: str
+    pwd: str
+    fingerprints: list[tuple[str, str]]
+    """``(hash function, fingerprint)`` pairs of the browser's DTLS certificate."""
+    mid: str | None
+    """The audio section's ``a=mid`` (RFC 8843 §7.1): echoed in the answer."""
+
+
+def webrtc_offer(offer: SessionDescription) -> WebRtcOffer:
+    """The ICE credentials and DTLS fingerprints of a browser's audio section.
+
+    They may sit in the section or at session level (RFC 8839 §5.4); the
+    browser must be able to take the DTLS client role (``a=setup`` actpass or
+    active, RFC 5763 §5) and multiplex RTCP (RFC 8834 §5.1.1).
+    """
+    audio = offer.audio
+    if audio is None or audio.proto != WEBRTC_PROTO:
+        raise SdpError(f"no audio stream over {WEBRTC_PROTO} in the offer")
+
+    def value(name: str) -> str | None:
+        found = audio.attribute(name)
+        return found if found is not None else offer_attribute(offer, name)
+
+    ufrag, pwd = value("ice-ufrag"), value("ice-pwd")
+    if not ufrag or not pwd:
+        raise SdpError("the offer has no a=ice-ufrag / a=ice-pwd")
+    prints = [a.value for a in audio.attributes if a.name == "fingerprint" and a.value]
+    prints = prints or [a.value for a in offer.attributes if a.name == "fingerprint" and a.value]
+    fingerprints = []
+    for text in prints:
+        algorithm, _, fingerprint = text.partition(" ")
+        fingerprints.append((algorithm.lower(), fingerprint.strip().upper()))
+    if not fingerprints:
+        raise SdpError("the offer has no a=fingerprint")
+    if (value("setup") or "actpass") not in ("actpass", "active"):
+        raise SdpError("the browser must take the DTLS client role (a=setup:actpass or active)")
+    if not audio.rtcp_mux:
+        raise SdpError("the offer does not multiplex RTCP (a=rtcp-mux)")
+    return WebRtcOffer(ufrag, pwd, fingerprints, audio.attribute("mid"))
+
+
+def offer_attribute(sdp: SessionDescription, name: str) -> str | None:
+    """A session-level ``a=<name>:<value>``, or None."""
+    return next((a.value for a in sdp.attributes if a.name == name), None)
+
+
+def build_webrtc_answer(
+    offer: SessionDescription,
+    *,
+    address: str,
+    port: int,
+    formats: Sequence[Format],
+    session_id: int,
+    version: int,
+    ice: tuple[str, str],
+    fingerprint: tuple[str, str],
+    direction: str | None = None,
+) -> SessionDescription:
+    """Our answer to a browser: one audio section, ICE-lite, DTLS server, rtcp-mux.
+
+    ``ice`` is our (ufrag, pwd) and ``fingerprint`` our certificate's (hash,
+    value).  We are ICE-lite with one host candidate (RFC 8445 §2.5, RFC 8839
+    §5.1), the DTLS server (``a=setup:passive``, RFC 5763 §5), and bundle the
+    one section (RFC 8843).  Other sections are rejected with port 0.
+    """
+    audio = offer.audio
+    if audio is None or audio.proto != WEBRTC_PROTO:
+        raise SdpError(f"no audio stream over {WEBRTC_PROTO} in the offer")
+    if not formats:
+        raise SdpError("no common format; answer 488")
+    mid = audio.attribute("mid")
+    section = _audio_section(
+        port, formats, direction or answer_direction(audio.direction), None, True, WEBRTC_PROTO
+    )
+    # With rtcp-mux the a=rtcp line names the RTP port itself (RFC 5761 §5.1.3).
+    section.attributes = [
+        Attribute("rtcp", str(port)) if a.name == "rtcp" else a for a in section.attributes
+    ]
+    section.connection = Connection.of(address)
+    section.attributes += [
+        *([Attribute("mid", mid)] if mid is not None else []),
+        Attribute("ice-ufrag", ice[0]),
+        Attribute("ice-pwd", ice[1]),
+        Attribute("fingerprint", f"{fingerprint[0]} {fingerprint[1]}"),
+        Attribute("setup", "passive"),
+        Attribute("candidate", f"1 1 udp 2130706431 {address} {port} typ host"),
+        Attribute("end-of-candidates"),
+    ]
+    media = [
+        section if m is audio else MediaDescription(m.kind, 0, m.proto, list(m.fmts))
+        for m in offer.media
+    ]
+    attributes = [Attribute("ice-lite")]
+    if mid is not None:
+        attributes.insert(0, Attribute("group", f"BUNDLE {mid}"))
+    return SessionDescription(
+        Origin.of("-", session_id, version, address),
+        "-",
+        timings=[Timing()],
+        attributes=attributes,
+        media=media,
+    )
 
 
 def to_engine_codecs(formats: Iterable[Format]) -> list[dict[str, int | str]]:
