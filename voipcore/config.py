@@ -199,16 +199,64 @@ class SipConfig(_Section):
         return self
 
 
+#: URI schemes of ICE servers: STUN (RFC 7064) and TURN (RFC 7065).
+ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+
+
+class IceServer(_Section):
+    """``[[http.ice_servers]]``: a STUN or TURN server for the browser (WebRTC RTCIceServer)."""
+
+    urls: list[str] = Field(min_length=1)
+    username: str | None = None
+    credential: str | None = None
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.lower().startswith(ICE_SCHEMES):
+                raise ValueError(f"{url!r} must start with one of {', '.join(ICE_SCHEMES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _turn_credentials(self) -> IceServer:
+        # RTCPeerConnection throws InvalidAccessError for a TURN URL without both (WebRTC 1.0).
+        turn = any(url.lower().startswith("turn") for url in self.urls)
+        if turn and (self.username is None or self.credential is None):
+            raise ValueError("a turn: or turns: URL needs username and credential")
+        return self
+
+
 class HttpConfig(_Section):
-    """``[http]``: the REST API, web dialer and /metrics listener."""
+    """``[http]``: the REST API, web dialer and /metrics listener, plain and HTTPS."""
 
     listen: str
+    tls_listen: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    session_hours: float = Field(12.0, gt=0)
+    ice_servers: list[IceServer] = []
 
-    @field_validator("listen")
+    @field_validator("listen", "tls_listen")
     @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_host_port(value)
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value)
         return value
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> HttpConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            missing = "tls_key" if self.tls_key is None else "tls_cert"
+            raise ValueError(f"tls_cert and tls_key go together: {missing} is missing")
+        return self
 
 
 class MediaConfig(_Section):
@@ -282,6 +330,13 @@ class StoreConfig(_Section):
     def sqlite_path(self) -> str:
         """The database path (``:memory:`` allowed)."""
         return self.url.removeprefix("sqlite:///")
+
+    @property
+    def data_dir(self) -> Path:
+        """The directory of the database file, where other state files go too
+        (the working directory for ``:memory:``)."""
+        path = self.sqlite_path
+        return Path() if path == ":memory:" else Path(path).parent
 
 
 class UserConfig(_Section):

@@ -9,6 +9,8 @@ import gc
 import ipaddress
 import logging
 import os
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +24,9 @@ from voipcore.calls.routing import Router
 from voipcore.calls.signalling import LoopRuntime
 from voipcore.config import Config, parse_host_port
 from voipcore.dialer.numbers import CountryPolicy
-from voipcore.http.app import start_http
+from voipcore.http.app import listen, make_app, start_http
+from voipcore.http.auth import Accounts, Sessions, Throttle
+from voipcore.http.tls import https_context
 from voipcore.logs import TRACE_LOGGER
 from voipcore.registrar import Registrar
 from voipcore.service import Outgoing, SipService, StoreBindings
@@ -166,17 +170,44 @@ class Server:
         self.service.calls = self.calls
         if trunk is not None and trunk.config.ping_interval > 0:
             self._spawn(self.calls.dialler.ping_edges())
-        host, port = parse_host_port(self.config.http.listen)
-        try:
-            self._http, bound = await start_http(self, host, port)
-        except OSError as exc:
-            raise ListenError("http.listen", self.config.http.listen, exc) from exc
-        log.info("http listening on %s:%d", host, bound, extra={"http": f"{host}:{bound}"})
+        await self._start_http()
         self._spawn(self._refresh_users_forever())
         self._rearm()
         # What is alive now (modules, config, loaded bindings) lives as long as the
         # process: keep the cyclic collector from walking it on every full collection.
         gc.freeze()
+
+    async def _start_http(self) -> None:
+        """The web dialer and /metrics on ``[http] listen``, and ``tls_listen`` if set."""
+        http = self.config.http
+        now = time.time()
+        accounts = Accounts(
+            lambda name: self._users.get(name),
+            Sessions(self.config.store.sqlite_path, http.session_hours * 3600, now),
+            Throttle(),
+        )
+        ice_servers = [server.model_dump(exclude_none=True) for server in http.ice_servers]
+        self._http = await start_http(make_app(self, accounts, ice_servers=ice_servers))
+        listeners: list[tuple[str, str, str, ssl.SSLContext | None]] = [
+            ("http", "http.listen", http.listen, None)
+        ]
+        if http.tls_listen is not None:
+            host = parse_host_port(http.tls_listen)[0]
+            names = [socket.gethostname(), self.config.media.advertised]
+            if not ipaddress.ip_address(host).is_unspecified:
+                names.insert(0, host)
+            context, _ = https_context(
+                http.tls_cert, http.tls_key, self.config.store.data_dir, names
+            )
+            listeners.append(("https", "http.tls_listen", http.tls_listen, context))
+        for scheme, key, address, ssl_context in listeners:
+            host, port = parse_host_port(address)
+            try:
+                bound = await listen(self._http, host, port, ssl_context)
+            except OSError as exc:
+                raise ListenError(key, address, exc) from exc
+            extra = {scheme: f"{host}:{bound}"}
+            log.info("%s listening on %s:%d", scheme, host, bound, extra=extra)
 
     def _local(self, transport: str) -> tuple[str, int]:
         """Our address on ``transport`` as phones should reach it (for Via and Contact)."""

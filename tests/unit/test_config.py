@@ -232,3 +232,55 @@ def test_default_route_is_none_or_an_address_of_its_family(family: socket.Addres
         address = ipaddress.ip_address(found.address)
         assert address.version == (6 if family == socket.AF_INET6 else 4)
         assert not address.is_unspecified
+
+
+def test_http_defaults_have_no_https_and_twelve_hour_sessions(tmp_path: Path) -> None:
+    http = load_config(write(tmp_path, MINIMAL)).http
+    assert (http.tls_listen, http.tls_cert, http.tls_key) == (None, None, None)
+    assert http.session_hours == 12 and http.ice_servers == []
+    assert load_config(ROOT / "config" / "voipcore.toml").http.tls_listen == "0.0.0.0:8443"
+
+
+def test_data_dir_is_the_store_directory(tmp_path: Path) -> None:
+    store = f'[store]\nurl = "sqlite:///{tmp_path}/state/voipcore.db"\n'
+    assert load_config(write(tmp_path, MINIMAL + store)).store.data_dir == tmp_path / "state"
+    assert load_config(write(tmp_path, MINIMAL)).store.data_dir == Path()
+
+
+@pytest.mark.parametrize(
+    ("keys", "key", "problem"),
+    [
+        ('tls_listen = "8443"', "http.tls_listen", "expected HOST:PORT"),
+        ('tls_cert = "{cert}"', "http", "tls_key is missing"),
+        ('tls_key = "{cert}"', "http", "tls_cert is missing"),
+        ('tls_cert = "{dir}/none.crt"\ntls_key = "{cert}"', "http.tls_cert", "no such file"),
+        ("session_hours = 0", "http.session_hours", "greater than 0"),
+        ('[[http.ice_servers]]\nurls = ["http://x"]', "http.ice_servers[0].urls", "stun:"),
+        ("[[http.ice_servers]]\nurls = []", "http.ice_servers[0].urls", "at least 1"),
+        (
+            '[[http.ice_servers]]\nurls = ["turn:t.example:3478"]\nusername = "u"',
+            "http.ice_servers[0]",
+            "needs username and credential",
+        ),
+    ],
+)
+def test_bad_http_value_names_the_key(tmp_path: Path, keys: str, key: str, problem: str) -> None:
+    cert = tmp_path / "https.crt"
+    cert.write_text("")
+    text = MINIMAL + keys.format(cert=cert, dir=tmp_path) + "\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert f"{key}: " in str(info.value)
+    assert problem in str(info.value)
+
+
+def test_ice_servers_are_read(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '[[http.ice_servers]]\nurls = ["stun:s.example:3478"]\n'
+        '[[http.ice_servers]]\nurls = ["turns:t.example"]\nusername = "u"\ncredential = "c"\n'
+    )
+    servers = load_config(write(tmp_path, text)).http.ice_servers
+    assert [s.model_dump(exclude_none=True) for s in servers] == [
+        {"urls": ["stun:s.example:3478"]},
+        {"urls": ["turns:t.example"], "username": "u", "credential": "c"},
+    ]

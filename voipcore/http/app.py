@@ -1,21 +1,46 @@
-"""``[http] listen``: Prometheus ``/metrics`` and ``/healthz`` (aiohttp).
+"""``[http] listen`` and ``tls_listen``: the web dialer, its sign-in API, Prometheus
+``/metrics`` and ``/healthz`` (aiohttp).
 
 Metrics are read live from the server at scrape time (a custom collector), so
 nothing is counted twice and the hot paths keep their plain integer counters.
-The app sees the server only through :class:`ServerView`.
+The app sees the server only through :class:`ServerView`, and its users only
+through :class:`~voipcore.http.auth.Accounts`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator, Mapping
+import math
+import ssl
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from voipcore.http.auth import SESSION_COOKIE, Accounts
+from voipcore.store import User
+
 log = logging.getLogger(__name__)
+
+#: The web dialer's files: ``/`` is its ``index.html``, the rest is under ``/static/``.
+STATIC_DIR = Path(__file__).parent / "static"
+#: The page runs its own scripts and talks to this server only (WebSocket included).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; connect-src 'self' wss: ws:; "
+    "media-src 'self' blob:; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+)
+#: On every response: the page policy (CSP Level 3), no MIME sniffing, no Referer leaks.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+ACCOUNTS = web.AppKey("accounts", Accounts)
 
 
 class ServerView(Protocol):
@@ -130,8 +155,18 @@ class ServerCollector:
         return float(sum(stats.get(key, 0) for stats in self.media))
 
 
-def make_app(server: ServerView) -> web.Application:
-    """The aiohttp application."""
+def make_app(
+    server: ServerView,
+    accounts: Accounts,
+    *,
+    ice_servers: Sequence[Mapping[str, Any]] = (),
+    routes: Iterable[web.AbstractRouteDef] = (),
+    static: Path = STATIC_DIR,
+) -> web.Application:
+    """The aiohttp application; ``routes`` are added as they are (the dialer's WebSocket).
+
+    ``ice_servers`` (RTCIceServer dicts) reach the page with its session.
+    """
     registry = CollectorRegistry(auto_describe=True)
     collector = ServerCollector(server)
     registry.register(collector)
@@ -152,15 +187,117 @@ def make_app(server: ServerView) -> web.Application:
             }
         )
 
+    def profile(user: User) -> web.Response:
+        return web.json_response(
+            {
+                "username": user.username,
+                "display_name": user.display_name,
+                "extension": user.extension,
+                "ice_servers": list(ice_servers),
+            }
+        )
+
+    async def sign_in(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "the body must be JSON")
+        if not isinstance(body, dict):
+            return _error(400, 'the body must be a JSON object {"username": ..., "password": ...}')
+        for field in ("username", "password"):
+            if not isinstance(body.get(field), str):
+                return _error(400, f"{field}: must be a string")
+        now = time.time()
+        address = request.remote or ""
+        wait = accounts.wait(body["username"], address, now)
+        if wait > 0:
+            # RFC 6585 §4; Retry-After in whole seconds (RFC 9110 §10.2.3).
+            response = _error(429, "too many failed sign-ins: try again later")
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
+        signed_in = accounts.sign_in(body["username"], body["password"], address, now)
+        if signed_in is None:
+            log.info("web sign-in refused for %r from %s", body["username"], address)
+            return _error(401, "wrong username or password")
+        response = profile(signed_in.user)
+        response.set_cookie(
+            SESSION_COOKIE,
+            signed_in.token,
+            max_age=int(accounts.sessions.lifetime),
+            path="/",
+            secure=True,
+            httponly=True,
+            samesite="Strict",
+        )
+        return response
+
+    async def session(request: web.Request) -> web.Response:
+        user = _signed_in(request)
+        return _error(401, "not signed in") if user is None else profile(user)
+
+    async def sign_out(request: web.Request) -> web.Response:
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            accounts.sign_out(token)
+        response = web.Response(status=204)
+        response.del_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+        return response
+
+    async def index(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(static / "index.html")
+
+    async def close_sessions(_: web.Application) -> None:
+        accounts.sessions.close()
+
     app = web.Application()
+    app[ACCOUNTS] = accounts
+    app.on_response_prepare.append(_security_headers)
+    app.on_cleanup.append(close_sessions)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_post("/api/v1/session", sign_in)
+    app.router.add_get("/api/v1/session", session)
+    app.router.add_delete("/api/v1/session", sign_out)
+    app.router.add_get("/", index)
+    app.router.add_static("/static", static)
+    app.router.add_routes(routes)
     return app
 
 
-async def start_http(server: ServerView, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve on ``host:port`` (0 picks a port); returns the runner and the bound port."""
-    runner = web.AppRunner(make_app(server), access_log=None)
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _signed_in(request: web.Request) -> User | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    return None if not token else request.config_dict[ACCOUNTS].user(token, time.time())
+
+
+def signed_in_user(request: web.Request) -> str | None:
+    """The username of the request's session cookie, None if not signed in."""
+    user = _signed_in(request)
+    return None if user is None else user.username
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+    if request.path.endswith(".js") and isinstance(response, web.FileResponse):
+        # RFC 9239 §6: text/javascript (Python 3.11 guesses application/javascript).
+        response.content_type = "text/javascript"
+
+
+async def start_http(app: web.Application) -> web.AppRunner:
+    """A runner for ``app``, ready for :func:`listen`."""
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner, int(runner.addresses[0][1])
+    return runner
+
+
+async def listen(
+    runner: web.AppRunner, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> int:
+    """Serve ``runner``'s app on ``host:port`` too (HTTPS with ``ssl_context``; port 0
+    picks one); returns the bound port."""
+    before = len(runner.addresses)
+    await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+    return int(runner.addresses[before][1])
