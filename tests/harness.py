@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 _LISTEN = re.compile(r"sip listening on (udp|tcp):([\d.:\[\]a-f]+):(\d+)")
-_HTTP = re.compile(r"http listening on [\d.:\[\]a-f]+:(\d+)")
+_HTTP = re.compile(r"(https?) listening on [\d.:\[\]a-f]+:(\d+)")
 _TRACEBACK = "Traceback (most recent call last)"
 
 T = TypeVar("T")
@@ -198,6 +198,8 @@ class ServerProcess:
     ports: dict[str, int] = field(default_factory=dict)
     expect_tracebacks: bool = False
     "Set by a test that makes the server log tracebacks on purpose: :meth:`stop` allows them."
+    https: bool = False
+    "Also serve HTTPS (``[http] tls_listen``, self-signed in ``workdir``): :attr:`https_port`."
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -219,6 +221,10 @@ class ServerProcess:
     @property
     def http_port(self) -> int:
         return self.ports["http"]
+
+    @property
+    def https_port(self) -> int:
+        return self.ports["https"]
 
     def write_config(self) -> None:
         users = "".join(
@@ -243,6 +249,7 @@ domain = "{self.domain}"
 {self.extra_sip}
 [http]
 listen = "127.0.0.1:0"
+{'tls_listen = "127.0.0.1:0"' if self.https else ""}
 [store]
 url = "sqlite:///{self.workdir / "voipcore.db"}"
 {extra}
@@ -265,9 +272,9 @@ url = "sqlite:///{self.workdir / "voipcore.db"}"
         while time.monotonic() < deadline:
             text = self.log_text()
             found = {m[0]: int(m[2]) for m in _LISTEN.findall(text)}
-            http = _HTTP.search(text)
-            if {"udp", "tcp"} <= found.keys() and http:
-                self.ports = {**found, "http": int(http.group(1))}
+            found |= {m[0]: int(m[1]) for m in _HTTP.findall(text)}
+            if {"udp", "tcp", "http"} | ({"https"} if self.https else set()) <= found.keys():
+                self.ports = found
                 return self
             if self._proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_text()}")

@@ -1,13 +1,20 @@
-"""/metrics over a stub :class:`ServerView`: the app needs nothing else from the server."""
+"""/metrics over a stub :class:`ServerView`: the app needs nothing else from the server;
+the dialer's files and an added route over in-process accounts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 
-from voipcore.http.app import ServerCollector, ServerView
+from tests.unit.test_http_auth import ALICE
+from voipcore.http.app import ServerCollector, ServerView, make_app, signed_in_user
+from voipcore.http.auth import Accounts, Sessions, Throttle
 
 
 class StubServer:
@@ -79,3 +86,42 @@ def test_metrics_without_a_trunk_have_no_edge_series() -> None:
     lines = _scrape(StubServer(None), [])
     assert not any(line.startswith("voipcore_trunk_edge") for line in lines)
     assert "voipcore_media_ports_free 0.0" in lines
+
+
+def test_dialer_files_and_an_added_route_that_knows_who_signed_in(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<!doctype html><title>dialer</title>")
+    (tmp_path / "app.js").write_text("export {};")
+    users = {ALICE.username: ALICE}
+    accounts = Accounts(users.get, Sessions(":memory:", 3600, 0), Throttle())
+
+    async def whoami(request: web.Request) -> web.Response:
+        return web.json_response(signed_in_user(request))
+
+    ice = [{"urls": ["stun:s.example"]}]
+    app = make_app(
+        StubServer(None),
+        accounts,
+        ice_servers=ice,
+        routes=[web.get("/whoami", whoami)],
+        static=tmp_path,
+    )
+
+    async def scenario() -> None:
+        async with TestClient(TestServer(app)) as client:
+            index = await client.get("/")
+            assert index.content_type == "text/html" and "dialer" in await index.text()
+            script = await client.get("/static/app.js")
+            assert script.content_type == "text/javascript"
+            assert script.headers["X-Content-Type-Options"] == "nosniff"
+            assert "connect-src 'self' wss: ws:" in script.headers["Content-Security-Policy"]
+            assert await (await client.get("/whoami")).json() is None
+            body = {"username": "alice", "password": "alice-secret"}
+            signed_in = await client.post("/api/v1/session", json=body)
+            assert (await signed_in.json())["ice_servers"] == ice
+            token = signed_in.cookies["voipcore_session"].value
+            who = await client.get("/whoami", cookies={"voipcore_session": token})
+            assert await who.json() == "alice"
+            not_json = await client.post("/api/v1/session", data=b"{")
+            assert not_json.status == 400
+
+    asyncio.run(scenario())

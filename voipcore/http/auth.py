@@ -13,7 +13,7 @@ import hmac
 import secrets
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from voipcore.sip.digest import compute_ha1
 from voipcore.store import User
@@ -31,12 +31,17 @@ def check_password(user: User, password: str) -> bool:
     return hmac.compare_digest(ha1.encode(), user.ha1_md5.encode())
 
 
+#: Throttled keys kept before the forgotten ones are swept out.
+_SWEEP_AT = 4096
+
+
 @dataclass(slots=True)
 class _Failures:
     count: int
     last: float
 
 
+@dataclass(slots=True)
 class Throttle:
     """Exponential backoff of failed sign-ins, per key (a username, a client address).
 
@@ -45,17 +50,11 @@ class Throttle:
     ``forget`` seconds without a failure.
     """
 
-    #: Keys kept before the forgotten ones are swept out.
-    SWEEP_AT = 4096
-
-    def __init__(
-        self, free: int = 3, base: float = 1.0, cap: float = 30.0, forget: float = 900.0
-    ) -> None:
-        self.free = free
-        self.base = base
-        self.cap = cap
-        self.forget = forget
-        self._failures: dict[str, _Failures] = {}
+    free: int = 3
+    base: float = 1.0
+    cap: float = 30.0
+    forget: float = 900.0
+    _failures: dict[str, _Failures] = field(default_factory=dict, init=False)
 
     def wait(self, key: str, now: float) -> float:
         """Seconds before ``key`` may try again; 0: now."""
@@ -67,7 +66,7 @@ class Throttle:
 
     def failed(self, key: str, now: float) -> None:
         """Count a failed attempt of ``key`` at ``now``."""
-        if len(self._failures) >= self.SWEEP_AT:
+        if len(self._failures) >= _SWEEP_AT:
             self._failures = {k: e for k, e in self._failures.items() if now - e.last < self.forget}
         entry = self._failures.get(key)
         if entry is None or now - entry.last >= self.forget:
