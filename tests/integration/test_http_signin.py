@@ -70,7 +70,7 @@ def test_sign_in_session_and_sign_out(server: ServerProcess) -> None:
                 assert cleared.value == "" and cleared["max-age"] == "0"
             async with client.get(base + SESSION) as response:
                 assert response.status == 401
-                assert await response.json() == {"error": "not signed in"}
+                assert await response.json() == {"error": "Not signed in."}
 
     asyncio.run(scenario())
 
@@ -99,7 +99,7 @@ def test_wrong_passwords_get_401_then_429_with_retry_after(server: ServerProcess
             wrong = {**ALICE, "password": "guess"}
             for _ in range(3):
                 status, body, _ = await sign_in(client, base, wrong)
-                assert (status, body) == (401, {"error": "wrong username or password"})
+                assert (status, body) == (401, {"error": "Wrong username or password."})
             status, _, response = await sign_in(client, base, ALICE)
             assert status == 429 and response.headers["Retry-After"] == "1"
             # The address is locked too, whatever the name.

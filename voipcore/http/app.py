@@ -212,13 +212,13 @@ def make_app(
         wait = accounts.wait(body["username"], address, now)
         if wait > 0:
             # RFC 6585 §4; Retry-After in whole seconds (RFC 9110 §10.2.3).
-            response = _error(429, "too many failed sign-ins: try again later")
+            response = _error(429, "Too many failed sign-ins.")
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         signed_in = accounts.sign_in(body["username"], body["password"], address, now)
         if signed_in is None:
             log.info("web sign-in refused for %r from %s", body["username"], address)
-            return _error(401, "wrong username or password")
+            return _error(401, "Wrong username or password.")
         response = profile(signed_in.user)
         response.set_cookie(
             SESSION_COOKIE,
@@ -233,7 +233,7 @@ def make_app(
 
     async def session(request: web.Request) -> web.Response:
         user = _signed_in(request)
-        return _error(401, "not signed in") if user is None else profile(user)
+        return _error(401, "Not signed in.") if user is None else profile(user)
 
     async def sign_out(request: web.Request) -> web.Response:
         token = request.cookies.get(SESSION_COOKIE)
