@@ -60,7 +60,10 @@ export class Call {
     /** @type {CallState} */
     this.state = state;
     this.peer = peer;
+    /** Put on hold by this page ("Hold" pressed). */
     this.held = false;
+    /** Put on hold by the other side. */
+    this.heldByPeer = false;
     this.muted = false;
     /** @type {number | null} epoch ms when answered; the timer counts from here */
     this.answeredAt = null;
@@ -69,7 +72,7 @@ export class Call {
     this.endedText = "";
     /** Digits the far end pressed, newest last. */
     this.digitsReceived = "";
-    /** Latest quality sample per metric: {value, warning}. For the quality indicator. */
+    /** Latest quality sample per metric ("jitter" or "theirs.jitter"): {value, warning}. For the quality indicator. */
     /** @type {Record<string, {value: number, warning: boolean}>} */
     this.quality = {};
     /** The user hung up before the server named the call: hang up when it does. */
@@ -306,7 +309,7 @@ export class CallController {
     for (const entry of byId.values()) {
       const call = new Call({
         id: String(entry.call),
-        direction: entry.direction === "inbound" ? "inbound" : "outbound",
+        direction: isInbound(entry.direction) ? "inbound" : "outbound",
         state: "dialling",
         peer: entry.peer,
       });
@@ -354,6 +357,7 @@ export class CallController {
     const call = this.byId(message.call);
     if (!call || !call.live) return;
     if (message.sdp) this.acceptAnswer(call, message.sdp);
+    if (message.peer) call.peer = message.peer;
     call.answeredAt = this.now();
     this.move(call, "connected");
   }
@@ -380,7 +384,9 @@ export class CallController {
   onHeld(message) {
     const call = this.byId(message.call);
     if (!call) return;
-    call.held = Boolean(message.held);
+    // "by": "you" (this page's Hold) or "peer" (the far end put us on hold).
+    if (message.by === "peer") call.heldByPeer = Boolean(message.held);
+    else call.held = Boolean(message.held);
     this.applyMicrophone(call);
     this.changed();
   }
@@ -398,7 +404,9 @@ export class CallController {
   onQuality(message) {
     const call = this.byId(message.call);
     if (!call) return;
-    call.quality[String(message.metric)] = { value: Number(message.value), warning: Boolean(message.warning) };
+    // Keyed "metric" or "leg.metric" when the server says whose leg ("yours"/"theirs").
+    const key = message.leg ? `${message.leg}.${message.metric}` : String(message.metric);
+    call.quality[key] = { value: Number(message.value), warning: Boolean(message.warning) };
     this.changed();
   }
 
@@ -545,6 +553,16 @@ export class CallController {
   changed() {
     this.bus.emit("calls", this.snapshot());
   }
+}
+
+/**
+ * Whether a hello entry's direction means the call rang this page. The server
+ * may say "inbound"/"outbound" or, from the page's side, "incoming"/"outgoing".
+ * @param {unknown} direction
+ * @returns {boolean}
+ */
+function isInbound(direction) {
+  return direction === "inbound" || direction === "incoming";
 }
 
 /**

@@ -18,8 +18,10 @@ export const DIAL_LETTERS = {
 const CAUSE_WORDS = {
   busy: "busy",
   declined: "declined",
+  rejected: "declined",
   no_answer: "no answer",
   hangup: "hung up",
+  normal: "hung up",
   remote_hangup: "the other side hung up",
   failed: "call failed",
   cancelled: "cancelled",
@@ -29,6 +31,9 @@ const CAUSE_WORDS = {
   answered_elsewhere: "answered elsewhere",
   connection_lost: "connection lost",
   media_failed: "audio failed",
+  transferred: "transferred",
+  removed: "removed from the call",
+  system: "ended by the server",
 };
 
 /**

@@ -24,6 +24,7 @@ const NORMALIZE_DELAY_MS = 200;
  * @property {string} input    the text it was for
  * @property {string} [e164]
  * @property {string} [display]
+ * @property {string} [extension]  an extension the server found in the number ("x45")
  * @property {string} [error]
  */
 
@@ -114,6 +115,7 @@ export function mountDialer({ bus, connection, calls }) {
       // "+14045551234 · (404) 555-1234"; for an extension just the server's words.
       let text = display || e164;
       if (e164.startsWith("+")) text = display && display !== e164 ? `${e164} · ${display}` : e164;
+      if (result.extension) text += ` · ext. ${result.extension}`;
       setText(hint, text);
       hint.dataset.kind = "ok";
     }
@@ -125,7 +127,14 @@ export function mountDialer({ bus, connection, calls }) {
     pendingRef = "";
     const input = number.value.trim();
     if (message.error) showPreview({ input, error: String(message.error) });
-    else showPreview({ input, e164: String(message.e164 || ""), display: String(message.display || "") });
+    else {
+      showPreview({
+        input,
+        e164: String(message.e164 || ""),
+        display: String(message.display || ""),
+        extension: typeof message.extension === "string" ? cleanExtension(message.extension) : "",
+      });
+    }
   });
 
   bus.on("message:error", (message) => {
@@ -194,7 +203,8 @@ export function mountDialer({ bus, connection, calls }) {
     event.preventDefault();
     if (!numberReady() || calls.busy || !preview || !preview.e164) return;
     sentDigits = "";
-    calls.dial(preview.e164, cleanExtension(extension.value));
+    // The Extension field wins; else one the server found in the number ("... x45").
+    calls.dial(preview.e164, cleanExtension(extension.value) || preview.extension || "");
   });
   hangupButton.addEventListener("click", () => calls.hangup());
   muteButton.addEventListener("click", () => calls.toggleMute());
@@ -223,6 +233,7 @@ export function mountDialer({ bus, connection, calls }) {
       state = call.state;
       if (call.state === "ended") words = call.endedText;
       else if (connected && call.held) words = "On hold";
+      else if (connected && call.heldByPeer) words = "On hold (by the other side)";
       else words = STATE_WORDS[call.state] || "Ready";
       if (connected && call.held) state = "held";
     }
