@@ -367,7 +367,7 @@ class MediaEngine:
         if stream is None:
             stream = self._open_stream(call, leg, codecs, remote, rtcp, webrtc)
         elif isinstance(stream, WebRtcStream):
-            if webrtc is None or webrtc[0] != stream.transport.remote_ufrag:
+            if webrtc is not None and webrtc[0] != stream.transport.remote_ufrag:
                 raise ControlError(f"leg {leg!r} is a browser's: ICE restarts are not supported")
             stream.codecs = codecs
         else:

@@ -19,13 +19,15 @@ from aiohttp import web
 
 from media.engine import MediaEngine
 from media.workers import WorkerPool
+from voipcore.calls.browser import Pages
 from voipcore.calls.manager import CallManager, CallSettings
 from voipcore.calls.routing import Router
 from voipcore.calls.signalling import LoopRuntime
 from voipcore.config import Config, parse_host_port
 from voipcore.dialer.numbers import CountryPolicy
-from voipcore.http.app import listen, make_app, start_http
+from voipcore.http.app import listen, make_app, signed_in_user, start_http
 from voipcore.http.auth import Accounts, Sessions, Throttle
+from voipcore.http.dialer import dialer_route
 from voipcore.http.tls import https_context
 from voipcore.logs import TRACE_LOGGER
 from voipcore.registrar import Registrar
@@ -93,6 +95,8 @@ class Server:
         self._http: web.AppRunner | None = None
         self.call_log: AsyncCallLog | None = None
         self.calls: CallManager | None = None
+        #: Signed-in dialer pages, rung like phones.
+        self.pages = Pages()
         self._runtime: LoopRuntime | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -146,6 +150,7 @@ class Server:
             policy=CountryPolicy(
                 self.config.dialing.countries, allow_premium=self.config.dialing.allow_premium
             ),
+            browsers=self.pages.online,
         )
         self._runtime = LoopRuntime(
             loop, wall_offset=lambda: self.service.wall_offset, flush=self._pump
@@ -166,6 +171,7 @@ class Server:
                 min_se=sip.min_se,
                 session_timers=sip.session_timers,
             ),
+            pages=self.pages,
         )
         self.service.calls = self.calls
         if trunk is not None and trunk.config.ping_interval > 0:
@@ -187,7 +193,22 @@ class Server:
             Throttle(),
         )
         ice_servers = [server.model_dump(exclude_none=True) for server in http.ice_servers]
-        self._http = await start_http(make_app(self, accounts, ice_servers=ice_servers))
+
+        def hello(username: str) -> dict[str, object]:
+            user = self._users.get(username)
+            profile = {
+                "username": username,
+                "display_name": user.display_name if user else None,
+                "extension": user.extension if user else None,
+            }
+            return {"user": profile, "ice_servers": ice_servers}
+
+        assert self.calls is not None
+        dialer = dialer_route(
+            self.calls, signed_in_user, hello, region=self.config.dialing.default_region
+        )
+        app = make_app(self, accounts, ice_servers=ice_servers, routes=[dialer])
+        self._http = await start_http(app)
         listeners: list[tuple[str, str, str, ssl.SSLContext | None]] = [
             ("http", "http.listen", http.listen, None)
         ]

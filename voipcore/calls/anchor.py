@@ -26,8 +26,10 @@ from voipcore.sdp import (
     SessionDescription,
     build_answer,
     build_offer,
+    build_webrtc_answer,
     negotiate,
     to_engine_codecs,
+    webrtc_offer,
 )
 
 #: What the engine's audio path can take (RFC 3551 static types, RFC 4733 events), in
@@ -67,6 +69,46 @@ class MediaAnchor:
             args["remote"] = {"host": audio.connection_address, "port": audio.port}
         reply = await self.media.request("offer", args)
         leg.local = (reply["local"]["host"], reply["local"]["port"])
+
+    async def open_browser(self, leg: Leg, offer: SessionDescription) -> bytes:
+        """Give a browser leg its WebRTC stream for the page's ``offer``; returns our
+        answer (ICE-lite, DTLS server, rtcp-mux), kept as the leg's session."""
+        browser = webrtc_offer(offer)
+        reply = await self.media.request(
+            "offer",
+            {
+                "call_id": leg.call.id,
+                "leg": leg.id,
+                "codecs": to_engine_codecs(leg.formats),
+                "webrtc": {"ufrag": browser.ufrag, "fingerprints": browser.fingerprints},
+            },
+        )
+        leg.local = (reply["local"]["host"], reply["local"]["port"])
+        ice, dtls = reply["webrtc"], reply["webrtc"]["fingerprint"]
+        leg.last_sdp = build_webrtc_answer(
+            offer,
+            address=leg.local[0],
+            port=leg.local[1],
+            formats=leg.formats,
+            session_id=leg.session_id,
+            version=leg.version,
+            ice=(ice["ufrag"], ice["pwd"]),
+            fingerprint=(dtls["algorithm"], dtls["value"]),
+        ).to_bytes()
+        return leg.last_sdp
+
+    async def set_direction(self, leg: Leg, direction: str) -> None:
+        """What the engine sends to and takes from ``leg``'s party (RFC 3264 §6.1 terms:
+        "recvonly" mutes the party, "inactive" holds it)."""
+        await self.media.request(
+            "answer",
+            {
+                "call_id": leg.call.id,
+                "leg": leg.id,
+                "codecs": to_engine_codecs(leg.formats),
+                "direction": direction,
+            },
+        )
 
     async def apply(self, leg: Leg, body: bytes, *, command: str = "answer") -> list[Format]:
         """Point ``leg``'s stream at the audio in ``body`` (address, codecs, direction).

@@ -19,6 +19,7 @@ call log.  Time and tasks come from a :class:`~voipcore.calls.signalling.Runtime
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import secrets
 from collections import Counter
@@ -29,9 +30,10 @@ from typing import Any
 from media.control import ControlError, MediaControl
 from voipcore.calls import transfer
 from voipcore.calls.anchor import SUPPORTED, MediaAnchor, answer_formats, describe, offer_formats
+from voipcore.calls.browser import BROWSER_SUPPORTED, Pages, ended, peer_of, tell
 from voipcore.calls.dialogs import Dialogs
 from voipcore.calls.forking import Dialler
-from voipcore.calls.model import Branch, Call, CallListener, Leg, LegKind, LegState
+from voipcore.calls.model import Branch, Call, CallListener, Leg, LegKind, LegState, Page
 from voipcore.calls.records import call_record, cause_of
 from voipcore.calls.routing import DialTrunk, Refuse, RingUsers, Route, Router, short
 from voipcore.calls.signalling import (
@@ -59,7 +61,12 @@ ENDED_MEMORY = 32.0
 #: Our 2xx to an INVITE is resent from T1, doubling to T2, until the ACK (§13.3.1.4).
 _OK_FIRST, _OK_MAX, _OK_GIVE_UP = 0.5, 4.0, 32.0
 #: Media engine events the call layer acts on.
-_CALL_EVENTS = frozenset({"dtmf", "quality_warning", "media_timeout", "call_ended"})
+_CALL_EVENTS = frozenset(
+    {"dtmf", "quality_warning", "quality_cleared", "media_timeout", "call_ended", "webrtc"}
+)
+#: Seconds one queued digit takes on the wire (100 ms tone, gap, end packets), and a
+#: ``,`` pause in digits dialled after answer.
+_DIGIT_SPAN, _PAUSE = 0.25, 0.5
 #: Reason phrases for a caller still waiting when we end its call.
 _PHRASES = {"shutdown": "shutting down"}
 
@@ -101,6 +108,7 @@ class CallManager:
         record: Callable[[CallRecord], None] = lambda call: None,
         trunk: TwilioTrunk | None = None,
         settings: CallSettings = CallSettings(),
+        pages: Pages | None = None,
     ) -> None:
         self.router = router
         self.runtime = runtime
@@ -132,6 +140,8 @@ class CallManager:
         self._ended: dict[str, float] = {}
         #: Calls each user has started and not ended (the per-user limit).
         self._active: Counter[str] = Counter()
+        #: Signed-in dialer pages: their users ring in the browser too.
+        self.pages = pages if pages is not None else Pages()
         media.subscribe(self._media_event)
 
     # -- from the SIP service ---------------------------------------------------
@@ -190,8 +200,30 @@ class CallManager:
         leg = call.leg(str(event.get("leg")))
         if name == "dtmf" and leg is not None:
             call.emit("dtmf", leg, digit=event.get("digit"), duration=event.get("duration"))
-        elif name == "quality_warning" and leg is not None:
-            call.emit("quality_warning", leg, metric=event.get("name"), value=event.get("value"))
+            for other in call.others(leg):
+                if other.kind == "browser" and other.answered:
+                    tell(other, {"type": "dtmf", "digit": event.get("digit")})
+        elif name in ("quality_warning", "quality_cleared") and leg is not None:
+            warning = name == "quality_warning"
+            if warning:
+                call.emit(
+                    "quality_warning", leg, metric=event.get("name"), value=event.get("value")
+                )
+            for browser in call.live_legs():
+                if browser.kind == "browser" and browser.answered:
+                    tell(
+                        browser,
+                        {
+                            "type": "quality",
+                            "leg": "yours" if browser is leg else "theirs",
+                            "metric": event.get("name"),
+                            "value": event.get("value"),
+                            "warning": warning,
+                        },
+                    )
+        elif name == "webrtc" and leg is not None and event.get("state") == "failed":
+            log.warning("call %s: browser leg %s: %s", call.id, leg.id, event.get("reason"))
+            self.leg_lost(leg, "failed")
         elif name == "media_timeout" and leg is not None and leg.answered:
             log.warning("call %s: no media on leg %s, hanging it up", call.id, leg.id)
             self.leg_lost(leg, "media_timeout")
@@ -336,10 +368,21 @@ class CallManager:
     ) -> None:
         """Turn an INVITE away, and log the attempt."""
         self.sig.respond(make_response(request, status, reason))
+        self._log_refused(request.call_id, caller, dialled, status, cause, direction)
+
+    def _log_refused(
+        self,
+        call_id: str,
+        caller: str,
+        dialled: str,
+        status: int,
+        cause: str | None,
+        direction: Direction,
+    ) -> None:
         wall = self.runtime.wall()
         self.record(
             CallRecord(
-                call_id=request.call_id,
+                call_id=call_id,
                 direction=direction,
                 caller=caller,
                 callee_dialled=dialled,
@@ -369,8 +412,33 @@ class CallManager:
         like: Leg | None = None,
         from_uri: str | None = None,
     ) -> Leg:
-        """Add an outgoing leg to ``call`` and dial ``route`` on it; it is offered the
-        codecs of ``like`` (by default its partner's) first."""
+        """Add outgoing legs to ``call`` for ``route``: one dialling its phones or the
+        trunk, one per signed-in page of its users; the first to answer wins.  They are
+        offered the codecs of ``like`` (by default their partner's) first.  Returns the
+        first of them."""
+        legs = []
+        if isinstance(route, DialTrunk) or route.contacts:
+            legs.append(
+                self._dial_phone(call, route, role, partner, then, replaces, like, from_uri)
+            )
+        if isinstance(route, RingUsers):
+            for user in route.browsers:
+                legs.append(self._ring_pages(call, user, role, partner, then, replaces))
+        for leg in legs:
+            leg.siblings = legs
+        return legs[0]
+
+    def _dial_phone(
+        self,
+        call: Call,
+        route: RingUsers | DialTrunk,
+        role: LegRole,
+        partner: Leg | None,
+        then: str | None,
+        replaces: Leg | None,
+        like: Leg | None,
+        from_uri: str | None,
+    ) -> Leg:
         trunk = isinstance(route, DialTrunk)
         # The trunk gets Twilio's order whatever the phone prefers (the anchor transcodes).
         formats = list(SUPPORTED) if trunk else offer_formats(_chosen(call, like or partner))
@@ -400,6 +468,53 @@ class CallManager:
         max_forwards = 69 if hops is None else hops - 1
         self.runtime.spawn(self._place(leg, route, from_uri, max_forwards))
         return leg
+
+    def _ring_pages(
+        self,
+        call: Call,
+        user: str,
+        role: LegRole,
+        partner: Leg | None,
+        then: str | None,
+        replaces: Leg | None,
+    ) -> Leg:
+        """An outgoing browser leg: every signed-in page of ``user`` rings until one
+        answers with its offer (:meth:`page_answer`) or the ring timeout."""
+        leg = Leg(
+            call,
+            call.next_leg_id(),
+            "browser",
+            role,
+            user,
+            f"w-{secrets.token_hex(10)}",
+            incoming=False,
+            partner=partner,
+            then=then,
+            replaces=replaces,
+            pages=self.pages.of(user),
+            started_at=self.runtime.wall(),
+        )
+        call.legs.append(leg)
+        shown = {"number": call.caller, "name": self._display_name(call.caller)}
+        tell(leg, {"type": "incoming", "from": shown})
+        self._ringing(leg)
+        if partner is not None and partner.state is LegState.OFFERED and not partner.ringing:
+            partner.ringing = True
+            self._tell_ringing(partner)
+
+        def no_answer() -> None:
+            leg.timer_handle = None
+            if leg.state is LegState.DIALLING:
+                self.leg_failed(leg, 480, "Temporarily Unavailable (no answer)")
+
+        leg.timer_handle = self.runtime.call_at(
+            self.runtime.now() + self.settings.ring_timeout, no_answer
+        )
+        return leg
+
+    def _display_name(self, name: str) -> str | None:
+        user = self.router.users().get(name)
+        return user.display_name if user is not None else None
 
     async def _place(
         self, leg: Leg, route: RingUsers | DialTrunk, from_uri: str | None, max_forwards: int
@@ -442,7 +557,14 @@ class CallManager:
         elif not leg.ringing:
             self._ringing(leg)
             if partner is not None and waiting:
-                self.sig.respond(self.sig.reply(partner, 180))
+                self._tell_ringing(partner)
+
+    def _tell_ringing(self, caller: Leg) -> None:
+        """The waiting caller hears that the callee rings: 180, or the page is told."""
+        if caller.kind == "browser":
+            tell(caller, {"type": "ringing"})
+        else:
+            self.sig.respond(self.sig.reply(caller, 180))
 
     def _ringing(self, leg: Leg) -> None:
         leg.ringing = True
@@ -467,6 +589,10 @@ class CallManager:
         leg.early_sdp = True
         if partner is None or partner.state is not LegState.OFFERED:
             return
+        if partner.kind == "browser":
+            # The page has our answer already: early media just flows.
+            self._tell_ringing(partner)
+            return
         partner.early_sdp = True
         progress = self.sig.reply(partner, 183)
         progress.body = partner.last_sdp
@@ -478,6 +604,11 @@ class CallManager:
         """Point ``leg``'s media at its party's answer (from a 183 or the 2xx), and
         settle our SDP for its waiting partner once."""
         formats = await self.anchor.apply(leg, response.body)
+        await self._describe_partner(leg, formats)
+
+    async def _describe_partner(self, leg: Leg, formats: list[Format]) -> None:
+        """Our SDP for ``leg``'s waiting partner, once, now that ``leg`` settled on
+        ``formats``: an answer to its offer, the callee's codec first."""
         partner = leg.partner
         if partner is None or partner.last_sdp:
             return
@@ -513,12 +644,21 @@ class CallManager:
             leg.timer_handle.cancel()
             leg.timer_handle = None
         self.dialler.cancel(leg, keep=branch)
-        if call.answered_at is None:
-            call.answered_at, call.status, call.cause = wall, 200, "normal"
-            if call.direction == "inbound":
-                call.user = branch.user or leg.peer
-        self.record(call_record(call))
+        self._won(leg, branch.user)
         self.runtime.spawn(self._join(leg, response))
+
+    def _won(self, leg: Leg, user: str | None) -> None:
+        """``leg`` answered first: its siblings stop ringing, the call is answered."""
+        call = leg.call
+        for sibling in leg.siblings:
+            if sibling is not leg and sibling.state is LegState.DIALLING:
+                self.dialler.cancel(sibling)
+                self._close_leg(sibling, 487, cause="answered_elsewhere")
+        if call.answered_at is None:
+            call.answered_at, call.status, call.cause = leg.answered_at, 200, "normal"
+            if call.direction == "inbound":
+                call.user = user or leg.peer
+        self.record(call_record(call))
 
     async def _join(self, leg: Leg, response: Response) -> None:
         call, partner = leg.call, leg.partner
@@ -535,6 +675,12 @@ class CallManager:
         if not leg.live:
             return
         self.dialogs.start_timer(leg, response)
+        self._joined(leg)
+
+    def _joined(self, leg: Leg) -> None:
+        """``leg``'s party is in the call with its media connected: a waiting caller is
+        answered, a transfer completes, an originated call dials on, digits go out."""
+        call, partner = leg.call, leg.partner
         if partner is not None and partner.state is LegState.OFFERED:
             self._answer(partner)
         call.emit("answered", leg)
@@ -542,10 +688,38 @@ class CallManager:
             self._transferred(leg.replaces, leg)
         if leg.then is not None:
             self._dial_into(call, leg.then, role="callee")
+        if leg.dtmf_after_answer:
+            self._dial_digits(leg, leg.dtmf_after_answer)
         self.runtime.flush()
 
+    def _dial_digits(self, leg: Leg, digits: str) -> None:
+        """Send ``digits`` to the party as RFC 4733 events, ``,`` a 500 ms pause (an
+        extension behind a company's number)."""
+        at = self.runtime.now()
+        for chunk in digits.split(","):
+            if chunk:
+                self.runtime.call_at(at, functools.partial(self._spawn_digits, leg, chunk))
+            at += len(chunk) * _DIGIT_SPAN + _PAUSE
+
+    def _spawn_digits(self, leg: Leg, digits: str) -> None:
+        self.runtime.spawn(self._send_digits(leg, digits))
+
+    async def _send_digits(self, leg: Leg, digits: str) -> None:
+        if not leg.live:
+            return
+        try:
+            await self.anchor.send_dtmf(leg, digits, 0.1)
+        except ControlError as exc:
+            log.warning("call %s: digits for leg %s not sent: %s", leg.call.id, leg.id, exc)
+
     def _answer(self, leg: Leg) -> None:
-        """200 to an incoming leg's INVITE, with our SDP and session interval (§13.3.1.4)."""
+        """200 to an incoming leg's INVITE, with our SDP and session interval (§13.3.1.4);
+        a page placing the call is told it was answered."""
+        if leg.kind == "browser":
+            leg.state, leg.status = LegState.ANSWERED, 200
+            leg.answered_at = self.runtime.wall()
+            tell(leg, {"type": "answered", "peer": peer_of(leg, leg.call.live_legs())})
+            return
         assert leg.invite is not None
         ok = self.sig.reply(leg, 200)
         ok.headers.add("Allow", ALLOW)
@@ -588,9 +762,11 @@ class CallManager:
             return
         partner = leg.partner
         self._close_leg(leg, status)
+        leg.call.emit("leg_failed", leg, status=status)
+        if any(sibling.live for sibling in leg.siblings):
+            return  # the party's other phones or pages still ring
         if leg.call.answered_at is None:
             leg.call.status = status
-        leg.call.emit("leg_failed", leg, status=status)
         if leg.replaces is not None:
             transfer.notify(self.sig, leg.replaces, status, reason)
         if partner is not None and partner.state is LegState.OFFERED:
@@ -608,11 +784,11 @@ class CallManager:
 
     def _final(self, leg: Leg, status: int, reason: str | None) -> None:
         """Our final non-2xx to an incoming leg's INVITE; the leg is over."""
-        assert leg.invite is not None
-        response = make_response(leg.invite, status, reason, to_tag=leg.tag)
-        if status == 503:
-            response.headers.add("Retry-After", "5")  # our trouble is passing (§21.5.4)
-        self.sig.respond(response)
+        if leg.invite is not None:
+            response = make_response(leg.invite, status, reason, to_tag=leg.tag)
+            if status == 503:
+                response.headers.add("Retry-After", "5")  # our trouble is passing (§21.5.4)
+            self.sig.respond(response)
         self._close_leg(leg, status)
 
     # -- legs leaving ------------------------------------------------------------------
@@ -638,9 +814,11 @@ class CallManager:
             self.sig.respond(make_response(request, 481))
             return
         self.sig.respond(make_response(request, 200))
-        if leg.state is not LegState.OFFERED:
-            return  # too late: the 200 is on its way; the caller will BYE
-        assert leg.invite is not None
+        if leg.state is LegState.OFFERED:  # else too late: the 200 is out; the caller will BYE
+            self._abandon(leg)
+
+    def _abandon(self, leg: Leg) -> None:
+        """The caller gave up before an answer: every leg dialled for it is cancelled."""
         call = leg.call
         for other in call.others(leg):
             self.dialler.cancel(other)
@@ -659,13 +837,16 @@ class CallManager:
             self.sig.bye(leg)
         if leg.state is LegState.DIALLING:
             self.dialler.cancel(leg)
-        self._close_leg(leg, leg.status)
+        self._close_leg(leg, leg.status, cause=cause)
         leg.call.emit("leg_left", leg, cause=cause)
         self._settle(leg.call, leg, cause=cause, by=by)
         self.runtime.flush()
 
-    def _close_leg(self, leg: Leg, status: int | None) -> None:
-        """Mark ``leg`` ended (its stream is released with the call, or now if it goes on)."""
+    def _close_leg(self, leg: Leg, status: int | None, *, cause: str | None = None) -> None:
+        """Mark ``leg`` ended (its stream is released with the call, or now if it goes on);
+        a page is told why (``cause``, else the call's)."""
+        if leg.kind == "browser" and leg.live:
+            tell(leg, ended(leg, status, cause or leg.call.cause))
         leg.state, leg.status, leg.ended_at = LegState.ENDED, status, self.runtime.wall()
         if leg.timer_handle is not None:
             leg.timer_handle.cancel()
@@ -812,7 +993,11 @@ class CallManager:
     def direction_changed(self, leg: Leg) -> None:
         """Hold or resume on one side of a two-party call is relayed to the other."""
         others = [other for other in leg.call.others(leg) if other.answered]
-        if len(others) == 1:
+        if len(others) != 1:
+            return
+        if others[0].kind == "browser":
+            tell(others[0], {"type": "held", "held": leg.direction != "sendrecv", "by": "peer"})
+        else:
             self.dialogs.relay_direction(others[0])
 
     def direction_for(self, leg: Leg) -> str:
@@ -926,6 +1111,195 @@ class CallManager:
         leg = self._live_leg(call_id, leg_id)
         await self.anchor.send_dtmf(leg, digits, duration)
 
+    # -- the dialer page (docs/browser-protocol.md) -----------------------------------
+
+    async def page_dial(
+        self, page: Page, to: str, sdp: str, *, extension: str = "", ref: object = None
+    ) -> Call:
+        """The page's user calls ``to`` (a user, extension, group or number) with its
+        SDP offer; ``extension`` is dialled as DTMF once the far end answers.
+
+        The page's stream is set up and its answer sent before anything rings, so
+        ringback and early media reach it.  Raises CallError when the call cannot
+        be placed (the attempt is logged).
+        """
+        user, wall = page.user, self.runtime.wall()
+        if self._active[user] >= self.settings.max_calls_per_user:
+            raise CallError(486, f"{user} already has {self._active[user]} calls up")
+        offer, formats = _browser_offer(sdp)
+        route = self.router.route(to, wall, caller=user)
+        call_id = f"w-{secrets.token_hex(10)}"
+        if isinstance(route, Refuse):
+            direction: Direction = "outbound" if route.outbound else "internal"
+            self._log_refused(call_id, user, to, route.status, route.cause, direction)
+            raise CallError(route.status, route.reason or route.cause)
+        call = Call(call_id, user, _route_name(route), to, user, started_at=wall)
+        leg = Leg(
+            call,
+            call.next_leg_id(),
+            "browser",
+            "caller",
+            user,
+            call_id,
+            incoming=True,
+            state=LegState.OFFERED,
+            formats=formats,
+            offer=offer,
+            page=page,
+            started_at=wall,
+        )
+        call.legs.append(leg)
+        self.calls[call.id] = call
+        self._active[user] += 1
+        self.record(call_record(call))
+        try:
+            answer = await self.anchor.open_browser(leg, offer)
+        except (ControlError, SdpError) as exc:
+            log.error("call %s: browser media failed: %s", call.id, exc)
+            self._fail_incoming(leg, 503, "Service Unavailable (media)")
+            raise CallError(503, f"media: {exc}") from None
+        page.send({"type": "dialling", "ref": ref, "call": call.id, "sdp": answer.decode()})
+        if leg.live:
+            for callee in self._dial(call, route, role="callee", partner=leg).siblings:
+                callee.dtmf_after_answer = extension
+        return call
+
+    async def page_answer(self, page: Page, call_id: str, sdp: str) -> None:
+        """The page answers a call ringing it, with its SDP offer; it gets our answer."""
+        call = self._live_call(call_id)
+        leg = next(
+            (
+                leg
+                for leg in call.legs
+                if leg.kind == "browser" and leg.state is LegState.DIALLING and page in leg.pages
+            ),
+            None,
+        )
+        if leg is None:
+            raise CallError(481, "this call is not ringing here")
+        offer, offered = _browser_offer(sdp)
+        partner = leg.partner
+        leg.formats = answer_formats(offered, _chosen(call, partner))
+        # Claimed before any await: a phone answering meanwhile loses to the page.
+        for other in leg.pages:
+            if other is not page:
+                other.send(ended(leg, None, "answered_elsewhere") | {"call": call.id})
+        leg.page, leg.pages = page, [page]
+        leg.state, leg.status, leg.answered_at = LegState.ANSWERED, 200, self.runtime.wall()
+        if leg.timer_handle is not None:
+            leg.timer_handle.cancel()
+            leg.timer_handle = None
+        self._won(leg, leg.peer)
+        try:
+            if partner is not None and not partner.local[1]:
+                await self.anchor.open(partner)
+            answer = await self.anchor.open_browser(leg, offer)
+            await self._describe_partner(leg, leg.formats)
+        except (ControlError, SdpError) as exc:
+            log.warning("call %s: page answer unusable: %s", call.id, exc)
+            if partner is not None and partner.state is LegState.OFFERED:
+                self._fail_incoming(partner, 503, "Service Unavailable (media)")
+            else:
+                self.leg_lost(leg, "failed")
+            raise CallError(503, f"media: {exc}") from None
+        if not leg.live:
+            return
+        page.send(
+            {"type": "answered", "call": call.id, "sdp": answer.decode(), "peer": call.caller}
+        )
+        self._joined(leg)
+
+    def page_hangup(self, page: Page, call_id: str) -> None:
+        """The page hangs up: declines a call ringing it, abandons one it is placing,
+        or leaves one it is in."""
+        leg = self._page_leg(page, call_id)
+        if leg.state is LegState.DIALLING:
+            self.leg_failed(leg, 603, "Decline")
+        elif leg.state is LegState.OFFERED:
+            self._abandon(leg)
+        else:
+            by: HungUpBy = "caller" if leg.role == "caller" else "callee"
+            self._leave(leg, bye=False, cause="normal", by=by)
+        self.runtime.flush()
+
+    async def page_mute(self, page: Page, call_id: str, muted: bool) -> None:
+        """Mute or unmute the page's microphone in the engine: the others hear silence."""
+        leg = self._page_leg(page, call_id, answered=True)
+        leg.muted = muted
+        await self.anchor.set_direction(leg, _browser_direction(leg))
+        tell(leg, {"type": "muted", "muted": muted})
+
+    async def page_hold(self, page: Page, call_id: str, held: bool) -> None:
+        """The page puts the other party on hold (RFC 3264 §8.4 towards it) or back."""
+        leg = self._page_leg(page, call_id, answered=True)
+        leg.direction = "sendonly" if held else "sendrecv"
+        await self.anchor.set_direction(leg, _browser_direction(leg))
+        self.direction_changed(leg)
+        tell(leg, {"type": "held", "held": held, "by": "you"})
+        self.runtime.flush()
+
+    async def page_dtmf(self, page: Page, call_id: str, digits: str) -> None:
+        """Keypad digits from the page, sent as RFC 4733 events to the other parties."""
+        leg = self._page_leg(page, call_id, answered=True)
+        for other in leg.call.others(leg):
+            if other.answered and other.kind != "browser":
+                try:
+                    await self.anchor.send_dtmf(other, digits, 0.1)
+                except ControlError as exc:
+                    raise CallError(488, str(exc)) from None
+
+    def page_calls(self, page: Page) -> list[dict[str, object]]:
+        """The page's user's live browser legs, for a page that (re)connects."""
+        calls: list[dict[str, object]] = []
+        for call in self.calls.values():
+            for leg in call.live_legs():
+                if leg.kind == "browser" and leg.peer == page.user:
+                    state = {LegState.DIALLING: "incoming", LegState.OFFERED: "dialling"}
+                    calls.append(
+                        {
+                            "call": call.id,
+                            "state": state.get(leg.state, "connected"),
+                            "peer": peer_of(leg, call.live_legs()),
+                            "direction": "outgoing" if leg.incoming else "incoming",
+                        }
+                    )
+        return calls
+
+    def page_opened(self, page: Page) -> None:
+        """A page signed in: its user rings in it from now on, and the calls it was
+        carrying (a reconnect after a network blip) are its again."""
+        self.pages.add(page)
+        for call in self.calls.values():
+            for leg in call.live_legs():
+                if leg.kind == "browser" and leg.peer == page.user:
+                    if leg.page is not None and leg.page not in self.pages.of(page.user):
+                        leg.page = page
+                    elif leg.page is None and page not in leg.pages:
+                        leg.pages.append(page)
+
+    def page_closed(self, page: Page) -> None:
+        """A page went away; its calls stay up (the media goes on) until it is back or
+        the media times out."""
+        self.pages.remove(page)
+        for call in self.calls.values():
+            for leg in call.live_legs():
+                if page in leg.pages and leg.page is None:
+                    leg.pages.remove(page)
+
+    def _page_leg(self, page: Page, call_id: str, *, answered: bool = False) -> Leg:
+        call = self._live_call(call_id)
+        leg = next(
+            (
+                leg
+                for leg in call.live_legs()
+                if leg.kind == "browser" and (leg.page is page or page in leg.pages)
+            ),
+            None,
+        )
+        if leg is None or (answered and not leg.answered):
+            raise CallError(481, f"no call {call_id!r} {'up' if answered else ''} on this page")
+        return leg
+
     def subscribe(self, call_id: str, listener: CallListener) -> None:
         """Tell ``listener`` what happens to the call from now on."""
         self._live_call(call_id).listeners.append(listener)
@@ -950,6 +1324,29 @@ def _chosen(call: Call, partner: Leg | None) -> list[Format]:
         return partner.formats
     answered = next((leg for leg in call.legs if leg.answered and leg.formats), None)
     return answered.formats if answered is not None else []
+
+
+def _browser_offer(sdp: str) -> tuple[SessionDescription, list[Format]]:
+    """A page's SDP offer and the codecs we take from it; CallError 488 if unusable."""
+    try:
+        offer = SessionDescription.parse(sdp)
+        audio = offer.audio
+        if audio is None:
+            raise SdpError("no audio stream offered")
+        formats = negotiate(audio, BROWSER_SUPPORTED)
+    except SdpError as exc:
+        raise CallError(488, f"unusable offer: {exc}") from None
+    if not formats:
+        raise CallError(488, "no codec in common (PCMU, PCMA)")
+    return offer, formats
+
+
+def _browser_direction(leg: Leg) -> str:
+    """The engine's direction for a browser leg (what the party sends and gets): on
+    hold it neither sends nor hears; muted it is not heard."""
+    if leg.direction != "sendrecv":
+        return "inactive"
+    return "recvonly" if leg.muted else "sendrecv"
 
 
 def _route_name(route: RingUsers | DialTrunk) -> str:

@@ -25,8 +25,18 @@ from voipcore.sip.message import Request
 from voipcore.sip.transaction import Address, TransactionKey
 from voipcore.store.calls import HungUpBy, LegRole
 
-#: What is on the other end of a leg: a registered phone, or the carrier trunk.
-LegKind = Literal["phone", "trunk"]
+#: What is on the other end of a leg: a registered phone, the carrier trunk, or a
+#: signed-in dialer page (WebRTC).
+LegKind = Literal["phone", "trunk", "browser"]
+
+
+class Page(Protocol):
+    """One signed-in dialer page: where its user's browser legs are told things."""
+
+    user: str
+
+    def send(self, message: dict[str, object]) -> None:
+        """Queue one protocol message to the page (never blocks)."""
 
 
 class LegState(Enum):
@@ -148,6 +158,17 @@ class Leg:
     """Where the party on this leg sent the call (RFC 3515 REFER)."""
     media: dict[str, object] | None = None
     """The engine's summary of the leg's stream, once it is released."""
+    siblings: list[Leg] = field(default_factory=list)
+    """Legs dialled together for one party (its phones and its pages): the first to
+    answer wins, the call fails only when all have."""
+    page: Page | None = None
+    """A browser leg's page, once one placed or answered the call."""
+    pages: list[Page] = field(default_factory=list)
+    """The pages a browser leg rings until one answers."""
+    muted: bool = False
+    """A browser leg's microphone is off: the others hear silence."""
+    dtmf_after_answer: str = ""
+    """Digits (``,`` a 500 ms pause) sent to this leg's party once it answers."""
 
     @property
     def live(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from voipcore.config import RingGroupConfig
 from voipcore.dialer.numbers import (
@@ -44,6 +44,8 @@ class RingUsers:
     name: str
     """The user or ring group called."""
     contacts: list[Contact]
+    browsers: list[str] = field(default_factory=list)
+    """Users rung on their signed-in dialer pages too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +82,11 @@ class Router:
         has_trunk: bool = False,
         default_region: str = "US",
         policy: CountryPolicy | None = None,
+        browsers: Callable[[str], bool] = lambda user: False,
     ) -> None:
         self.registrar = registrar
+        #: Whether a user has a signed-in dialer page (rung like a phone).
+        self.browsers = browsers
         self.users = users
         self.ring_groups = ring_groups
         self.has_trunk = has_trunk
@@ -103,9 +108,10 @@ class Router:
                 for member in members
                 for binding in self.registrar.lookup(member, wall)
             ]
-            if not contacts:
+            browsers = [member for member in members if self.browsers(member)]
+            if not contacts and not browsers:
                 return Refuse(480, None, "unavailable")
-            return RingUsers(name, contacts)
+            return RingUsers(name, contacts, browsers)
         if not self.has_trunk or is_extension_like(target):
             return Refuse(404, f"Not Found ({target})", "failed")
         try:

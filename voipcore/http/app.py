@@ -232,8 +232,10 @@ def make_app(
         return response
 
     async def session(request: web.Request) -> web.Response:
+        # Not signed in is an answer here, not an error: the page asks on every load,
+        # and a 401 would put an error in its console each time.
         user = _signed_in(request)
-        return _error(401, "Not signed in.") if user is None else profile(user)
+        return web.json_response({"username": None}) if user is None else profile(user)
 
     async def sign_out(request: web.Request) -> web.Response:
         token = request.cookies.get(SESSION_COOKIE)

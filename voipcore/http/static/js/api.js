@@ -29,9 +29,9 @@ export async function currentUser() {
     credentials: "same-origin",
     headers: { Accept: "application/json" },
   });
-  if (response.status === 401) return null;
   if (!response.ok) throw new Error(`The server answered ${response.status}.`);
-  return /** @type {User} */ (await response.json());
+  const body = await response.json();
+  return body.username ? /** @type {User} */ (body) : null;
 }
 
 /**
