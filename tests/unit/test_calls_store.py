@@ -308,17 +308,29 @@ def test_schema_is_idempotent_and_refuses_a_newer_version(tmp_path: Path) -> Non
     db = sqlite3.connect(tmp_path / "calls.db", isolation_level=None)
     CallLogSchema.create(db)
     CallLogSchema.create(db)
-    assert db.execute("SELECT * FROM schema_versions").fetchall() == [("calls", 2)]
-    db.execute("UPDATE schema_versions SET version = 3")
-    with pytest.raises(SchemaError, match="version 3"):
+    assert db.execute("SELECT * FROM schema_versions").fetchall() == [("calls", 3)]
+    db.execute("UPDATE schema_versions SET version = 4")
+    with pytest.raises(SchemaError, match="version 4"):
         SqliteCallLog(tmp_path / "calls.db")
 
 
-def test_a_version_1_log_is_upgraded_with_its_calls_intact(tmp_path: Path) -> None:
-    path = tmp_path / "calls.db"
+def old_log(path: Path, fixture: str) -> Path:
+    """``path`` holding the dump ``fixture`` of a call log an older voipcore wrote."""
     db = sqlite3.connect(path, isolation_level=None)
-    db.executescript((FIXTURES / "store" / "calllog_v1.sql").read_text())
+    db.executescript((FIXTURES / "store" / fixture).read_text())
     db.close()
+    return path
+
+
+def schema_version(path: Path) -> int:
+    db = sqlite3.connect(path)
+    (version,) = db.execute("SELECT version FROM schema_versions").fetchone()
+    db.close()
+    return int(version)
+
+
+def test_a_version_1_log_is_upgraded_with_its_calls_intact(tmp_path: Path) -> None:
+    path = old_log(tmp_path / "calls.db", "calllog_v1.sql")
     calls = SqliteCallLog(path)
     call = calls.get("v1-call")
     assert call is not None
@@ -336,8 +348,133 @@ def test_a_version_1_log_is_upgraded_with_its_calls_intact(tmp_path: Path) -> No
     calls.upsert(replace(call, legs=[replace(call.legs[0], transferred_to="bob")]))
     again = calls.get("v1-call")
     assert again is not None and again.legs[0].transferred_to == "bob"
-    version = sqlite3.connect(path).execute("SELECT version FROM schema_versions").fetchone()
-    assert version == (2,)
+    assert schema_version(path) == 3
+
+
+def test_a_version_1_log_upgraded_through_version_2_keeps_each_value_in_its_column(
+    tmp_path: Path,
+) -> None:
+    # Version 1 to 2 appended kind and transferred_to; the rebuild to 3 must not
+    # copy by position, or kind would land in edge and edge in billable.
+    calls = SqliteCallLog(old_log(tmp_path / "calls.db", "calllog_v1.sql"))
+    call = calls.get("v1-call")
+    assert call is not None
+    answered: dict[str, Any] = {
+        "started_at": T0,
+        "answered_at": T0 + 2,
+        "ended_at": T0 + 10,
+        "sip_status": 200,
+    }
+    assert call.legs == [
+        LegRecord(
+            leg_id="a",
+            role="caller",
+            peer="alice",
+            transport="udp",
+            **answered,
+            packets_in=400,
+            packets_out=400,
+        ),
+        LegRecord(
+            leg_id="b",
+            role="callee",
+            peer="+14045551234",
+            transport="udp",
+            kind="trunk",
+            edge="ashburn",
+            billable=True,
+            **answered,
+            mos_avg=4.3,
+            packets_in=400,
+            packets_out=400,
+        ),
+    ]
+
+
+#: Version 2's call_legs columns, named so rows compare whatever their order on disk.
+V2_LEG_COLUMNS = (
+    "call_id, position, leg_id, role, peer, transport, kind, edge, billable, started_at,"
+    " answered_at, ended_at, sip_status, mos_avg, mos_min, jitter, loss, rtt,"
+    " packets_in, packets_out, transferred_to"
+)
+
+
+def stored_rows(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Every call and every leg in ``path`` as raw rows."""
+    db = sqlite3.connect(path)
+    found = (
+        db.execute("SELECT * FROM calls ORDER BY call_id").fetchall(),
+        db.execute(f"SELECT {V2_LEG_COLUMNS} FROM call_legs ORDER BY call_id, position").fetchall(),
+    )
+    db.close()
+    return found
+
+
+def test_a_version_2_log_is_upgraded_with_every_row_and_value(tmp_path: Path) -> None:
+    path = old_log(tmp_path / "calls.db", "calllog_v2.sql")
+    before = stored_rows(path)
+    assert (len(before[0]), len(before[1])) == (2, 3)
+    calls = SqliteCallLog(path)
+    assert schema_version(path) == 3
+    assert stored_rows(path) == before
+    call = calls.get("v2-call")
+    assert call is not None
+    assert (call.disposition, call.notes) == ("callback", "call back Tuesday")
+    phone, trunk = call.legs
+    assert (phone.kind, phone.transport, phone.transferred_to) == ("phone", "tls", "bob")
+    assert (trunk.kind, trunk.edge, trunk.billable) == ("trunk", "ashburn", True)
+    assert (trunk.mos_avg, trunk.mos_min, trunk.jitter, trunk.loss, trunk.rtt) == (
+        4.1,
+        3.6,
+        0.012,
+        0.01,
+        0.08,
+    )
+    assert (trunk.packets_in, trunk.packets_out) == (3240, 3250)
+
+
+def schema_of(path: Path) -> list[tuple[str, str, str, str | None]]:
+    db = sqlite3.connect(path)
+    found = db.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+    ).fetchall()
+    db.close()
+    return found
+
+
+@pytest.mark.parametrize("fixture", ["calllog_v1.sql", "calllog_v2.sql"])
+def test_an_upgraded_log_has_the_tables_and_indexes_of_a_fresh_one(
+    tmp_path: Path, fixture: str
+) -> None:
+    SqliteCallLog(tmp_path / "fresh.db").close()
+    SqliteCallLog(old_log(tmp_path / "old.db", fixture)).close()
+    fresh = schema_of(tmp_path / "fresh.db")
+    assert "call_legs_v2" not in [name for _, name, _, _ in fresh]
+    assert schema_of(tmp_path / "old.db") == fresh
+
+
+@pytest.mark.parametrize("fixture", [None, "calllog_v1.sql", "calllog_v2.sql"])
+def test_a_browser_leg_is_written_and_read_back(tmp_path: Path, fixture: str | None) -> None:
+    path = tmp_path / "calls.db"
+    calls = SqliteCallLog(path if fixture is None else old_log(path, fixture))
+    call = replace(finished("web"), legs=[rep_leg(kind="browser"), carrier_leg(kind="trunk")])
+    calls.upsert(call)
+    assert calls.get("web") == call
+    calls.close()
+    assert SqliteCallLog(path).get("web") == call
+
+
+@pytest.mark.parametrize("fixture", [None, "calllog_v2.sql"])
+def test_an_unknown_leg_kind_is_refused(tmp_path: Path, fixture: str | None) -> None:
+    with pytest.raises(
+        ValueError, match="leg kind must be one of phone, trunk, browser, not 'fax'"
+    ):
+        rep_leg(kind="fax")
+    path = tmp_path / "calls.db"
+    SqliteCallLog(path if fixture is None else old_log(path, fixture)).upsert(finished())
+    db = sqlite3.connect(path)
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        db.execute("UPDATE call_legs SET kind = 'fax'")
 
 
 def test_legs_belong_to_their_call(calls: SqliteCallLog, tmp_path: Path) -> None:

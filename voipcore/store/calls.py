@@ -36,7 +36,7 @@ _T = TypeVar("_T")
 Direction = Literal["internal", "outbound", "inbound"]
 HungUpBy = Literal["caller", "callee", "system"]
 LegRole = Literal["caller", "callee", "colleague"]
-LegKind = Literal["phone", "trunk"]
+LegKind = Literal["phone", "trunk", "browser"]
 
 #: Dispositions a rep may log unless the log is configured with its own set.
 DEFAULT_DISPOSITIONS = frozenset(
@@ -88,7 +88,7 @@ class LegRecord:
     transport: str
     """SIP transport of the leg: udp, tcp, tls, ws or wss."""
     kind: LegKind = "phone"
-    """A registered phone, or the carrier trunk."""
+    """A registered phone, the carrier trunk, or a WebRTC leg from the web dialer page."""
     edge: str | None = None
     """Twilio edge the leg went through (e.g. ``ashburn``); None off the trunk."""
     billable: bool = False
@@ -223,14 +223,40 @@ _CALL_FIELDS = tuple(f.name for f in fields(CallRecord) if f.name != "legs")
 # "user" is reserved in PostgreSQL, the scale-out back end: keep the schemas alike.
 _CALL_COLUMNS = tuple("username" if name == "user" else name for name in _CALL_FIELDS)
 _LEG_FIELDS = tuple(f.name for f in fields(LegRecord))
+_LEG_COLUMNS = ", ".join(("call_id", "position", *_LEG_FIELDS))
 #: The rep's fields: an upsert leaves them alone unless it sets them.
 _REP_FIELDS = ("disposition", "notes")
+#: The call_legs table after CREATE TABLE, for the schema and the migration that rebuilds it.
+_CALL_LEGS_TABLE = """call_legs (
+    call_id     TEXT NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,
+    leg_id      TEXT NOT NULL,
+    role        TEXT NOT NULL CHECK (role IN ('caller', 'callee', 'colleague')),
+    peer        TEXT NOT NULL,
+    transport   TEXT NOT NULL,
+    kind        TEXT NOT NULL DEFAULT 'phone' CHECK (kind IN ('phone', 'trunk', 'browser')),
+    edge        TEXT,
+    billable    INTEGER NOT NULL,
+    started_at  REAL NOT NULL,
+    answered_at REAL,
+    ended_at    REAL,
+    sip_status  INTEGER,
+    mos_avg     REAL,
+    mos_min     REAL,
+    jitter      REAL,
+    loss        REAL,
+    rtt         REAL,
+    packets_in  INTEGER NOT NULL,
+    packets_out INTEGER NOT NULL,
+    transferred_to TEXT,
+    PRIMARY KEY (call_id, leg_id)
+)"""
 
 
 class CallLogSchema:
     """Tables of the call log in SQLite; :meth:`create` is idempotent."""
 
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     DDL: ClassVar[str] = f"""
 CREATE TABLE IF NOT EXISTS calls (
     call_id        TEXT PRIMARY KEY,
@@ -252,30 +278,7 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_started_at ON calls (started_at);
 CREATE INDEX IF NOT EXISTS calls_username ON calls (username, started_at);
-CREATE TABLE IF NOT EXISTS call_legs (
-    call_id     TEXT NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
-    position    INTEGER NOT NULL,
-    leg_id      TEXT NOT NULL,
-    role        TEXT NOT NULL CHECK (role IN ('caller', 'callee', 'colleague')),
-    peer        TEXT NOT NULL,
-    transport   TEXT NOT NULL,
-    kind        TEXT NOT NULL DEFAULT 'phone' CHECK (kind IN ('phone', 'trunk')),
-    edge        TEXT,
-    billable    INTEGER NOT NULL,
-    started_at  REAL NOT NULL,
-    answered_at REAL,
-    ended_at    REAL,
-    sip_status  INTEGER,
-    mos_avg     REAL,
-    mos_min     REAL,
-    jitter      REAL,
-    loss        REAL,
-    rtt         REAL,
-    packets_in  INTEGER NOT NULL,
-    packets_out INTEGER NOT NULL,
-    transferred_to TEXT,
-    PRIMARY KEY (call_id, leg_id)
-);
+CREATE TABLE IF NOT EXISTS {_CALL_LEGS_TABLE};
 INSERT OR IGNORE INTO schema_versions VALUES ('calls', {VERSION});
 """
     #: Steps from each older version to the next, run in order on an older log.
@@ -285,6 +288,17 @@ ALTER TABLE call_legs ADD COLUMN kind TEXT NOT NULL DEFAULT 'phone'
     CHECK (kind IN ('phone', 'trunk'));
 ALTER TABLE call_legs ADD COLUMN transferred_to TEXT;
 UPDATE call_legs SET kind = 'trunk' WHERE edge IS NOT NULL;
+""",
+        # SQLite cannot change a CHECK constraint (kind gains 'browser'): rebuild the
+        # table.  Columns are named, as a log upgraded from version 1 has kind and
+        # transferred_to last; indexes go with the old table and DDL recreates them.
+        # The step builds today's table from today's columns: a later change to
+        # call_legs must rebuild it the same way, and freeze this list at version 3's.
+        2: f"""
+ALTER TABLE call_legs RENAME TO call_legs_v2;
+CREATE TABLE {_CALL_LEGS_TABLE};
+INSERT INTO call_legs ({_LEG_COLUMNS}) SELECT {_LEG_COLUMNS} FROM call_legs_v2;
+DROP TABLE call_legs_v2;
 """,
     }
 
@@ -324,8 +338,7 @@ _UPSERT_CALL = (
     )
 )
 _INSERT_LEG = (
-    f"INSERT INTO call_legs (call_id, position, {', '.join(_LEG_FIELDS)})"
-    f" VALUES ({_placeholders(len(_LEG_FIELDS) + 2)})"
+    f"INSERT INTO call_legs ({_LEG_COLUMNS}) VALUES ({_placeholders(len(_LEG_FIELDS) + 2)})"
 )
 _SELECT = (
     f"SELECT {', '.join('c.' + c for c in _CALL_COLUMNS)},"
