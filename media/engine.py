@@ -29,6 +29,7 @@ from media import g711
 from media.control import ControlError, EventCallback, Json
 from media.dtmf import DIGITS, DtmfEnd, DtmfPacket, DtmfSender, DtmfStart
 from media.mixer import mix_minus_grouped, mix_minus_pairs
+from media.opus import OPUS_FRAME, OpusDecoder, OpusEncoder, OpusError
 from media.plc import Plc, conceal_all
 from media.ports import PortAllocator, PortsExhausted
 from media.quality import QualityCleared, QualityMonitor, QualityWarning
@@ -56,6 +57,8 @@ TICK = 0.02
 VISIT_SLICE = 4
 #: Audio codecs the audio path can decode, by SDP encoding name (RFC 3551 §6).
 G711 = {"PCMU": g711.PCMU, "PCMA": g711.PCMA}
+#: Opus (RFC 7587), for browser legs: decoded to and encoded from the 8 kHz audio path.
+OPUS = "OPUS"
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
 
@@ -188,6 +191,8 @@ class _Layout:
     """Streams with DTMF queued, and their calls."""
     recorders: list[tuple[Recorder, int, int]]
     """Each recorder and its channels' slice of the taps."""
+    opus: list[tuple[int, Stream]]
+    """Opus rows: encoded one by one (each encoder has its own state)."""
     taps: npt.NDArray[np.intp]
     """The row recorded on each channel of every recorder."""
     tapped: npt.NDArray[np.bool_]
@@ -358,8 +363,9 @@ class MediaEngine:
         if not any(c.name.lower() != "telephone-event" for c in codecs):
             raise ControlError("at least one audio codec is needed")
         for codec in codecs:
-            if codec.name.lower() != "telephone-event" and codec.name.upper() not in G711:
-                raise ControlError(f"codec {codec.name} is not supported (PCMU, PCMA)")
+            name = codec.name.upper()
+            if name != "TELEPHONE-EVENT" and name not in G711 and name != OPUS:
+                raise ControlError(f"codec {codec.name} is not supported (PCMU, PCMA, opus)")
         call = self.calls.get(call_id)
         if call is None:
             call = self.calls[call_id] = Call(call_id, created=self._now())
@@ -620,7 +626,12 @@ class MediaEngine:
                 self._audio.append(stream)
             elif not audio and not stream.relaying:
                 stream.relaying = True
-                stream.plc = None
+                stream.plc = stream.opus = None
+            opus = not stream.relaying and stream.audio_codec.name.upper() == OPUS
+            if opus and stream.opus is None:
+                stream.opus = (OpusDecoder(), OpusEncoder())
+            elif not opus:
+                stream.opus = None
         self._audio = [
             s
             for s in self._audio
@@ -687,13 +698,21 @@ class MediaEngine:
         rows: list[int] = []
         payloads: list[bytes] = []
         lost: list[int] = []
+        plcs = layout.plcs
         for row, stream in enumerate(streams):
             frame = stream.jitter.pop(now)
             if frame is None:
                 continue
             heard.append(row)
             payload = frame.payload
-            if payload is not None and len(payload) == FRAME:
+            if stream.opus is not None:
+                try:
+                    if payload is None:
+                        raise OpusError("lost")
+                    frames[row] = plcs[row].good(stream.opus[0].decode(payload))
+                except OpusError:
+                    lost.append(row)
+            elif payload is not None and len(payload) == FRAME:
                 rows.append(row)
                 payloads.append(payload)
             else:
@@ -724,6 +743,9 @@ class MediaEngine:
                 recorder.write(taps[start:end])
 
         dtmf = layout.dtmf
+        for row, stream in layout.opus:
+            assert stream.opus is not None
+            stream.send_payload(stream.opus[1].encode(outputs[row]), samples=OPUS_FRAME)
         for law, law_rows, law_streams in layout.codecs:
             block = g711.encode(law, outputs[law_rows]).tobytes()
             for stream, start in zip(law_streams, range(0, len(block), FRAME), strict=True):
@@ -767,9 +789,13 @@ class MediaEngine:
         call_number: dict[str, int] = {}
         rows_by_call: dict[str, list[int]] = {}
         by_codec: dict[str, tuple[list[int], list[Stream]]] = {}
+        opus: list[tuple[int, Stream]] = []
         for row, stream in enumerate(streams):
             call_number.setdefault(stream.call_id, len(call_number))
             rows_by_call.setdefault(stream.call_id, []).append(row)
+            if stream.opus is not None:
+                opus.append((row, stream))
+                continue
             law_rows, law_streams = by_codec.setdefault(stream.audio_codec.name.upper(), ([], []))
             law_rows.append(row)
             law_streams.append(stream)
@@ -813,6 +839,7 @@ class MediaEngine:
             players=players,
             dtmf=dtmf,
             recorders=recorders,
+            opus=opus,
             taps=np.maximum(tap_index, 0),
             tapped=tap_index >= 0,
         )

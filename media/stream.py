@@ -48,6 +48,7 @@ from media.rtp import (
 from media.stats import ReceiverStats, RtcpInterval, SenderStats, rtt_from_report_block
 
 if TYPE_CHECKING:
+    from media.opus import OpusDecoder, OpusEncoder
     from media.plc import Plc
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ class Stream:
         "in_ssrc",
         "audio_codec",
         "dtmf_payload_type",
+        "opus",
         "_codecs",
         "_direction",
         "_listening",
@@ -196,13 +198,19 @@ class Stream:
         #: Two members, us and the party; 80 kb/s is G.711 with IP/UDP/RTP headers.
         self.rtcp_interval = RtcpInterval(SESSION_BANDWIDTH, _RTCP_RANDOM, members=2)
         self.out = OutputState()
+        rate = self.audio_codec.clock_rate
         self.jitter = JitterBuffer(
-            clock_rate=self.audio_codec.clock_rate, min_delay=jitter_min, max_delay=jitter_max
+            clock_rate=rate,
+            frame_samples=rate // 50,  # 20 ms packets (RFC 3551 §4.5, RFC 7587 §4.1)
+            min_delay=jitter_min,
+            max_delay=jitter_max,
         )
         self.inbox: list[Filed] = [] if inbox is None else inbox
         """Audio-path packets for :meth:`JitterBuffer.push`, filed by whoever drains the
         list: the engine files a whole tick's packets at once, in arrival order."""
         self.plc: Plc | None = None
+        self.opus: tuple[OpusDecoder, OpusEncoder] | None = None
+        """An Opus leg's codec state, while it is on the audio path."""
         self.dtmf = DtmfReceiver()
         self.last_packet_at: float | None = None
         self._on_event = on_event

@@ -269,6 +269,17 @@ class MediaConfig(_Section):
     media_timeout: float = Field(60.0, gt=0)
     #: How signalling reaches its workers: "unix", "tcp:HOST:PORT" or "udp:HOST:PORT".
     control: str = "unix"
+    #: Codecs for browser (WebRTC) legs, preferred first: PCMU, PCMA, opus.
+    browser_codecs: tuple[str, ...] = ("PCMU", "PCMA", "opus")
+
+    @field_validator("browser_codecs")
+    @classmethod
+    def _browser_codecs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = {"PCMU", "PCMA", "OPUS"}
+        unknown = [name for name in value if name.upper() not in known]
+        if unknown or not value:
+            raise ValueError(f"expected some of PCMU, PCMA, opus; got {list(value)!r}")
+        return value
 
     @field_validator("control")
     @classmethod

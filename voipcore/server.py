@@ -170,6 +170,7 @@ class Server:
                 session_expires=sip.session_expires,
                 min_se=sip.min_se,
                 session_timers=sip.session_timers,
+                browser_codecs=self.config.media.browser_codecs,
             ),
             pages=self.pages,
         )

@@ -81,6 +81,7 @@ def test_bad_value_names_the_key(
         ("[qos]\nsip_dscp = 64\n", "qos.sip_dscp", "less than or equal to 63"),
         ("[media]\nrtp_ports = [30000, 20000]\n", "media.rtp_ports", "LOW < HIGH"),
         ("[media]\nworkers = -1\n", "media.workers", "greater than or equal to 0"),
+        ('[media]\nbrowser_codecs = ["G729"]\n', "media.browser_codecs", "PCMU, PCMA, opus"),
         ('[store]\nurl = "postgres://x"\n', "store.url", "only sqlite"),
         ('[[users]]\nusername = "a b"\n', "users[0].username", "should match pattern"),
         ('[[users]]\nusername = "a"\npassword = "x"\n', "users[0].password", "at least 4"),

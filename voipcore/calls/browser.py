@@ -15,11 +15,20 @@ from __future__ import annotations
 
 from voipcore.calls.model import Leg, Page
 from voipcore.calls.records import cause_of
-from voipcore.sdp import PCMA, PCMU
+from voipcore.sdp import OPUS, PCMA, PCMU, Format, MediaDescription, negotiate
 
-#: What browser legs are answered with, G.711 first (no transcoding and no Opus
-#: encoding when the other party is a phone or the trunk).
-BROWSER_SUPPORTED = [PCMU, PCMA]
+#: Codecs a browser leg can use, by the names ``[media] browser_codecs`` lists.
+BROWSER_CODECS = {"PCMU": PCMU, "PCMA": PCMA, "OPUS": OPUS}
+#: The default preference: G.711 first, so a call to a phone or the trunk is relayed
+#: without transcoding or Opus encoding; Opus when the browser offers nothing else.
+DEFAULT_BROWSER_CODECS = ("PCMU", "PCMA", "opus")
+
+
+def browser_formats(audio: MediaDescription, preference: tuple[str, ...]) -> list[Format]:
+    """The codecs we take from a page's offer, in our order of ``preference``."""
+    ours = [BROWSER_CODECS[name.upper()] for name in preference]
+    order = {f.name.upper(): i for i, f in enumerate(ours)}
+    return sorted(negotiate(audio, ours), key=lambda f: order.get(f.name.upper(), len(order)))
 
 
 class Pages:

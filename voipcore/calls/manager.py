@@ -30,7 +30,14 @@ from typing import Any
 from media.control import ControlError, MediaControl
 from voipcore.calls import transfer
 from voipcore.calls.anchor import SUPPORTED, MediaAnchor, answer_formats, describe, offer_formats
-from voipcore.calls.browser import BROWSER_SUPPORTED, Pages, ended, peer_of, tell
+from voipcore.calls.browser import (
+    DEFAULT_BROWSER_CODECS,
+    Pages,
+    browser_formats,
+    ended,
+    peer_of,
+    tell,
+)
 from voipcore.calls.dialogs import Dialogs
 from voipcore.calls.forking import Dialler
 from voipcore.calls.model import Branch, Call, CallListener, Leg, LegKind, LegState, Page
@@ -91,6 +98,8 @@ class CallSettings:
     """RFC 4028: the session interval we ask of every leg."""
     min_se: int = 90
     session_timers: str = "always"
+    browser_codecs: tuple[str, ...] = DEFAULT_BROWSER_CODECS
+    """Codecs for browser legs, preferred first (``[media] browser_codecs``)."""
 
 
 class CallManager:
@@ -1126,7 +1135,7 @@ class CallManager:
         user, wall = page.user, self.runtime.wall()
         if self._active[user] >= self.settings.max_calls_per_user:
             raise CallError(486, f"{user} already has {self._active[user]} calls up")
-        offer, formats = _browser_offer(sdp)
+        offer, formats = self._browser_offer(sdp)
         route = self.router.route(to, wall, caller=user)
         call_id = f"w-{secrets.token_hex(10)}"
         if isinstance(route, Refuse):
@@ -1177,7 +1186,7 @@ class CallManager:
         )
         if leg is None:
             raise CallError(481, "this call is not ringing here")
-        offer, offered = _browser_offer(sdp)
+        offer, offered = self._browser_offer(sdp)
         partner = leg.partner
         leg.formats = answer_formats(offered, _chosen(call, partner))
         # Claimed before any await: a phone answering meanwhile loses to the page.
@@ -1286,6 +1295,21 @@ class CallManager:
                 if page in leg.pages and leg.page is None:
                     leg.pages.remove(page)
 
+    def _browser_offer(self, sdp: str) -> tuple[SessionDescription, list[Format]]:
+        """A page's SDP offer and the codecs we take from it; CallError 488 if unusable."""
+        try:
+            offer = SessionDescription.parse(sdp)
+            audio = offer.audio
+            if audio is None:
+                raise SdpError("no audio stream offered")
+        except SdpError as exc:
+            raise CallError(488, f"unusable offer: {exc}") from None
+        formats = browser_formats(audio, self.settings.browser_codecs)
+        if not formats:
+            names = ", ".join(self.settings.browser_codecs)
+            raise CallError(488, f"no codec in common ({names})")
+        return offer, formats
+
     def _page_leg(self, page: Page, call_id: str, *, answered: bool = False) -> Leg:
         call = self._live_call(call_id)
         leg = next(
@@ -1324,21 +1348,6 @@ def _chosen(call: Call, partner: Leg | None) -> list[Format]:
         return partner.formats
     answered = next((leg for leg in call.legs if leg.answered and leg.formats), None)
     return answered.formats if answered is not None else []
-
-
-def _browser_offer(sdp: str) -> tuple[SessionDescription, list[Format]]:
-    """A page's SDP offer and the codecs we take from it; CallError 488 if unusable."""
-    try:
-        offer = SessionDescription.parse(sdp)
-        audio = offer.audio
-        if audio is None:
-            raise SdpError("no audio stream offered")
-        formats = negotiate(audio, BROWSER_SUPPORTED)
-    except SdpError as exc:
-        raise CallError(488, f"unusable offer: {exc}") from None
-    if not formats:
-        raise CallError(488, "no codec in common (PCMU, PCMA)")
-    return offer, formats
 
 
 def _browser_direction(leg: Leg) -> str:
