@@ -25,6 +25,7 @@ import datetime
 import logging
 import secrets
 import socket
+import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -211,7 +212,7 @@ class WebRtcTransport:
         """Answer a connectivity check (RFC 8445 §7.3); nominate on USE-CANDIDATE."""
         try:
             request = stun.parse_message(data)
-        except ValueError:
+        except (ValueError, struct.error):  # aioice lets a short attribute's struct.error out
             return
         if (
             request.message_method != stun.Method.BINDING

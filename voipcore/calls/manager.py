@@ -1260,40 +1260,47 @@ class CallManager:
     def page_calls(self, page: Page) -> list[dict[str, object]]:
         """The page's user's live browser legs, for a page that (re)connects."""
         calls: list[dict[str, object]] = []
-        for call in self.calls.values():
-            for leg in call.live_legs():
-                if leg.kind == "browser" and leg.peer == page.user:
-                    state = {LegState.DIALLING: "incoming", LegState.OFFERED: "dialling"}
-                    calls.append(
-                        {
-                            "call": call.id,
-                            "state": state.get(leg.state, "connected"),
-                            "peer": peer_of(leg, call.live_legs()),
-                            "direction": "outgoing" if leg.incoming else "incoming",
-                        }
-                    )
+        state = {LegState.DIALLING: "incoming", LegState.OFFERED: "dialling"}
+        for leg in self._browser_legs(page.user):
+            calls.append(
+                {
+                    "call": leg.call.id,
+                    "state": state.get(leg.state, "connected"),
+                    "peer": peer_of(leg, leg.call.live_legs()),
+                    "direction": "outgoing" if leg.incoming else "incoming",
+                }
+            )
         return calls
 
     def page_opened(self, page: Page) -> None:
-        """A page signed in: its user rings in it from now on, and the calls it was
-        carrying (a reconnect after a network blip) are its again."""
+        """A page signed in: its user rings in it from now on, and a call left without
+        a page (its page reconnecting after a network blip) is carried by it again."""
         self.pages.add(page)
-        for call in self.calls.values():
-            for leg in call.live_legs():
-                if leg.kind == "browser" and leg.peer == page.user:
-                    if leg.page is not None and leg.page not in self.pages.of(page.user):
-                        leg.page = page
-                    elif leg.page is None and page not in leg.pages:
-                        leg.pages.append(page)
+        for leg in self._browser_legs(page.user):
+            if leg.state is LegState.DIALLING:
+                leg.pages.append(page)
+            elif leg.page is None:
+                leg.page = page
 
     def page_closed(self, page: Page) -> None:
-        """A page went away; its calls stay up (the media goes on) until it is back or
-        the media times out."""
+        """A page went away.  Its calls stay up (the media does not pass through the
+        socket): another open page of the user, or the next one to connect, carries
+        them; the engine's media timeout ends one whose browser is really gone."""
         self.pages.remove(page)
-        for call in self.calls.values():
-            for leg in call.live_legs():
-                if page in leg.pages and leg.page is None:
-                    leg.pages.remove(page)
+        for leg in self._browser_legs(page.user):
+            if page in leg.pages:
+                leg.pages.remove(page)
+            if leg.page is page:
+                others = self.pages.of(page.user)
+                leg.page = others[-1] if others else None
+
+    def _browser_legs(self, user: str) -> list[Leg]:
+        return [
+            leg
+            for call in self.calls.values()
+            for leg in call.live_legs()
+            if leg.kind == "browser" and leg.peer == user
+        ]
 
     def _browser_offer(self, sdp: str) -> tuple[SessionDescription, list[Format]]:
         """A page's SDP offer and the codecs we take from it; CallError 488 if unusable."""
