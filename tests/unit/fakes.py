@@ -372,3 +372,45 @@ class Phone:
 
     def _via(self) -> str:
         return f"SIP/2.0/{self.addr[0]} {self.host}:{self.addr[2]}"
+
+
+# -- browsers ----------------------------------------------------------------------------------
+
+
+class WebRtcMedia(FakeMedia):
+    """:class:`FakeMedia` that also sets up WebRTC streams: an ``offer`` carrying
+    ``webrtc`` (a browser leg) is answered with the engine's ICE credentials and
+    DTLS fingerprint, as media.engine does."""
+
+    #: The engine's ICE-lite credentials and certificate fingerprint for every leg.
+    UFRAG, PWD = "e9f1c2d3", "0123456789abcdef0123456789abcdef"
+    FINGERPRINT = ":".join(["AB"] * 32)
+
+    async def request(self, command: str, args: dict[str, Any]) -> dict[str, Any]:
+        reply = await super().request(command, args)
+        if command == "offer" and "webrtc" in args:
+            reply["webrtc"] = {
+                "ufrag": self.UFRAG,
+                "pwd": self.PWD,
+                "fingerprint": {"algorithm": "sha-256", "value": self.FINGERPRINT},
+            }
+        return reply
+
+
+@dataclass(eq=False)
+class FakePage:
+    """A signed-in dialer page (:class:`voipcore.calls.model.Page`): keeps what it is told."""
+
+    user: str
+    sent: list[dict[str, object]] = field(default_factory=list)
+
+    def send(self, message: dict[str, object]) -> None:
+        self.sent.append(message)
+
+    def types(self) -> list[object]:
+        """The ``type`` of each message so far, in order."""
+        return [message["type"] for message in self.sent]
+
+    def last(self, kind: str) -> dict[str, object]:
+        """The latest message of type ``kind``."""
+        return [message for message in self.sent if message["type"] == kind][-1]
