@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from tests.audio import ToneReport, assert_no_tone, assert_tone
+from media.tones import RATE
+from tests.audio import WINDOW, ToneReport, assert_no_tone, assert_tone, tone_report
 from tests.harness import wait_for_async
 
 if TYPE_CHECKING:
@@ -96,6 +97,42 @@ def expect(locator: Locator) -> LocatorAssertions:
     from playwright.async_api import expect as playwright_expect
 
     return playwright_expect(locator)
+
+
+def tone_spans(pcm: npt.NDArray[np.int16], hz: float, rate: int = RATE) -> list[tuple[str, float]]:
+    """``pcm`` as runs of 100 ms windows that hold ``hz`` (``"tone"``), hold nothing of it
+    (``"silence"``, below -50 dBFS) or are in between (``"other"``): ``(kind, seconds)``."""
+    size = round(WINDOW * rate)
+    runs: list[tuple[str, float]] = []
+    for start in range(0, pcm.size - size + 1, size):
+        window = pcm[start : start + size]
+        if tone_report(window, hz, rate=rate).held:
+            kind = "tone"
+        else:
+            try:
+                assert_no_tone(window, hz, rate=rate)
+                kind = "silence"
+            except AssertionError:
+                kind = "other"
+        if runs and runs[-1][0] == kind:
+            runs[-1] = (kind, runs[-1][1] + WINDOW)
+        else:
+            runs.append((kind, WINDOW))
+    return runs
+
+
+def assert_silent_spans(
+    pcm: npt.NDArray[np.int16], hz: float, seconds: float, count: int = 1, rate: int = RATE
+) -> None:
+    """Fail unless ``pcm`` holds ``hz``, then at least ``seconds`` of silence, then ``hz``
+    again, ``count`` times over (each tone at least 0.5 s; runs under 0.3 s, the
+    switches, are left out)."""
+    runs = [run for run in tone_spans(pcm, hz, rate) if run[1] >= 0.3 - 1e-9]
+    kinds = [kind for kind, length in runs if length >= (seconds if kind == "silence" else 0.5)]
+    wanted = ["tone", "silence"] * count + ["tone"]
+    found = any(kinds[i : i + len(wanted)] == wanted for i in range(len(kinds)))
+    shown = ", ".join(f"{kind} {length:.1f} s" for kind, length in tone_spans(pcm, hz, rate))
+    assert found, f"not {count} time(s) {hz:g} Hz, {seconds:g} s of silence, {hz:g} Hz in: {shown}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +228,14 @@ class Dialer:
             lambda: len(self.calls) > index, f"the server named no call #{index} to the page"
         )
         return self.calls[index]
+
+    async def confirmed(self, message: dict[str, Any]) -> None:
+        """Wait until the server has sent the page ``message`` (its fields, with any call)."""
+
+        def seen() -> bool:
+            return any(message.items() <= m.items() for m in self.received)
+
+        await wait_for_async(seen, f"the server never sent {message}")
 
     # -- audio -----------------------------------------------------------
 

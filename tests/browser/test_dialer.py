@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.audio import assert_tone
+from tests.audio import assert_tone, until_heard
 from tests.browser.conftest import MICROPHONE_HZ
-from tests.browser.dialer import browser_missing, expect, open_dialer
-from tests.harness import ServerProcess
+from tests.browser.dialer import assert_silent_spans, browser_missing, expect, open_dialer
+from tests.carrier import Party
+from tests.harness import ServerProcess, wait_for_async
 from tests.integration.test_baresip import phones
 from tests.integration.test_calls import logged
+from tests.integration.test_trunk import trunk_setup
 
 pytestmark = [
     pytest.mark.browser,
@@ -94,5 +97,130 @@ def test_incoming_call_is_answered_in_the_page_and_ended_by_the_phone(
             await dialer.shot("ended")
             assert_tone(await bob.received_audio(), MICROPHONE_HZ, 1.0)
             dialer.check_errors()
+
+    asyncio.run(main())
+
+
+def test_keypad_digits_pressed_in_a_call_reach_the_phone(
+    server: ServerProcess, tmp_path: Path, microphone: Path, shots: Path
+) -> None:
+    async def main() -> None:
+        async with (
+            phones(server, tmp_path, ("bob", BOB_HZ)) as [bob],
+            open_dialer(server.https_port, microphone, shots) as dialer,
+        ):
+            await dialer.signed_in("alice", "alice-secret")
+            await dialer.enter_number("202", "extension 202")
+            await dialer.button("Call").click()
+            await bob.wait_event("CALL_INCOMING")
+            await bob.command("accept")
+            await expect(dialer.call_state).to_have_text("Connected")
+            await dialer.button("Dial 5").click()
+            await dialer.button("Dial #").click()
+            await dialer.page.keyboard.press("7")  # a key typed outside a text field
+            await dialer.shot("digits-pressed")
+            digits = [(await bob.wait_event("CALL_DTMF_START")).param for _ in range(3)]
+            assert digits == ["5", "#", "7"], digits
+            await dialer.button("Hang up").click()
+            await bob.wait_event("CALL_CLOSED")
+            dialer.check_errors()
+
+    asyncio.run(main())
+
+
+@dataclass
+class HttpsServer(ServerProcess):
+    """A server that also serves the dialer over HTTPS (for :func:`trunk_setup`)."""
+
+    https: bool = True
+
+
+#: The carrier's callee in the trunk tests, and what it says.
+CALLEE, CALLEE_HZ = "+14045550123", 440.0
+
+
+def test_trunk_call_to_a_national_number_dials_the_extension_after_answer(
+    tmp_path: Path, microphone: Path, shots: Path
+) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path, server_type=HttpsServer) as (carrier, server):
+            carrier.set_party(CALLEE, Party(media="tone", tone_hz=CALLEE_HZ))
+            async with open_dialer(server.https_port, microphone, shots) as dialer:
+                await dialer.signed_in("alice", "alice-secret")
+                await dialer.enter_number("(404) 555-0123", f"{CALLEE} · (404) 555-0123")
+                await dialer.page.get_by_label("Extension").fill("1,23")
+                await dialer.shot("number-entered")
+                await dialer.button("Call").click()
+                call = await carrier.wait_for_call(CALLEE)
+                assert await call.final() == 200
+                await expect(dialer.call_state).to_have_text("Connected")
+                media = call.media
+                assert media is not None
+                await wait_for_async(
+                    lambda: media.dtmf_received == "123",
+                    lambda: f"the carrier got digits {media.dtmf_received!r}, not '123'",
+                )
+                await dialer.until_hears(CALLEE_HZ)
+                await until_heard(media.audio, MICROPHONE_HZ, 1.0)
+                await dialer.shot("connected")
+                await dialer.button("Hang up").click()
+                await expect(dialer.call_state).to_have_text("Ended: hung up")
+                await asyncio.wait_for(call.ended(), 5)
+                assert call.ended_by == "customer"
+                dialer.check_errors()
+
+    asyncio.run(main())
+
+
+def test_mute_and_hold_silence_the_page_for_the_far_end_and_resume(
+    tmp_path: Path, microphone: Path, shots: Path
+) -> None:
+    async def main() -> None:
+        async with trunk_setup(tmp_path, server_type=HttpsServer) as (carrier, server):
+            carrier.set_party(CALLEE, Party(media="tone", tone_hz=CALLEE_HZ))
+            async with open_dialer(server.https_port, microphone, shots) as dialer:
+                await dialer.signed_in("alice", "alice-secret")
+                await dialer.enter_number("4045550123", f"{CALLEE} · (404) 555-0123")
+                await dialer.button("Call").click()
+                call = await carrier.wait_for_call(CALLEE)
+                assert await call.final() == 200
+                media = call.media
+                assert media is not None
+                await dialer.until_hears(CALLEE_HZ)
+                await until_heard(media.audio, MICROPHONE_HZ, 1.0)
+
+                mute = dialer.button("Mute")
+                await mute.click()
+                await expect(mute).to_have_attribute("aria-pressed", "true")
+                await dialer.confirmed({"type": "muted", "muted": True})
+                await dialer.shot("muted")
+                # Muting is one way: the page hears the far end all the while.
+                await dialer.until_hears(CALLEE_HZ, seconds=1.5)
+                await mute.click()
+                await expect(mute).to_have_attribute("aria-pressed", "false")
+                await dialer.confirmed({"type": "muted", "muted": False})
+                heard = len(media.audio())
+                await until_heard(lambda: media.audio()[heard:], MICROPHONE_HZ, 1.0)
+
+                hold = dialer.button("Hold")
+                await hold.click()
+                await expect(hold).to_have_attribute("aria-pressed", "true")
+                await expect(dialer.call_state).to_have_text("On hold")
+                await wait_for_async(lambda: call.on_hold, "the carrier got no hold re-INVITE")
+                await dialer.until_silent(CALLEE_HZ, seconds=1.5)
+                await dialer.shot("held")
+                await hold.click()
+                await expect(hold).to_have_attribute("aria-pressed", "false")
+                await expect(dialer.call_state).to_have_text("Connected")
+                await wait_for_async(lambda: not call.on_hold, "the carrier got no resume")
+                await dialer.until_hears(CALLEE_HZ)
+                heard = len(media.audio())
+                await until_heard(lambda: media.audio()[heard:], MICROPHONE_HZ, 1.0)
+                await dialer.shot("resumed")
+                await dialer.button("Hang up").click()
+                await asyncio.wait_for(call.ended(), 5)
+                # Muted, then held: the far end heard silence twice, the tone around it.
+                assert_silent_spans(media.audio(), MICROPHONE_HZ, 1.0, count=2)
+                dialer.check_errors()
 
     asyncio.run(main())
