@@ -268,6 +268,11 @@ class Stream:
 
     # -- sockets --------------------------------------------------------------
 
+    @property
+    def rtp_socket(self) -> socket.socket | None:
+        """The RTP socket (RTCP and, for a browser, ICE and DTLS too when multiplexed)."""
+        return self._rtp
+
     def attach(
         self, loop: asyncio.AbstractEventLoop, rtp: socket.socket, rtcp: socket.socket
     ) -> None:
