@@ -12,7 +12,14 @@ import pytest
 
 from tests.audio import assert_tone, until_heard
 from tests.browser.conftest import MICROPHONE_HZ
-from tests.browser.dialer import assert_silent_spans, browser_missing, expect, open_dialer
+from tests.browser.dialer import (
+    RESOURCE_ERROR,
+    Dialer,
+    assert_silent_spans,
+    browser_missing,
+    expect,
+    open_dialer,
+)
 from tests.carrier import Party
 from tests.harness import ServerProcess, wait_for_async
 from tests.integration.test_baresip import phones
@@ -27,6 +34,8 @@ pytestmark = [
 
 #: The state after the far end hangs up (docs/browser-protocol.md, "ended").
 ENDED_BY_PEER = re.compile(r"^Ended: (the other side )?hung up$")
+#: A phone's width in CSS pixels.
+NARROW = 360
 #: What bob's phone says.
 BOB_HZ = 440.0
 
@@ -222,5 +231,59 @@ def test_mute_and_hold_silence_the_page_for_the_far_end_and_resume(
                 # Muted, then held: the far end heard silence twice, the tone around it.
                 assert_silent_spans(media.audio(), MICROPHONE_HZ, 1.0, count=2)
                 dialer.check_errors()
+
+    asyncio.run(main())
+
+
+async def assert_fits(dialer: Dialer, width: int) -> None:
+    """The page needs no horizontal scrolling at ``width`` CSS pixels."""
+    scroll_width = await dialer.page.evaluate("document.documentElement.scrollWidth")
+    assert scroll_width <= width, f"the page is {scroll_width} px wide at {width} px"
+
+
+def test_wrong_password_shows_the_alert_and_the_page_fits_a_narrow_screen(
+    server: ServerProcess, microphone: Path, shots: Path
+) -> None:
+    async def main() -> None:
+        async with open_dialer(server.https_port, microphone, shots, width=NARROW) as dialer:
+            await expect(dialer.button("Sign in")).to_be_visible()
+            await assert_fits(dialer, NARROW)
+            await dialer.sign_in("alice", "wrong")
+            await expect(dialer.alert).to_have_text("Wrong username or password.")
+            await expect(dialer.button("Sign in")).to_be_visible()
+            await dialer.shot("wrong-password")
+            await assert_fits(dialer, NARROW)
+            await dialer.signed_in("alice", "alice-secret")
+            await expect(dialer.alert).to_be_hidden()
+            await dialer.enter_number("(404) 555-0123", "+14045550123 · (404) 555-0123")
+            await dialer.shot("dialer-360px")
+            await assert_fits(dialer, NARROW)
+            # The one error allowed: Chromium's own line about the sign-in's 401.
+            dialer.check_errors(allowed=re.compile(RESOURCE_ERROR.pattern + " 401"))
+
+    asyncio.run(main())
+
+
+def test_declined_incoming_call_stops_ringing_the_page_and_the_phone(
+    server: ServerProcess, tmp_path: Path, microphone: Path, shots: Path
+) -> None:
+    async def main() -> None:
+        async with (
+            phones(server, tmp_path, ("bob", BOB_HZ)) as [bob],
+            open_dialer(server.https_port, microphone, shots, width=NARROW) as dialer,
+        ):
+            await dialer.signed_in("alice", "alice-secret")
+            await bob.command("dial", "201")
+            incoming = dialer.page.get_by_role("region", name="Incoming call")
+            await expect(incoming).to_be_visible()
+            await dialer.shot("incoming-360px")
+            await assert_fits(dialer, NARROW)
+            await dialer.button("Decline").click()
+            await expect(incoming).to_be_hidden()
+            closed = await bob.wait_event("CALL_CLOSED")
+            assert closed.param == "603 Decline", closed
+            await expect(dialer.call_state).to_have_text("Declined")
+            await dialer.shot("declined")
+            dialer.check_errors()
 
     asyncio.run(main())
