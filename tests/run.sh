@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs what it needs
-# (Debian's SIPp and baresip, the Python deps in .venv), then lint, types and pytest.
+# (Debian's SIPp, baresip and Chromium, the Python deps in .venv), then lint, types and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,8 @@ sudo=""
 missing=()
 command -v sipp >/dev/null || missing+=(sip-tester)
 command -v baresip >/dev/null || missing+=(baresip-core)
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}"
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq

@@ -16,10 +16,6 @@ from tests.harness import ServerProcess
 MICROPHONE_HZ = 1000.0
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "browser: drives the web dialer in headless Chromium")
-
-
 @pytest.fixture
 def microphone(tmp_path: Path) -> Path:
     """A WAV file of a 1000 Hz tone, the page's microphone (Chromium loops it)."""
