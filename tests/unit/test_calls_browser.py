@@ -314,12 +314,6 @@ def test_the_page_answering_cancels_the_phone_and_answers_the_caller(
     assert bench.leg_of(call, "browser").state is LegState.ANSWERED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_won closes the losing phone leg with _close_leg, whose dialler.forget drops "
-    "its branches: a 200 that crossed our CANCEL is ignored, never ACKed nor BYEd "
-    "(RFC 3261 §13.2.2.4, §15), so the phone retransmits it and thinks it is in a call",
-)
 def test_a_phone_answering_after_the_page_won_is_acked_and_hung_up(
     bench: BrowserBench,
 ) -> None:
@@ -575,12 +569,6 @@ def test_a_bad_offer_from_the_page_is_refused_with_488(bench: BrowserBench, sdp:
     assert page.sent == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="page_dial validates only codecs before creating the call: an offer without "
-    "a=fingerprint (or ice-ufrag, or rtcp-mux) fails in anchor.open_browser with SdpError "
-    "and is answered CallError 503 'media: ...' and logged as a 503 failed call",
-)
 @pytest.mark.parametrize(
     "sdp",
     [
@@ -598,13 +586,6 @@ def test_an_offer_the_engine_cannot_use_for_webrtc_is_refused_with_488(
     assert refused.value.status == 488
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="page_answer claims the call (cancels the phone branches, _won) before "
-    "anchor.open_browser checks the offer's WebRTC attributes: an offer without "
-    "a=fingerprint ends the call for the caller with 503 instead of being refused 488 "
-    "while the phone keeps ringing",
-)
 def test_a_page_answering_with_an_unusable_offer_leaves_the_phone_ringing(
     bench: BrowserBench,
 ) -> None:

@@ -191,6 +191,7 @@ class Dialler:
             self.observer.leg_answered(leg, branch, response)
         elif leg.state is not LegState.DIALLING:
             branch.final = status
+            self.settled(leg)
         elif status in (401, 407) and branch.edge is not None and not branch.authenticated:
             branch.final = status
             self._authenticate(leg, branch, response)
@@ -258,6 +259,12 @@ class Dialler:
             if branch is not keep and branch.final == 0:
                 branch.final = 487
                 self.sig.send(create_cancel(branch.invite), branch.addr)
+
+    def settled(self, leg: Leg) -> None:
+        """Forget an ended leg once every branch has its final (a leg that lost to a
+        sibling keeps listening until then, for a 200 crossing its CANCEL)."""
+        if not leg.live and all(b.final for b in leg.branches.values()):
+            self.forget(leg)
 
     def forget(self, leg: Leg) -> None:
         """The leg is over: later responses on its branches are ignored."""

@@ -52,7 +52,7 @@ from voipcore.calls.signalling import (
     Signalling,
     allows_update,
 )
-from voipcore.sdp import Format, SdpError, SessionDescription, negotiate
+from voipcore.sdp import Format, SdpError, SessionDescription, negotiate, webrtc_offer
 from voipcore.sip.dialog import Dialog, Negotiated, SessionTimer
 from voipcore.sip.message import Request, Response, make_response
 from voipcore.sip.transaction import Address, TransactionKey
@@ -644,6 +644,8 @@ class CallManager:
             built = dialog.create_request("BYE", via=self.sig.via(branch.addr[0]))
             self.sig.send(built, branch.addr)
             self.runtime.flush()
+            branch.final = response.status
+            self.dialler.settled(leg)
             return
         wall = self.runtime.wall()
         leg.state, leg.dialog, leg.winner, leg.addr = LegState.ANSWERED, dialog, branch, branch.addr
@@ -662,7 +664,8 @@ class CallManager:
         for sibling in leg.siblings:
             if sibling is not leg and sibling.state is LegState.DIALLING:
                 self.dialler.cancel(sibling)
-                self._close_leg(sibling, 487, cause="answered_elsewhere")
+                # Its branches stay known: a 200 crossing our CANCEL is ACKed and BYEd.
+                self._close_leg(sibling, 487, cause="answered_elsewhere", forget=False)
         if call.answered_at is None:
             call.answered_at, call.status, call.cause = leg.answered_at, 200, "normal"
             if call.direction == "inbound":
@@ -851,7 +854,9 @@ class CallManager:
         self._settle(leg.call, leg, cause=cause, by=by)
         self.runtime.flush()
 
-    def _close_leg(self, leg: Leg, status: int | None, *, cause: str | None = None) -> None:
+    def _close_leg(
+        self, leg: Leg, status: int | None, *, cause: str | None = None, forget: bool = True
+    ) -> None:
         """Mark ``leg`` ended (its stream is released with the call, or now if it goes on);
         a page is told why (``cause``, else the call's)."""
         if leg.kind == "browser" and leg.live:
@@ -860,7 +865,8 @@ class CallManager:
         if leg.timer_handle is not None:
             leg.timer_handle.cancel()
             leg.timer_handle = None
-        self.dialler.forget(leg)
+        if forget:
+            self.dialler.forget(leg)
         self._forget(leg)
 
     def _settle(self, call: Call, left: Leg, *, cause: str, by: HungUpBy) -> None:
@@ -1309,6 +1315,7 @@ class CallManager:
             audio = offer.audio
             if audio is None:
                 raise SdpError("no audio stream offered")
+            webrtc_offer(offer)  # ICE credentials, fingerprint, rtcp-mux
         except SdpError as exc:
             raise CallError(488, f"unusable offer: {exc}") from None
         formats = browser_formats(audio, self.settings.browser_codecs)
