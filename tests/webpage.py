@@ -83,10 +83,29 @@ class PageClient:
         credentials = {"username": self.username, "password": self.password}
         async with self._session.post(f"{self.base}/api/v1/session", json=credentials) as reply:
             assert reply.status == 200, await reply.text()
+        await self._connect()
+        return self
+
+    async def _connect(self) -> dict[str, Any]:
+        """Open the page's WebSocket; its ``hello``."""
+        assert self._session is not None
         self._ws = await self._session.ws_connect(f"{self.base.replace('http', 'ws', 1)}/api/v1/ws")
         self._reader = asyncio.create_task(self._read())
-        await self.wait("hello")
-        return self
+        hellos = sum(1 for m in self.messages if m.get("type") == "hello")
+
+        def hello() -> dict[str, Any] | None:
+            found = [m for m in self.messages if m.get("type") == "hello"]
+            return found[-1] if len(found) > hellos else None
+
+        return await wait_for_async(hello, "no hello from the server")
+
+    async def reconnect(self) -> dict[str, Any]:
+        """Drop the WebSocket (a network blip; the calls' media goes on) and open a new
+        one; its ``hello``."""
+        assert self._ws is not None and self._reader is not None
+        await self._ws.close()
+        await self._reader
+        return await self._connect()
 
     async def __aexit__(self, *exc: object) -> None:
         for pc in self.peers.values():

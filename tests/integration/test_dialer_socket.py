@@ -117,6 +117,32 @@ def test_phone_calls_the_signed_in_page_which_answers(
     asyncio.run(scenario())
 
 
+def test_a_page_that_reconnects_gets_its_call_back_and_can_hang_it_up(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with (
+            bob(server, tmp_path) as phone,
+            PageClient(base(server), "alice", "alice-secret") as page,
+        ):
+            call = await page.dial("202", 1000.0)
+            await phone.wait_event("CALL_INCOMING")
+            await phone.command("accept")
+            await page.wait("answered", call=call)
+            hello = await page.reconnect()
+            [listed] = hello["calls"]
+            assert listed["call"] == call and listed["state"] == "connected"
+            before = len(page.heard[call])
+            await wait_for_async(
+                lambda: len(page.heard[call]) > before + 50, "media stopped with the socket"
+            )
+            await page.send({"type": "hangup", "call": call})
+            await phone.wait_event("CALL_CLOSED")
+            await page.wait("ended", call=call)
+
+    asyncio.run(scenario())
+
+
 def test_bad_messages_get_an_error_naming_the_field_and_the_socket_stays_up(
     server: ServerProcess,
 ) -> None:
