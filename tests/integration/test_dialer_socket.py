@@ -143,6 +143,32 @@ def test_a_page_that_reconnects_gets_its_call_back_and_can_hang_it_up(
     asyncio.run(scenario())
 
 
+def test_one_page_calls_another_and_both_hear_each_other(server: ServerProcess) -> None:
+    async def scenario() -> None:
+        async with (
+            PageClient(base(server), "alice", "alice-secret") as alice,
+            PageClient(base(server), "bob", "bob-secret") as bob_page,
+        ):
+            call = await alice.dial("bob", 1000.0)
+            incoming = await bob_page.wait("incoming", call=call)
+            assert incoming["from"]["number"] == "alice"
+            await alice.wait("ringing", call=call)
+            await bob_page.answer(call, 440.0)
+            await alice.wait("answered", call=call)
+            await heard(alice, call, 2.5)
+            await heard(bob_page, call, 2.5)
+            pcm, rate = alice.audio(call)
+            assert_tone(pcm[-2 * rate :], 440.0, 2.0, rate=rate)
+            pcm, rate = bob_page.audio(call)
+            assert_tone(pcm[-2 * rate :], 1000.0, 2.0, rate=rate)
+            await bob_page.send({"type": "hangup", "call": call})
+            assert (await alice.wait("ended", call=call))["cause"] == "normal"
+            row = await logged(server, call)
+            assert [leg["kind"] for leg in row["legs"]] == ["browser", "browser"]
+
+    asyncio.run(scenario())
+
+
 def test_bad_messages_get_an_error_naming_the_field_and_the_socket_stays_up(
     server: ServerProcess,
 ) -> None:
