@@ -8,6 +8,11 @@ call: the engine relays two legs, transcodes when their codecs differ and
 mixes three or more.  A call ends when fewer than two parties are left and
 nobody is being dialled.
 
+A signed-in dialer page is a party too (:mod:`~voipcore.calls.browser`): its
+leg has a page instead of a dialog, places and answers calls with the ``page_*``
+methods, and rings alongside its user's phones (legs dialled together are
+siblings: the first to answer wins, the call fails only when all have).
+
 The flow lives in small parts: :mod:`~voipcore.calls.routing` decides where a
 call goes, :mod:`~voipcore.calls.forking` dials, :mod:`~voipcore.calls.anchor`
 is the only part that talks to the media engine,
