@@ -161,10 +161,18 @@ class Call:
     created: float = 0.0
 
     def needs_audio_path(self) -> bool:
-        """Relay only two legs with one codec and nothing added to their audio."""
+        """Relay only two legs with one codec and nothing added to their audio.
+
+        A party not heard (a muted browser) while the other still takes media gives
+        the relay nothing to forward: the audio path sends that party silence instead,
+        so its RTP never stops (phones and carriers hang up when it does).  On hold
+        (sendonly against recvonly) nobody is owed media, and the relay stays.
+        """
         streams = list(self.streams.values())
         return (
             len(streams) != 2
+            or (not streams[0].listening and streams[1].sending)
+            or (not streams[1].listening and streams[0].sending)
             or streams[0].audio_codec.key != streams[1].audio_codec.key
             or self.recorder is not None
             or bool(self.players)

@@ -257,6 +257,17 @@ class Stream:
         self._sending = direction in ("sendrecv", "recvonly")
 
     @property
+    def listening(self) -> bool:
+        """Whether the party is heard: not when it said it would not send (recvonly,
+        inactive), which is also how a muted browser is set."""
+        return self._listening
+
+    @property
+    def sending(self) -> bool:
+        """Whether the party is sent media: not when it said it would not receive."""
+        return self._sending
+
+    @property
     def packets_out(self) -> int:
         """RTP packets sent (the sender report's count, RFC 3550 §6.4.1)."""
         return self.send_stats.packets

@@ -111,7 +111,7 @@ def test_phone_calls_the_signed_in_page_which_answers(
             await phone.command("hangup")
             await phone.wait_event("CALL_CLOSED")
             ended = await page.wait("ended", call=call)
-            assert ended["cause"] == "normal"
+            assert ended["cause"] == "remote_hangup"
             assert_tone((await phone.received_audio())[-16000:], 1000.0, 2.0)
 
     asyncio.run(scenario())
@@ -162,7 +162,7 @@ def test_one_page_calls_another_and_both_hear_each_other(server: ServerProcess) 
             pcm, rate = bob_page.audio(call)
             assert_tone(pcm[-2 * rate :], 1000.0, 2.0, rate=rate)
             await bob_page.send({"type": "hangup", "call": call})
-            assert (await alice.wait("ended", call=call))["cause"] == "normal"
+            assert (await alice.wait("ended", call=call))["cause"] == "remote_hangup"
             row = await logged(server, call)
             assert [leg["kind"] for leg in row["legs"]] == ["browser", "browser"]
 

@@ -18,7 +18,7 @@ from aiortc.mediastreams import MediaStreamError
 from media.control import Json
 from media.engine import MediaEngine
 from media.webrtc import WebRtcStream
-from tests.audio import until_heard
+from tests.audio import assert_no_tone, until_heard
 from tests.harness import wait_for_async
 from tests.rtpphone import RtpPhone
 from tests.webpage import ToneTrack
@@ -120,8 +120,13 @@ class Browser:
         await self.pc.close()
 
 
-async def bridged(engine: MediaEngine, supported: list[Any]) -> None:
-    """A browser (1000 Hz) and a PCMU phone (440 Hz) in one call: each hears the other."""
+async def bridged(
+    engine: MediaEngine,
+    supported: list[Any],
+    then: Callable[[MediaEngine, Browser, RtpPhone], Awaitable[None]] | None = None,
+) -> None:
+    """A browser (1000 Hz) and a PCMU phone (440 Hz) in one call: each hears the other;
+    then ``then`` runs with both still talking."""
     browser, phone = Browser(1000.0), RtpPhone.open()
     try:
         reply = await browser.join(engine, "a", supported)
@@ -140,6 +145,8 @@ async def bridged(engine: MediaEngine, supported: list[Any]) -> None:
         talking = asyncio.create_task(phone.send_tone(dest, 440.0))
         await until_heard(lambda: phone.audio(0), 1000.0, 1.0)
         await until_heard(browser.heard, 440.0, 1.0)
+        if then is not None:
+            await then(engine, browser, phone)
         talking.cancel()
     finally:
         phone.close()
@@ -159,6 +166,33 @@ def test_an_opus_browser_leg_is_transcoded_for_a_g711_phone() -> None:
         await bridged(engine, [OPUS])
 
     run(test)
+
+
+def test_a_muted_browser_leg_sends_the_phone_silence_not_nothing() -> None:
+    async def muted(engine: MediaEngine, browser: Browser, phone: RtpPhone) -> None:
+        await mute(engine, True)
+        # Past the jitter buffer's last frames, all the phone gets is silence, but it
+        # gets it: RTP never stops (phones and carriers hang up when it does).
+        start = len(phone.audio(0)) + 1600
+        await wait_for_async(lambda: len(phone.audio(0)) > start + 8000, "no RTP while muted")
+        assert_no_tone(phone.audio(0)[start:], 1000.0)
+        await mute(engine, False)
+        await until_heard(lambda: phone.audio(0)[start + 8000 :], 1000.0, 1.0)
+
+    async def test(engine: MediaEngine, events: list[Json]) -> None:
+        await bridged(engine, [PCMU], muted)
+
+    run(test)
+
+
+async def mute(engine: MediaEngine, on: bool) -> None:
+    """Mute leg "a" as the call layer does: the engine stops hearing it (recvonly)."""
+    codecs = [{"pt": 0, "name": "PCMU", "rate": 8000}]
+    direction = "recvonly" if on else "sendrecv"
+    await engine.request(
+        "answer", {"call_id": "c", "leg": "a", "codecs": codecs, "direction": direction}
+    )
+    assert engine.query("c")["mode"] == ("audio" if on else "relay")
 
 
 def test_browser_media_is_marked_dscp_ef_on_a_port_from_the_range() -> None:

@@ -203,7 +203,7 @@ def test_the_phone_hanging_up_ends_the_call_on_the_page(bench: BrowserBench) -> 
 
     bench.request(bench.carol, bench.carol.request(dialog, "BYE"))
 
-    assert without_call(page.sent[-1]) == {"type": "ended", "cause": "normal"}
+    assert without_call(page.sent[-1]) == {"type": "ended", "cause": "remote_hangup"}
     assert call.id not in bench.manager.calls
 
 

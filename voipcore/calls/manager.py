@@ -886,9 +886,11 @@ class CallManager:
             return
         call.cause = call.cause if call.cause not in (None, "normal") else cause
         call.hung_up_by = call.hung_up_by or by
+        # The ones left are hung up by the one who went: a page hears it as such.
+        remote = "remote_hangup" if call.cause == "normal" else None
         for leg in live:
             self.sig.bye(leg)
-            self._close_leg(leg, leg.status)
+            self._close_leg(leg, leg.status, cause=remote)
         self._end(call)
         self.runtime.flush()
 
