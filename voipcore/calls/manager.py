@@ -505,7 +505,8 @@ class CallManager:
             partner=partner,
             then=then,
             replaces=replaces,
-            pages=self.pages.of(user),
+            # Not the page placing the call (a rep calling their own extension).
+            pages=[p for p in self.pages.of(user) if partner is None or p is not partner.page],
             started_at=self.runtime.wall(),
         )
         call.legs.append(leg)
