@@ -34,7 +34,7 @@ from OpenSSL import SSL
 
 from media import g711
 from media.opus import OpusEncoder
-from media.webrtc import SRTP_PROFILES, DtlsIdentity
+from media.webrtc import DtlsIdentity, WebRtcError, srtp_sessions
 
 RTP_HEADER = struct.Struct("!BBHII")
 #: What an RTCP packet's second octet is with rtcp-mux (RFC 5761 §4).
@@ -250,32 +250,11 @@ class BrowserLeg(ClientLeg):
     def _keys(self) -> None:
         """Key SRTP from the handshake (RFC 5764 §4.2): the client writes with the first key."""
         assert self._ssl is not None
-        chosen = self._ssl.get_selected_srtp_profile()
-        found = next((p for p in SRTP_PROFILES if p[0] == chosen), None)
-        if found is None:
-            self.failed = f"no common SRTP profile ({chosen!r})"
+        try:
+            self._rx, self._tx, _ = srtp_sessions(self._ssl, server=False)
+        except WebRtcError as exc:
+            self.failed = str(exc)
             return
-        _, profile, key_length, salt_length = found
-        material = self._ssl.export_keying_material(
-            b"EXTRACTOR-dtls_srtp", 2 * (key_length + salt_length)
-        )
-        keys = (material[:key_length], material[key_length : 2 * key_length])
-        salts_at = 2 * key_length
-        salts = (material[salts_at : salts_at + salt_length], material[salts_at + salt_length :])
-        self._tx = pylibsrtp.Session(
-            pylibsrtp.Policy(
-                key=keys[0] + salts[0],
-                ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
-                srtp_profile=profile,
-            )
-        )
-        self._rx = pylibsrtp.Session(
-            pylibsrtp.Policy(
-                key=keys[1] + salts[1],
-                ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
-                srtp_profile=profile,
-            )
-        )
         self.connected = True
 
     def protect(self, packet: bytes) -> bytes:

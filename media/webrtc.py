@@ -66,6 +66,37 @@ def fingerprint(certificate: x509.Certificate, algorithm: str = "sha-256") -> st
     return certificate.fingerprint(FINGERPRINT_HASHES[algorithm]).hex(":").upper()
 
 
+def srtp_sessions(
+    connection: SSL.Connection, *, server: bool
+) -> tuple[pylibsrtp.Session, pylibsrtp.Session, str]:
+    """Receive and send SRTP sessions keyed from a finished DTLS handshake, and the
+    profile's name (RFC 5764 §4.2): the client writes with the first key and salt of
+    the exported material, the server with the second.  WebRtcError if the peers
+    agreed on no profile we know."""
+    chosen = connection.get_selected_srtp_profile()
+    found = next((p for p in SRTP_PROFILES if p[0] == chosen), None)
+    if found is None:
+        raise WebRtcError(f"no common SRTP profile (the peer chose {chosen!r})")
+    name, profile, key_length, salt_length = found
+    material = connection.export_keying_material(
+        b"EXTRACTOR-dtls_srtp", 2 * (key_length + salt_length)
+    )
+    salts_at = 2 * key_length
+    client = material[:key_length] + material[salts_at : salts_at + salt_length]
+    ours = material[key_length:salts_at] + material[salts_at + salt_length :]
+    if not server:
+        client, ours = ours, client
+
+    def session(key: bytes, ssrc_type: int) -> pylibsrtp.Session:
+        return pylibsrtp.Session(
+            pylibsrtp.Policy(key=key, ssrc_type=ssrc_type, srtp_profile=profile)
+        )
+
+    receive = session(client, pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    send = session(ours, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    return receive, send, name.decode()
+
+
 class DtlsIdentity:
     """The engine's DTLS certificate and the one SSL context every browser leg shares.
 
@@ -281,38 +312,13 @@ class WebRtcTransport:
         ):
             self._fail("the browser's certificate does not match its SDP fingerprint")
             return
-        chosen = self._ssl.get_selected_srtp_profile()
-        found = next((p for p in SRTP_PROFILES if p[0] == chosen), None)
-        if found is None:
-            self._fail(f"no common SRTP profile (browser chose {chosen!r})")
+        try:
+            self._rx, self._tx, name = srtp_sessions(self._ssl, server=True)
+        except WebRtcError as exc:
+            self._fail(str(exc))
             return
-        name, profile, key_length, salt_length = found
-        material = self._ssl.export_keying_material(
-            b"EXTRACTOR-dtls_srtp", 2 * (key_length + salt_length)
-        )
-        keys = (material[:key_length], material[key_length : 2 * key_length])
-        salts_at = 2 * key_length
-        salts = (
-            material[salts_at : salts_at + salt_length],
-            material[salts_at + salt_length :],
-        )
-        # The client's key protects what the browser sends; ours, what we send.
-        self._rx = pylibsrtp.Session(
-            pylibsrtp.Policy(
-                key=keys[0] + salts[0],
-                ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
-                srtp_profile=profile,
-            )
-        )
-        self._tx = pylibsrtp.Session(
-            pylibsrtp.Policy(
-                key=keys[1] + salts[1],
-                ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
-                srtp_profile=profile,
-            )
-        )
         self.connected = True
-        self._events.append(Connected(name.decode()))
+        self._events.append(Connected(name))
 
     def _fail(self, reason: str) -> None:
         if not self.failed:
