@@ -276,9 +276,16 @@ class Dialer:
 
 @asynccontextmanager
 async def open_dialer(
-    https_port: int, microphone: Path, shots: Path, *, width: int = 1024, height: int = 800
+    https_port: int,
+    microphone: Path,
+    shots: Path,
+    *,
+    width: int = 1024,
+    height: int = 800,
+    deny_microphone: bool = False,
 ) -> AsyncIterator[Dialer]:
-    """Chromium with ``microphone`` (a WAV file) as its microphone, on the dialer page."""
+    """Chromium with ``microphone`` (a WAV file) as its microphone, on the dialer page;
+    ``deny_microphone``: the user blocks it (no fake permission prompt that grants)."""
     from playwright.async_api import async_playwright
 
     shots.mkdir(parents=True, exist_ok=True)
@@ -288,7 +295,7 @@ async def open_dialer(
             executable_path=str(executable),
             args=[
                 "--use-fake-device-for-media-stream",
-                "--use-fake-ui-for-media-stream",
+                *([] if deny_microphone else ["--use-fake-ui-for-media-stream"]),
                 f"--use-file-for-fake-audio-capture={microphone}",
                 "--autoplay-policy=no-user-gesture-required",
             ],

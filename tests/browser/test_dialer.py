@@ -304,3 +304,21 @@ def test_declined_incoming_call_stops_ringing_the_page_and_the_phone(
             dialer.check_errors()
 
     asyncio.run(main())
+
+
+def test_a_blocked_microphone_gets_a_clear_message_and_no_call(
+    server: ServerProcess, microphone: Path, shots: Path
+) -> None:
+    async def main() -> None:
+        async with open_dialer(
+            server.https_port, microphone, shots, deny_microphone=True
+        ) as dialer:
+            await dialer.signed_in("alice", "alice-secret")
+            await dialer.enter_number("202", re.compile("extension 202"))
+            await dialer.button("Call").click()
+            await expect(dialer.alert).to_contain_text("Microphone access is blocked")
+            await dialer.shot("microphone-blocked")
+            assert not dialer.calls  # nothing was dialled
+            dialer.check_errors()
+
+    asyncio.run(main())
