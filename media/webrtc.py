@@ -27,7 +27,7 @@ import secrets
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pylibsrtp
@@ -97,6 +97,30 @@ def srtp_sessions(
     return receive, send, name.decode()
 
 
+def self_signed(
+    common_name: str,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+    extensions: Iterable[tuple[x509.ExtensionType, bool]] = (),
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A fresh P-256 key and a certificate it signs itself, with ``extensions``
+    (each with its criticality): a DTLS identity (RFC 8827 §6.5) or an HTTPS server's."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical)
+    return builder.sign(key, hashes.SHA256()), key
+
+
 class DtlsIdentity:
     """The engine's DTLS certificate and the one SSL context every browser leg shares.
 
@@ -106,19 +130,9 @@ class DtlsIdentity:
     """
 
     def __init__(self) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "voipcore")])
         now = datetime.datetime.now(datetime.UTC)
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .sign(key, hashes.SHA256())
-        )
+        day = datetime.timedelta(days=1)
+        self.certificate, key = self_signed("voipcore", now - day, now + 30 * day)
         self.fingerprint = fingerprint(self.certificate)
         """SHA-256 fingerprint for ``a=fingerprint:sha-256`` (RFC 8122 §5)."""
         context = SSL.Context(SSL.DTLS_METHOD)

@@ -14,11 +14,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from media.webrtc import fingerprint
 from voipcore.http.tls import (
     CERT_FILE,
     KEY_FILE,
     VALIDITY,
-    fingerprint,
     https_context,
     self_signed_files,
 )

@@ -19,7 +19,6 @@ import pylibsrtp
 import pytest
 from aioice import stun
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,6 +37,7 @@ from media.webrtc import (
     WebRtcError,
     WebRtcTransport,
     fingerprint,
+    self_signed,
 )
 
 BROWSER_UFRAG = "Bv8e"
@@ -49,25 +49,14 @@ BOTH_PROFILES = b"SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80"
 _IDENTITY = DtlsIdentity()  # an EC key per test would only slow the suite down
 
 
-def self_signed() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def browser_certificate() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A browser's DTLS certificate: self-signed, a fresh EC key (RFC 8827 §6.5)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "WebRTC")])
     now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate, key
+    day = datetime.timedelta(days=1)
+    return self_signed("WebRTC", now - day, now + 30 * day)
 
 
-_BROWSER_CERT = self_signed()
+_BROWSER_CERT = browser_certificate()
 
 
 class Browser:
@@ -426,7 +415,7 @@ def test_a_fingerprint_in_sha512_is_checked_too() -> None:
 
 def test_a_certificate_not_matching_the_sdp_fingerprint_fails_and_keys_nothing() -> None:
     local = IceParameters.generate()
-    browser = Browser(local, certificate=self_signed())  # not the one the SDP names
+    browser = Browser(local, certificate=browser_certificate())  # not the one the SDP names
     transport = transport_for(fingerprint(_BROWSER_CERT[0]), local=local)
     nominate(transport, browser)
 

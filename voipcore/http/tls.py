@@ -19,9 +19,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from media.webrtc import fingerprint, self_signed
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,6 @@ KEY_FILE = "voipcore-https.key"
 VALIDITY = datetime.timedelta(days=730)
 #: Names every self-signed certificate carries, whatever the host is called.
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the DER certificate as colon-separated hex, the way browsers show it."""
-    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def _subject_alt_names(names: Iterable[str]) -> x509.SubjectAlternativeName:
@@ -53,22 +49,16 @@ def make_self_signed(
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A P-256 key and a certificate for ``names`` (and :data:`LOCAL_NAMES`), valid from
     ``now`` for :data:`VALIDITY`; not a CA (RFC 5280 §4.2.1.9), for server auth only."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "voipcore web dialer")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))  # clients with a slow clock
-        .not_valid_after(now + VALIDITY)
-        .add_extension(_subject_alt_names(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
+    return self_signed(
+        "voipcore web dialer",
+        now - datetime.timedelta(minutes=5),  # clients with a slow clock
+        now + VALIDITY,
+        [
+            (_subject_alt_names(names), False),
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), False),
+        ],
     )
-    return cert, key
 
 
 def self_signed_files(
