@@ -40,14 +40,17 @@ def base(server: ServerProcess) -> str:
     return f"https://127.0.0.1:{server.https_port}"
 
 
-async def heard(page: PageClient, call: str, seconds: float) -> None:
-    """Wait until the page has received ``seconds`` of audio on ``call``."""
+async def hears(page: PageClient, call: str, hz: float, since: int = 0) -> None:
+    """Wait until the page has 2.5 s of audio on ``call`` (from chunk ``since``), then
+    check that its last 2 s hold ``hz``."""
 
     def enough() -> bool:
-        pcm, rate = page.audio(call)
-        return len(pcm) >= seconds * rate
+        pcm, rate = page.audio(call, since)
+        return len(pcm) >= 2.5 * rate
 
-    await wait_for_async(enough, f"page heard under {seconds} s of audio on {call}")
+    await wait_for_async(enough, f"page heard under 2.5 s of audio on {call}")
+    pcm, rate = page.audio(call, since)
+    assert_tone(pcm[-2 * rate :], hz, 2.0, rate=rate)
 
 
 def bob(server: ServerProcess, tmp_path: Path, hz: float = 440.0) -> Baresip:
@@ -75,10 +78,7 @@ def test_page_dials_a_phone_through_a_media_worker_audio_both_ways(
             await page.wait("ringing", call=call)
             await phone.command("accept")
             await page.wait("answered", call=call)
-            start = len(page.heard[call])
-            await heard(page, call, 2.5)
-            pcm, rate = page.audio(call, since=start)
-            assert_tone(pcm[-2 * rate :], 440.0, 2.0, rate=rate)
+            await hears(page, call, 440.0, since=len(page.heard[call]))
             await page.send({"type": "hangup", "call": call})
             await phone.wait_event("CALL_CLOSED")
             await page.wait("ended", call=call)
@@ -105,9 +105,7 @@ def test_phone_calls_the_signed_in_page_which_answers(
             call = str(incoming["call"])
             await page.answer(call, 1000.0)
             await phone.wait_event("CALL_ESTABLISHED")
-            await heard(page, call, 2.5)
-            pcm, rate = page.audio(call)
-            assert_tone(pcm[-2 * rate :], 440.0, 2.0, rate=rate)
+            await hears(page, call, 440.0)
             await phone.command("hangup")
             await phone.wait_event("CALL_CLOSED")
             ended = await page.wait("ended", call=call)
@@ -155,12 +153,8 @@ def test_one_page_calls_another_and_both_hear_each_other(server: ServerProcess) 
             await alice.wait("ringing", call=call)
             await bob_page.answer(call, 440.0)
             await alice.wait("answered", call=call)
-            await heard(alice, call, 2.5)
-            await heard(bob_page, call, 2.5)
-            pcm, rate = alice.audio(call)
-            assert_tone(pcm[-2 * rate :], 440.0, 2.0, rate=rate)
-            pcm, rate = bob_page.audio(call)
-            assert_tone(pcm[-2 * rate :], 1000.0, 2.0, rate=rate)
+            await hears(alice, call, 440.0)
+            await hears(bob_page, call, 1000.0)
             await bob_page.send({"type": "hangup", "call": call})
             assert (await alice.wait("ended", call=call))["cause"] == "remote_hangup"
             row = await logged(server, call)
