@@ -95,7 +95,7 @@ class Dialler:
             )
             self._send(leg, invite, contact.addr).user = contact.user
         self.runtime.flush()
-        self._ring_until_timeout(leg)
+        self.ring_until_timeout(leg)
 
     async def dial_trunk(self, leg: Leg, *, caller_id: str, max_forwards: int) -> None:
         """Try the trunk's edges in order (health-ranked) until one takes the call."""
@@ -103,7 +103,7 @@ class Dialler:
         leg.edges = self.trunk.ordered_edges()
         leg.from_uri = f"sip:{caller_id}@{self.trunk.domain}"
         leg.max_forwards = max_forwards
-        self._ring_until_timeout(leg)
+        self.ring_until_timeout(leg)
         await self._next_edge(leg)
 
     async def _next_edge(self, leg: Leg) -> None:
@@ -154,7 +154,9 @@ class Dialler:
         self._branches[key] = leg
         return branch
 
-    def _ring_until_timeout(self, leg: Leg) -> None:
+    def ring_until_timeout(self, leg: Leg) -> None:
+        """Fail the leg with 480 if nobody answers within the ring timeout (a page's
+        browser leg too: it has no branches to cancel)."""
         leg.timer_handle = self.runtime.call_at(
             self.runtime.now() + self.ring_timeout, lambda: self._no_answer(leg)
         )

@@ -516,15 +516,7 @@ class CallManager:
         if partner is not None and partner.state is LegState.OFFERED and not partner.ringing:
             partner.ringing = True
             self._tell_ringing(partner)
-
-        def no_answer() -> None:
-            leg.timer_handle = None
-            if leg.state is LegState.DIALLING:
-                self.leg_failed(leg, 480, "Temporarily Unavailable (no answer)")
-
-        leg.timer_handle = self.runtime.call_at(
-            self.runtime.now() + self.settings.ring_timeout, no_answer
-        )
+        self.dialler.ring_until_timeout(leg)
         return leg
 
     def _display_name(self, name: str) -> str | None:
@@ -657,15 +649,16 @@ class CallManager:
         leg.state, leg.dialog, leg.winner, leg.addr = LegState.ANSWERED, dialog, branch, branch.addr
         leg.answered_at, leg.status = wall, 200
         leg.allows_update = allows_update(response)
-        if leg.timer_handle is not None:
-            leg.timer_handle.cancel()
-            leg.timer_handle = None
         self.dialler.cancel(leg, keep=branch)
         self._won(leg, branch.user)
         self.runtime.spawn(self._join(leg, response))
 
     def _won(self, leg: Leg, user: str | None) -> None:
-        """``leg`` answered first: its siblings stop ringing, the call is answered."""
+        """``leg`` answered first: its ring timeout is off, its siblings stop ringing, the
+        call is answered."""
+        if leg.timer_handle is not None:
+            leg.timer_handle.cancel()
+            leg.timer_handle = None
         call = leg.call
         for sibling in leg.siblings:
             if sibling is not leg and sibling.state is LegState.DIALLING:
@@ -1209,9 +1202,6 @@ class CallManager:
                 other.send(ended(leg, None, "answered_elsewhere") | {"call": call.id})
         leg.page, leg.pages = page, [page]
         leg.state, leg.status, leg.answered_at = LegState.ANSWERED, 200, self.runtime.wall()
-        if leg.timer_handle is not None:
-            leg.timer_handle.cancel()
-            leg.timer_handle = None
         self._won(leg, leg.peer)
         try:
             if partner is not None and not partner.local[1]:
