@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -90,14 +91,16 @@ class PageSocket:
                 raise BadMessage("a message is a JSON object")
             ref = message.get("ref")
             kind = _field(message, "type", str)
-            handler = self._handlers().get(kind)
+            handler = self._handlers.get(kind)
             if handler is None:
                 raise BadMessage(f"type: unknown message type {kind!r}")
             handler(message)
         except (ValueError, BadMessage) as exc:
             self._error(ref, None, str(exc))
 
+    @functools.cached_property
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], None]]:
+        """Each message type's handler, built once per page."""
         return {
             "ping": lambda m: self.send({"type": "pong"}),
             "normalize": self._normalize,
