@@ -199,6 +199,10 @@ class CallRecord:
     """Outcome logged by the rep after hang-up."""
     notes: str | None = None
     """Free text logged by the rep after hang-up."""
+    callee_extension: str | None = None
+    """Extension dialled as DTMF (RFC 4733) once the callee answered, e.g. ``123``."""
+    person_id: int | None = None
+    """The person called or calling, from the people book; None when unknown."""
     legs: list[LegRecord] = field(default_factory=list)
     """The call's legs in the order they were created."""
 
@@ -219,7 +223,10 @@ class CallRecord:
         return _elapsed(self.ringing_at, end)
 
 
-_CALL_FIELDS = tuple(f.name for f in fields(CallRecord) if f.name != "legs")
+# callee_extension and person_id are not stored until the store's SQLAlchemy port.
+_CALL_FIELDS = tuple(
+    f.name for f in fields(CallRecord) if f.name not in ("legs", "callee_extension", "person_id")
+)
 # "user" is reserved in PostgreSQL, the scale-out back end: keep the schemas alike.
 _CALL_COLUMNS = tuple("username" if name == "user" else name for name in _CALL_FIELDS)
 _LEG_FIELDS = tuple(f.name for f in fields(LegRecord))
