@@ -172,7 +172,9 @@ calls = Table(
     Column("disposition", Text),
     Column("notes", Text),
     Column("callee_extension", Text),
-    Column("person_id", Integer, ForeignKey("people.id", ondelete="SET NULL")),
+    # No foreign key, like username: the log is history and a write of it must never
+    # fail because the person was deleted while the call was up.
+    Column("person_id", Integer),
     CheckConstraint("direction IN ('internal', 'outbound', 'inbound')", name="direction"),
     CheckConstraint("hung_up_by IN ('caller', 'callee', 'system')", name="hung_up_by"),
     Index("calls_started_at", "started_at"),
