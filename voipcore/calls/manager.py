@@ -47,7 +47,16 @@ from voipcore.calls.dialogs import Dialogs
 from voipcore.calls.forking import Dialler
 from voipcore.calls.model import Branch, Call, CallListener, Leg, LegKind, LegState, Page
 from voipcore.calls.records import call_record, cause_of
-from voipcore.calls.routing import DialTrunk, Refuse, RingUsers, Route, Router, short
+from voipcore.calls.routing import (
+    Device,
+    DialTrunk,
+    Refuse,
+    RingUsers,
+    Route,
+    Router,
+    short,
+    unreachable,
+)
 from voipcore.calls.signalling import (
     ALLOW,
     SDP,
@@ -392,6 +401,8 @@ class CallManager:
         status: int,
         cause: str | None,
         direction: Direction,
+        *,
+        person_id: int | None = None,
     ) -> None:
         wall = self.runtime.wall()
         self.record(
@@ -406,6 +417,7 @@ class CallManager:
                 hangup_cause=cause or cause_of(status),
                 sip_status=status,
                 hung_up_by="system",
+                person_id=person_id,
             )
         )
 
@@ -425,11 +437,12 @@ class CallManager:
         replaces: Leg | None = None,
         like: Leg | None = None,
         from_uri: str | None = None,
+        digits: str = "",
     ) -> Leg:
         """Add outgoing legs to ``call`` for ``route``: one dialling its phones or the
         trunk, one per signed-in page of its users; the first to answer wins.  They are
-        offered the codecs of ``like`` (by default their partner's) first.  Returns the
-        first of them."""
+        offered the codecs of ``like`` (by default their partner's) first, and whichever
+        answers gets ``digits`` (RFC 4733).  Returns the first of them."""
         legs = []
         if isinstance(route, DialTrunk) or route.contacts:
             legs.append(
@@ -439,7 +452,7 @@ class CallManager:
             for user in route.browsers:
                 legs.append(self._ring_pages(call, user, role, partner, then, replaces))
         for leg in legs:
-            leg.siblings = legs
+            leg.siblings, leg.dtmf_after_answer = legs, digits
         return legs[0]
 
     def _dial_phone(
@@ -510,8 +523,10 @@ class CallManager:
             started_at=self.runtime.wall(),
         )
         call.legs.append(leg)
-        shown = {"number": call.caller, "name": self._display_name(call.caller)}
-        tell(leg, {"type": "incoming", "from": shown})
+        shown = _shown(leg)
+        tell(
+            leg, {"type": "incoming", "from": {"number": shown, "name": self._display_name(shown)}}
+        )
         self._ringing(leg)
         if partner is not None and partner.state is LegState.OFFERED and not partner.ringing:
             partner.ringing = True
@@ -698,7 +713,7 @@ class CallManager:
         if leg.replaces is not None:
             self._transferred(leg.replaces, leg)
         if leg.then is not None:
-            self._dial_into(call, leg.then, role="callee")
+            self._dial_into(call, leg.then, role="callee", digits=call.extension or "")
         if leg.dtmf_after_answer:
             self._dial_digits(leg, leg.dtmf_after_answer)
         self.runtime.flush()
@@ -870,11 +885,17 @@ class CallManager:
 
     def _settle(self, call: Call, left: Leg, *, cause: str, by: HungUpBy) -> None:
         """After ``left`` left: end the call if fewer than two parties remain and
-        nobody is being dialled, else take its stream out of the mix."""
+        nobody is being dialled, or if everyone in the answered call has left (the
+        legs still dialled are cancelled, §9.1: the rep who clicked to call hung up
+        while the number rang); else take its stream out of the mix."""
         if call.ended:
             return
         live = call.live_legs()
-        if any(leg.state is not LegState.ANSWERED for leg in live) or len(live) >= 2:
+        deserted = call.answered_at is not None and all(
+            leg.state is LegState.DIALLING for leg in live
+        )
+        waiting = any(leg.state is not LegState.ANSWERED for leg in live)
+        if not deserted and (waiting or len(live) >= 2):
             if left.local[1]:
                 self.runtime.spawn(self._remove_stream(left))
             return
@@ -883,8 +904,12 @@ class CallManager:
         # The ones left are hung up by the one who went: a page hears it as such.
         remote = "remote_hangup" if call.cause == "normal" else None
         for leg in live:
-            self.sig.bye(leg)
-            self._close_leg(leg, leg.status, cause=remote)
+            if leg.state is LegState.DIALLING:
+                self.dialler.cancel(leg)
+                self._close_leg(leg, 487, cause="cancelled")
+            else:
+                self.sig.bye(leg)
+                self._close_leg(leg, leg.status, cause=remote)
         self._end(call)
         self.runtime.flush()
 
@@ -1057,9 +1082,9 @@ class CallManager:
 
     # -- the call-control API ----------------------------------------------------------
 
-    def _dial_into(self, call: Call, target: str, *, role: LegRole) -> Leg | None:
-        """Dial ``target`` into a running call; None (and the call settled) if it
-        routes nowhere."""
+    def _dial_into(self, call: Call, target: str, *, role: LegRole, digits: str = "") -> Leg | None:
+        """Dial ``target`` into a running call (``digits`` to it once it answers);
+        None (and the call settled) if it routes nowhere."""
         route = self.router.route(target, self.runtime.wall(), caller=call.user)
         if isinstance(route, Refuse):
             call.emit("leg_failed", None, status=route.status, reason=route.reason)
@@ -1067,24 +1092,48 @@ class CallManager:
             if live:
                 self._settle(call, live[0], cause=route.cause, by="system")
             return None
-        return self._dial(call, route, role=role)
+        return self._dial(call, route, role=role, digits=digits)
 
     def originate(
-        self, first: str, second: str, *, user: str, listener: CallListener | None = None
+        self,
+        first: str,
+        second: str,
+        *,
+        user: str,
+        listener: CallListener | None = None,
+        device: Device = "any",
+        extension: str = "",
+        person_id: int | None = None,
     ) -> Call:
-        """Call ``first``; when it answers, call ``second`` and bridge the two.
+        """Call ``first``; when it answers, call ``second`` and bridge the two
+        (click-to-call: ``first`` is the rep, ``second`` the number).
 
         Both are names, extensions, ring groups or numbers; ``user`` owns the call
-        (its caller id on the trunk, its per-user limit).  Raises CallError when
-        ``first`` routes nowhere or the user is at the limit.
+        (its caller id on the trunk, its per-user limit).  A user or group called
+        first rings on ``device``: its registered phones, its signed-in pages, or
+        both, the first to answer winning.  ``extension`` goes to ``second`` as
+        RFC 4733 digits once it answers; ``person_id`` links the call to the person.
+        Raises CallError when ``first`` cannot be rung (480 says why in words), when
+        ``second`` is a number we may not dial, or when the user is at the limit.
         """
         if self._active[user] >= self.settings.max_calls_per_user:
             raise CallError(486, f"{user} already has {self._active[user]} calls up")
-        route = self.router.route(first, self.runtime.wall())
+        wall = self.runtime.wall()
+        route: Route | None = self.router.route(first, wall)
+        if isinstance(route, RingUsers):
+            route = route.on(device)
+        if route is None or (isinstance(route, Refuse) and route.cause == "unavailable"):
+            raise CallError(480, unreachable(first, device))
         if isinstance(route, Refuse):
             raise CallError(route.status, route.reason or route.cause)
-        call = Call(f"o-{secrets.token_hex(10)}", user, second, second, user)
-        call.started_at = self.runtime.wall()
+        # A number we may not dial fails now, not once the first party has answered.
+        onward = self.router.route(second, wall, caller=user)
+        if isinstance(onward, Refuse) and onward.outbound:
+            raise CallError(onward.status, onward.reason or onward.cause)
+        call = Call(f"o-{secrets.token_hex(10)}", user, second, second, user, started_at=wall)
+        call.person_id, call.extension = person_id, extension or None
+        if isinstance(onward, DialTrunk):
+            call.direction, call.e164 = "outbound", onward.e164
         if listener is not None:
             call.listeners.append(listener)
         self.calls[call.id] = call
@@ -1130,10 +1179,18 @@ class CallManager:
     # -- the dialer page (docs/browser-protocol.md) -----------------------------------
 
     async def page_dial(
-        self, page: Page, to: str, sdp: str, *, extension: str = "", ref: object = None
+        self,
+        page: Page,
+        to: str,
+        sdp: str,
+        *,
+        extension: str = "",
+        ref: object = None,
+        person_id: int | None = None,
     ) -> Call:
         """The page's user calls ``to`` (a user, extension, group or number) with its
-        SDP offer; ``extension`` is dialled as DTMF once the far end answers.
+        SDP offer; ``extension`` is dialled as RFC 4733 DTMF once the far end answers,
+        ``person_id`` links the call to the person called.
 
         The page's stream is set up and its answer sent before anything rings, so
         ringback and early media reach it.  Raises CallError when the call cannot
@@ -1147,9 +1204,12 @@ class CallManager:
         call_id = f"w-{secrets.token_hex(10)}"
         if isinstance(route, Refuse):
             direction: Direction = "outbound" if route.outbound else "internal"
-            self._log_refused(call_id, user, to, route.status, route.cause, direction)
+            self._log_refused(
+                call_id, user, to, route.status, route.cause, direction, person_id=person_id
+            )
             raise CallError(route.status, route.reason or route.cause)
         call = Call(call_id, user, _route_name(route), to, user, started_at=wall)
+        call.person_id, call.extension = person_id, extension or None
         leg = Leg(
             call,
             call.next_leg_id(),
@@ -1176,8 +1236,7 @@ class CallManager:
             raise CallError(503, f"media: {exc}") from None
         page.send({"type": "dialling", "ref": ref, "call": call.id, "sdp": answer.decode()})
         if leg.live:
-            for callee in self._dial(call, route, role="callee", partner=leg).siblings:
-                callee.dtmf_after_answer = extension
+            self._dial(call, route, role="callee", partner=leg, digits=extension)
         return call
 
     async def page_answer(self, page: Page, call_id: str, sdp: str) -> None:
@@ -1218,7 +1277,7 @@ class CallManager:
         if not leg.live:
             return
         page.send(
-            {"type": "answered", "call": call.id, "sdp": answer.decode(), "peer": call.caller}
+            {"type": "answered", "call": call.id, "sdp": answer.decode(), "peer": _shown(leg)}
         )
         self._joined(leg)
 
@@ -1360,6 +1419,12 @@ def _chosen(call: Call, partner: Leg | None) -> list[Format]:
         return partner.formats
     answered = next((leg for leg in call.legs if leg.answered and leg.formats), None)
     return answered.formats if answered is not None else []
+
+
+def _shown(leg: Leg) -> str:
+    """Whom a page rung for ``leg`` sees the call with: the party an originated call
+    puts it through to, else the caller."""
+    return leg.then or leg.call.caller
 
 
 def _browser_direction(leg: Leg) -> str:

@@ -220,6 +220,10 @@ class Call:
     hung_up_by: HungUpBy | None = None
     ended: bool = False
     listeners: list[CallListener] = field(default_factory=list)
+    person_id: int | None = None
+    """The person (in the people book) whose number the user dialled."""
+    extension: str | None = None
+    """Digits dialled after the callee answers (RFC 4733), as given."""
 
     @property
     def anchored(self) -> bool:

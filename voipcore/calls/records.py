@@ -68,5 +68,7 @@ def call_record(call: Call, ended_at: float | None = None) -> CallRecord:
         sip_status=call.status,
         hung_up_by=call.hung_up_by,
         codec=codec,
+        callee_extension=call.extension,
+        person_id=call.person_id,
         legs=[leg_record(leg) for leg in call.legs],
     )

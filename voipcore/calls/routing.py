@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from voipcore.config import RingGroupConfig
 from voipcore.dialer.numbers import (
@@ -37,6 +38,10 @@ class Contact:
     addr: Address
 
 
+#: Where a user is rung: registered phones, signed-in dialer pages, or both at once.
+Device = Literal["any", "phone", "browser"]
+
+
 @dataclass(frozen=True, slots=True)
 class RingUsers:
     """Ring every registered phone of these users at once (RFC 3261 §16.7 forking)."""
@@ -46,6 +51,23 @@ class RingUsers:
     contacts: list[Contact]
     browsers: list[str] = field(default_factory=list)
     """Users rung on their signed-in dialer pages too."""
+
+    def on(self, device: Device) -> RingUsers | None:
+        """Only the phones, only the pages, or both; None when that leaves nothing."""
+        contacts = [] if device == "browser" else self.contacts
+        browsers = [] if device == "phone" else self.browsers
+        if not contacts and not browsers:
+            return None
+        return RingUsers(self.name, contacts, browsers)
+
+
+def unreachable(name: str, device: Device) -> str:
+    """Why ``name`` cannot be rung on ``device``, in words for a rep."""
+    if device == "phone":
+        return f"{name} has no registered phone"
+    if device == "browser":
+        return f"{name} has no dialer page open"
+    return f"{name} has neither a registered phone nor a dialer page open"
 
 
 @dataclass(frozen=True, slots=True)
