@@ -97,7 +97,7 @@ class CallError(Exception):
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
-        self.status = status
+        self.status, self.reason = status, reason
 
 
 @dataclass(frozen=True, slots=True)
