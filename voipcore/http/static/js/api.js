@@ -1,17 +1,21 @@
 /**
- * The REST calls the page makes: the session (sign in, who am I, sign out).
- * The session itself is an HttpOnly cookie the page never sees.
+ * The REST calls the page makes: the session (sign in, who am I, sign out),
+ * and the sales data (people, dispositions, the call log, users). The session
+ * itself is an HttpOnly cookie the page never sees. The API is described by
+ * GET /api/v1/openapi.json.
  *
  * @module api
  */
 
 const SESSION_URL = "/api/v1/session";
+const API = "/api/v1";
 
 /**
  * @typedef {object} User
  * @property {string} username
  * @property {string} display_name
  * @property {string} extension
+ * @property {"admin" | "rep"} [role]
  */
 
 /**
@@ -75,6 +79,159 @@ export async function signOut() {
   } catch {
     // Offline: the cookie expires on its own; the page still shows sign-in.
   }
+}
+
+/** A REST error: the server's words and, when one field is at fault, its name. */
+export class ApiError extends Error {
+  /**
+   * @param {string} message
+   * @param {number} status   HTTP status, 0 when the server was not reached
+   * @param {string} [field]  e.g. "notes", "numbers.0.number"
+   */
+  constructor(message, status, field) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.field = field || "";
+  }
+}
+
+/**
+ * @typedef {Record<string, string | number | null | undefined>} Query
+ *   query parameters; empty, null and undefined ones are left out
+ */
+
+/**
+ * A path with its query string.
+ * @param {string} path    under /api/v1, e.g. "/calls"
+ * @param {Query} [query]
+ * @returns {string}
+ */
+export function apiUrl(path, query = {}) {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null && value !== "") params.set(key, String(value));
+  }
+  const text = params.toString();
+  return `${API}${path}${text ? `?${text}` : ""}`;
+}
+
+/**
+ * One JSON request. Resolves to the reply's body (null for 204); any failure
+ * is thrown as an ApiError carrying words to show.
+ * @param {string} method
+ * @param {string} path
+ * @param {{query?: Query, body?: unknown}} [options]
+ * @returns {Promise<any>}
+ */
+async function request(method, path, { query, body } = {}) {
+  /** @type {RequestInit} */
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers = { ...init.headers, "Content-Type": "application/json" };
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(apiUrl(path, query), init);
+  } catch {
+    throw new ApiError("Could not reach the server. Check your connection and try again.", 0);
+  }
+  if (response.status === 204) return null;
+  let reply = null;
+  try {
+    reply = await response.json();
+  } catch {
+    // an empty or non-JSON body: the status says enough
+  }
+  if (response.ok) return reply;
+  const text = typeof reply?.error === "string" ? reply.error : `The server answered ${response.status}.`;
+  throw new ApiError(text, response.status, typeof reply?.field === "string" ? reply.field : "");
+}
+
+/**
+ * @typedef {object} PersonNumber
+ * @property {number} id
+ * @property {string} label      "mobile", "office", ...
+ * @property {string} e164
+ * @property {string | null} extension
+ * @property {boolean} primary
+ * @property {string} display    national format, e.g. "(404) 555-1234"
+ */
+
+/**
+ * @typedef {object} Person
+ * @property {number} id
+ * @property {string} name
+ * @property {string | null} title
+ * @property {{id: number, name: string} | null} account
+ * @property {PersonNumber[]} numbers
+ */
+
+/**
+ * @typedef {object} Page   one page of a list
+ * @property {any[]} items
+ * @property {string | null} next_cursor
+ */
+
+/**
+ * People whose name, account or number matches `q`.
+ * @param {string} q
+ * @param {number} limit
+ * @returns {Promise<Person[]>}
+ */
+export async function searchPeople(q, limit) {
+  const page = await request("GET", "/people", { query: { q, limit } });
+  return page.items;
+}
+
+/**
+ * The dispositions a rep may log, in order.
+ * @returns {Promise<{code: string, label: string}[]>}
+ */
+export async function listDispositions() {
+  const page = await request("GET", "/dispositions");
+  return page.items;
+}
+
+/**
+ * The team's users (admins only).
+ * @returns {Promise<User[]>}
+ */
+export async function listUsers() {
+  const page = await request("GET", "/users");
+  return page.items;
+}
+
+/**
+ * One page of the call log, newest first.
+ * @param {Query} filters   since, until, user, person_id, disposition
+ * @param {string | null} cursor
+ * @param {number} limit
+ * @returns {Promise<Page>}
+ */
+export function listCalls(filters, cursor, limit) {
+  return request("GET", "/calls", { query: { ...filters, cursor, limit } });
+}
+
+/**
+ * The CSV export of the call log with these filters.
+ * @param {Query} filters
+ * @returns {string}
+ */
+export function callsCsvUrl(filters) {
+  return apiUrl("/calls.csv", filters);
+}
+
+/**
+ * Log a call's outcome; resolves to the call as the log now has it.
+ * @param {string} callId
+ * @param {string | null} disposition
+ * @param {string | null} notes
+ * @returns {Promise<any>}
+ */
+export function saveDisposition(callId, disposition, notes) {
+  return request("PUT", `/calls/${encodeURIComponent(callId)}/disposition`, { body: { disposition, notes } });
 }
 
 /**

@@ -13,6 +13,12 @@
  *   "calls"        ({calls, current, incoming})   call list changed (see calls.js)
  *   "alert"        ({text} | {text: ""})          show or clear the role="alert" message
  *   "number"       ({input, e164, display, error}) the Number field's server preview
+ *                                                  ({input: ""} when the field is emptied)
+ *   "dial"         ({message, call})              a "dial" is about to go: listeners may add
+ *                                                  fields to message and set call.person
+ *   "log-call"     ({entry})                      bring a call to the "Log this call" form:
+ *                                                  {callId, summary, disposition, notes}
+ *   "call-logged"  ({call})                       a call's disposition was saved (its JSON)
  *
  * @module bus
  */

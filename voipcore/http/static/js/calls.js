@@ -79,6 +79,9 @@ export class Call {
     this.hangupPending = false;
     /** @type {CallMedia | null} */
     this.media = null;
+    /** Whom the rep called, when picked in the people search: {id, name, account}. */
+    /** @type {{id: number, name: string, account: string} | null} */
+    this.person = null;
   }
 
   /** Whether the call is still in progress (for the Call button, the timer...). */
@@ -170,9 +173,11 @@ export class CallController {
       return;
     }
     if (call.state === "ended") return; // hung up while starting: nothing to send
-    /** @type {Record<string, string>} */
+    /** @type {Record<string, unknown>} */
     const message = { type: "dial", ref: call.ref, to, sdp };
     if (extension) message.extension = extension;
+    // Features add their fields (people search: person_id) to the message and the call.
+    this.bus.emit("dial", { message, call });
     if (!this.connection.send(message)) {
       this.forget(call);
       this.alert("Lost the connection to the server before the call started. Try again.");

@@ -45,12 +45,52 @@ const CAUSE_WORDS = {
  */
 export function endedText(cause, status, reason) {
   const key = cause || "hangup";
-  const words = CAUSE_WORDS[key] || key.replace(/_/g, " ");
+  const words = causeWords(key);
   // The SIP code helps when the cause is a plain "failed".
   if (key === "failed" && status) {
     return `Ended: ${words} (${status}${reason ? ` ${reason}` : ""})`;
   }
   return `Ended: ${words}`;
+}
+
+/**
+ * Words for a call's end cause ("no_answer" -> "no answer").
+ * @param {string} cause
+ * @returns {string}
+ */
+export function causeWords(cause) {
+  return CAUSE_WORDS[cause] || cause.replace(/_/g, " ");
+}
+
+/** Words for a call log's direction. */
+const DIRECTION_WORDS = { outbound: "Outbound", inbound: "Inbound", internal: "Internal" };
+
+/**
+ * @param {string} direction  "outbound" | "inbound" | "internal"
+ * @returns {string}
+ */
+export function directionWords(direction) {
+  return DIRECTION_WORDS[direction] || direction;
+}
+
+/**
+ * "Ada Lovelace · Acme Corp" (or just the name without an account).
+ * @param {{name: string, account?: {name: string} | string | null}} person
+ * @returns {string}
+ */
+export function personLine(person) {
+  const account = typeof person.account === "string" ? person.account : person.account?.name;
+  return account ? `${person.name} · ${account}` : person.name;
+}
+
+/**
+ * One of a person's numbers as the Number drop-down lists it: "office · (404) 555-0124 (ext. 123)".
+ * @param {{label: string, display: string, e164: string, extension?: string | null}} number
+ * @returns {string}
+ */
+export function numberLabel(number) {
+  const text = `${number.label} · ${number.display || number.e164}`;
+  return number.extension ? `${text} (ext. ${number.extension})` : text;
 }
 
 /**

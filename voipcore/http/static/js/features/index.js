@@ -1,22 +1,31 @@
 /**
- * Where the dialer's later features plug in. Each is one module in this
- * folder exporting `mount(context)`, listed in FEATURES, with its markup in
- * the matching `data-slot` element of index.html (hidden until it mounts):
+ * Where the dialer's features plug in. Each is one module in this folder
+ * exporting `name` and `mount(context)`, listed in FEATURES, with its markup
+ * in the matching `data-slot` element of index.html (hidden until it mounts):
  *
- *   people.js       people & numbers search      slot "people"       (fills #number, see below)
- *   passthrough.js  pass-through toggle          slot "passthrough"  (adds to the "dial" message)
- *   recording.js    record / stop                slot "recording"    (calls.current, new messages)
- *   conference.js   invite a colleague           slot "conference"
- *   quality.js      live quality indicator       slot "quality"      (bus "calls": call.quality)
- *   history.js      call history, dispositions   slot "history"      (bus "calls": ended calls)
+ *   people.js       people & numbers search      slot "people"       (fills #number, adds person_id to "dial")
+ *   call-log.js     "Log this call"              slot "call-log"     (bus "calls": ended calls; "log-call")
+ *   history.js      call history, dispositions   slot "history"      (GET /api/v1/calls; emits "log-call")
+ *
+ * Slots waiting for their feature: "passthrough" (adds to the "dial" message),
+ * "recording" (calls.current, new messages), "conference" (invite a colleague),
+ * "quality" (bus "calls": call.quality).
+ *
+ * Helpers here that are not features: person-picker.js (the people search box,
+ * used by people.js and history.js) and dispositions.js (the shared list).
  *
  * A feature talks to the rest only through the context: it listens on the
- * bus ("calls", "message:<type>", "connection", "session"), sends with
- * `connection.send`, and acts on calls through `calls`. To put a number in
- * the dialer, set #number's value and dispatch an "input" event on it.
+ * bus ("calls", "message:<type>", "connection", "session", "number"), adds to
+ * an outgoing "dial" on the bus event "dial", sends with `connection.send`,
+ * and acts on calls through `calls`. To put a number in the dialer, set
+ * #number's value and dispatch an "input" event on it.
  *
  * @module features
  */
+
+import * as callLog from "./call-log.js";
+import * as history from "./history.js";
+import * as people from "./people.js";
 
 /**
  * @typedef {object} FeatureContext
@@ -32,8 +41,8 @@
  * @property {(context: FeatureContext) => void} mount
  */
 
-/** @type {Feature[]} the features this page has (none yet) */
-export const FEATURES = [];
+/** @type {Feature[]} the features this page has, mounted in this order */
+export const FEATURES = [people, callLog, history];
 
 /**
  * Mount every feature; one that fails is reported and the rest still mount.

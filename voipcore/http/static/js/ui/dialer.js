@@ -77,10 +77,11 @@ export function mountDialer({ bus, connection, calls }) {
     clearTimeout(debounce);
     const text = number.value.trim();
     if (preview && preview.input !== text) preview = null;
+    pendingRef = ""; // a reply still on its way is for older text
     number.removeAttribute("aria-invalid");
     if (!text) {
-      pendingRef = "";
       setText(hint, "");
+      bus.emit("number", { input: "" });
       render();
       return;
     }
@@ -119,6 +120,7 @@ export function mountDialer({ bus, connection, calls }) {
       setText(hint, text);
       hint.dataset.kind = "ok";
     }
+    bus.emit("number", result);
     render();
   }
 
