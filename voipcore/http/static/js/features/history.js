@@ -112,24 +112,21 @@ export function mount({ bus }) {
     when.dateTime = call.started_at;
     when.textContent = TIME.format(started);
 
+    // The person's name over their account and the number; or just the number.
     const who = document.createElement("div");
     const whoText = call.person ? personLine(call.person) : "";
-    if (whoText) {
-      const nameLine = document.createElement("span");
-      nameLine.className = "cell-main";
-      nameLine.textContent = whoText;
-      who.append(nameLine);
+    if (call.person) {
+      who.append(span("cell-main", call.person.name));
+      who.append(span("cell-sub", [call.person.account, numberOf(call)].filter(Boolean).join(" · ")));
+    } else {
+      who.append(span("cell-main", numberOf(call)));
     }
-    const numberLine = document.createElement("span");
-    numberLine.className = whoText ? "cell-sub" : "cell-main";
-    numberLine.textContent = numberOf(call);
-    who.append(numberLine);
 
     const edit = document.createElement("button");
     edit.type = "button";
     edit.className = "btn btn-quiet btn-small";
     const about = `${whoText || numberOf(call)}, ${TIME.format(started)}`;
-    edit.append(call.disposition || call.notes ? "Edit" : "Log", hidden(` the call with ${about}`));
+    edit.append(call.disposition || call.notes ? "Edit" : "Log", span("visually-hidden", ` the call with ${about}`));
     edit.addEventListener("click", () => {
       bus.emit("log-call", {
         entry: {
@@ -141,9 +138,7 @@ export function mount({ bus }) {
       });
     });
 
-    const notes = document.createElement("span");
-    notes.className = "cell-notes";
-    notes.textContent = call.notes || "";
+    const notes = span("cell-notes", call.notes || "");
 
     const cells = [
       when,
@@ -272,13 +267,13 @@ function statusOf(call) {
 }
 
 /**
- * Text for screen readers only.
+ * @param {string} className
  * @param {string} text
  * @returns {HTMLSpanElement}
  */
-function hidden(text) {
-  const span = document.createElement("span");
-  span.className = "visually-hidden";
-  span.textContent = text;
-  return span;
+function span(className, text) {
+  const element = document.createElement("span");
+  element.className = className;
+  element.textContent = text;
+  return element;
 }
