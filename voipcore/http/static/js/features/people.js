@@ -19,7 +19,7 @@ import { mountPersonPicker } from "./person-picker.js";
 export const name = "people";
 
 /** @param {import("./index.js").FeatureContext} context */
-export function mount({ bus }) {
+export function mount({ bus, calls }) {
   const number = /** @type {HTMLInputElement} */ (byId("number"));
   const extension = /** @type {HTMLInputElement} */ (byId("extension"));
   const search = /** @type {HTMLInputElement} */ (byId("people-search"));
@@ -42,6 +42,10 @@ export function mount({ bus }) {
 
   /** @param {import("../api.js").Person} picked */
   function pick(picked) {
+    if (calls.busy) {
+      bus.emit("alert", { text: "Hang up before you pick someone else to call." });
+      return;
+    }
     if (!picked.numbers.length) {
       bus.emit("alert", { text: `${picked.name} has no phone number yet.` });
       return;
@@ -71,6 +75,7 @@ export function mount({ bus }) {
     title.textContent = picked.title || "";
     title.hidden = !picked.title;
     select = /** @type {HTMLSelectElement} */ (card.querySelector("select"));
+    select.disabled = calls.busy;
     for (const option of picked.numbers) {
       select.append(new Option(numberLabel(option), String(option.id)));
     }
@@ -79,7 +84,7 @@ export function mount({ bus }) {
       if (next) use(next);
     });
     card.querySelector(".person-clear")?.addEventListener("click", () => {
-      if (chosen && number.value === chosen.e164) {
+      if (!calls.busy && chosen && number.value === chosen.e164) {
         fill(number, "");
         fill(extension, "");
       }
@@ -106,6 +111,11 @@ export function mount({ bus }) {
     }
     chosen = match;
     if (select) select.value = String(match.id);
+  });
+
+  // The fields are read-only during a call, and so is the choice of number.
+  bus.on("calls", () => {
+    if (select) select.disabled = calls.busy;
   });
 
   bus.on("dial", ({ message, call }) => {
