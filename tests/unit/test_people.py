@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy.pool import StaticPool
 
 from voipcore.dialer.people import (
     MAX_NAME,
@@ -24,7 +23,8 @@ from voipcore.dialer.people import (
     decode_cursor,
     encode_cursor,
 )
-from voipcore.store.schema import metadata, person_numbers
+from voipcore.store.db import open_engine
+from voipcore.store.schema import person_numbers
 
 ATL = "404-555-1234"
 ATL_E164 = "+14045551234"
@@ -33,15 +33,8 @@ LONDON_E164 = "+442071838750"
 
 
 def make_engine() -> sa.Engine:
-    """A fresh in-memory database with foreign keys on, as the store opens it."""
-    engine = sa.create_engine("sqlite://", poolclass=StaticPool)
-
-    @sa.event.listens_for(engine, "connect")
-    def _foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA foreign_keys=ON")
-
-    metadata.create_all(engine)
-    return engine
+    """A fresh in-memory store, migrated as the server opens it."""
+    return open_engine("sqlite://")
 
 
 def count_rows(engine: sa.Engine, table: sa.Table) -> int:
@@ -443,15 +436,18 @@ def test_search_pages_without_gaps_or_duplicates(book: PeopleBook) -> None:
 
     for limit in (1, 5, 23, 50):
         seen: list[Person] = []
-        after = None
+        cursor: str | None = None  # as the API hands it out, opaque
         pages = 0
         while True:
-            page, after = book.search("555", limit=limit, after=after)
+            after = None if cursor is None else decode_cursor(cursor, (str, int))
+            page, key = book.search("555", limit=limit, after=after)
             assert len(page) <= limit
             seen += page
             pages += 1
-            if after is None:
+            if key is None:
                 break
+            assert key == (page[-1].name, page[-1].id)
+            cursor = encode_cursor(key)
         assert seen == everyone
         assert pages == -(-23 // limit)
 
@@ -469,12 +465,11 @@ def test_search_pages_without_gaps_or_duplicates(book: PeopleBook) -> None:
         "Ã©",
     ],
 )
-def test_a_garbage_cursor_is_refused(book: PeopleBook, cursor: str) -> None:
+def test_a_garbage_cursor_is_refused(cursor: str) -> None:
     words = "not a valid cursor: pass next_cursor from the previous page unchanged"
-    assert refused("cursor", book.search, None, None, 10, cursor).message == words
-    assert refused("cursor", book.list_accounts, None, 10, cursor).message == words
-    with pytest.raises(ValueError, match="not a valid cursor"):
+    with pytest.raises(ValueError) as info:
         decode_cursor(cursor, (str, int))
+    assert str(info.value) == words
 
 
 @settings(derandomize=True, database=None, max_examples=200)

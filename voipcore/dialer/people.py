@@ -7,10 +7,11 @@ extension written in it (``x123``, ``ext. 123``, RFC 3966 §5.1.5 ``;ext=123``) 
 on its own. Refused input raises :class:`PeopleError` naming the field as the REST API
 shows it (``numbers.1.number``).
 
-Methods are synchronous (the server calls them on its store thread), take ``now`` (Unix
-seconds) where they write, and each write is one transaction; :meth:`PeopleBook.transaction`
-joins many calls into one. Lists page by keyset: the opaque cursor of
-:func:`encode_cursor` carries the sort key of a page's last row.
+Methods are synchronous (the server calls them on its store thread) and take ``now`` (Unix
+seconds) where they write; each write is one transaction (:func:`voipcore.store.db.writing`)
+and :meth:`PeopleBook.transaction` joins many calls into one. Lists page by keyset: a page
+starts after the sort key ``(name, id)`` of the previous page's last row, which
+:func:`encode_cursor` turns into the API's opaque cursor.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 from phonenumbers import PhoneNumberFormat
 
 from voipcore.dialer.numbers import InvalidNumber, normalize, validate_region
+from voipcore.store.db import writing
 from voipcore.store.schema import accounts, people, person_numbers
 
 MAX_NAME: Final = 200
@@ -47,6 +49,8 @@ _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+")
 _MIN_SEARCH_DIGITS = 3
 
 CursorValue = str | int | float
+#: Where a list of accounts or people is in its order: the (name, id) of a row.
+NameKey = tuple[str, int]
 _T = TypeVar("_T")
 
 
@@ -73,7 +77,7 @@ def decode_cursor(text: str, types: tuple[type[CursorValue], ...]) -> tuple[Any,
     try:
         data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
         values = json.loads(data)
-    except ValueError:  # binascii.Error, UnicodeDecodeError and JSONDecodeError are
+    except ValueError:  # binascii.Error, UnicodeDecodeError, JSONDecodeError
         raise error from None
     if not isinstance(values, list) or len(values) != len(types):
         raise error
@@ -304,25 +308,22 @@ _PEOPLE = sa.select(people, accounts.c.name.label("account_name")).select_from(
 
 
 def _keyset(
-    query: sa.Select[Any], table: sa.Table, after: str | None, limit: int
+    query: sa.Select[Any], table: sa.Table, after: NameKey | None, limit: int
 ) -> sa.Select[Any]:
-    """``query`` ordered by (name, id), from after the cursor, one row past the page."""
-    key = sa.tuple_(table.c.name, table.c.id)
+    """``query`` ordered by (name, id), from after ``after``, one row past the page."""
     if after is not None:
-        try:
-            name, last_id = decode_cursor(after, (str, int))
-        except ValueError as exc:
-            raise PeopleError("cursor", str(exc)) from None
+        name, last_id = after
+        key = sa.tuple_(table.c.name, table.c.id)
         query = query.where(key > sa.tuple_(sa.literal(name), sa.literal(last_id)))
     return query.order_by(table.c.name, table.c.id).limit(limit + 1)
 
 
-def _page(items: list[_K], limit: int) -> tuple[list[_K], str | None]:
-    """A page of what :func:`_keyset` fetched, and the cursor of the next one if any."""
+def _page(items: list[_K], limit: int) -> tuple[list[_K], NameKey | None]:
+    """A page of what :func:`_keyset` fetched, and the key the next one starts after."""
     if len(items) <= limit:
         return items, None
     last = items[limit - 1]
-    return items[:limit], encode_cursor((last.name, last.id))
+    return items[:limit], (last.name, last.id)
 
 
 def _ci_equals(column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]:
@@ -345,21 +346,29 @@ class PeopleBook:
 
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[PeopleBook]:
-        """A book whose every call joins one transaction, committed at the end when
+        """A book whose every call joins one write transaction, committed at the end when
         ``commit`` (and nothing raised), otherwise rolled back: a dry run."""
-        with self._engine.connect() as conn, conn.begin() as tx:
+        with writing(self._engine) as conn:
             bound = copy.copy(self)
             bound._conn = conn
             yield bound
             if not commit:
-                tx.rollback()
+                conn.rollback()
 
     @contextmanager
-    def _begin(self) -> Iterator[sa.Connection]:
+    def _reading(self) -> Iterator[sa.Connection]:
         if self._conn is not None:
             yield self._conn
         else:
-            with self._engine.begin() as conn:
+            with self._engine.connect() as conn:
+                yield conn
+
+    @contextmanager
+    def _writing(self) -> Iterator[sa.Connection]:
+        if self._conn is not None:
+            yield self._conn
+        else:
+            with writing(self._engine) as conn:
                 yield conn
 
     # -- accounts --
@@ -367,17 +376,17 @@ class PeopleBook:
     def create_account(self, name: str, now: float) -> Account:
         """A new account; ``PeopleError("name")`` when the name is blank or too long."""
         name = _name("name", name)
-        with self._begin() as conn:
+        with self._writing() as conn:
             return self._insert_account(conn, name, now)
 
     def get_account(self, account_id: int) -> Account | None:
-        with self._begin() as conn:
+        with self._reading() as conn:
             return self._account(conn, account_id)
 
     def update_account(self, account_id: int, name: str, now: float) -> Account | None:
         """Renames an account; None when there is no such account."""
         name = _name("name", name)
-        with self._begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 accounts.update()
                 .where(accounts.c.id == account_id)
@@ -387,19 +396,19 @@ class PeopleBook:
 
     def delete_account(self, account_id: int) -> bool:
         """Deletes an account (its people stay, under no account); False when unknown."""
-        with self._begin() as conn:
+        with self._writing() as conn:
             deleted = conn.execute(accounts.delete().where(accounts.c.id == account_id))
             return deleted.rowcount > 0
 
     def list_accounts(
-        self, q: str | None = None, limit: int = 50, after: str | None = None
-    ) -> tuple[list[Account], str | None]:
+        self, q: str | None = None, limit: int = 50, after: NameKey | None = None
+    ) -> tuple[list[Account], NameKey | None]:
         """Accounts by name, those whose name contains ``q`` (any case); a page of ``limit``
-        after the cursor ``after``, and the next page's cursor or None."""
+        after the key ``after``, and the key of the next page (None after the last)."""
         query = _ACCOUNTS
         if q and q.strip():
             query = query.where(accounts.c.name.icontains(q.strip(), autoescape=True))
-        with self._begin() as conn:
+        with self._reading() as conn:
             rows = conn.execute(_keyset(query, accounts, after, limit))
             return _page([_account(row) for row in rows], limit)
 
@@ -407,7 +416,7 @@ class PeopleBook:
         """The account of that name (any case; the oldest if several), created when missing
         and ``create``, else None; ``PeopleError("account_name")`` for a blank or long name."""
         name = _name("account_name", name)
-        with self._begin() as conn:
+        with self._writing() if create else self._reading() as conn:
             return self._account_named(conn, name, now, create)
 
     # -- people --
@@ -419,7 +428,7 @@ class PeopleBook:
         email = _email(person.email)
         notes = _text("notes", person.notes, MAX_NOTES)
         numbers = _numbers(person.numbers, self.region)
-        with self._begin() as conn:
+        with self._writing() as conn:
             account_id = self._resolve_account(conn, person.account_id, person.account_name, now)
             person_id: int = conn.execute(
                 people.insert()
@@ -438,7 +447,7 @@ class PeopleBook:
             return self._person(conn, person_id)
 
     def get_person(self, person_id: int) -> Person | None:
-        with self._begin() as conn:
+        with self._reading() as conn:
             found = self._people(conn, _PEOPLE.where(people.c.id == person_id))
             return found[0] if found else None
 
@@ -454,7 +463,7 @@ class PeopleBook:
         if patch.notes is not MISSING:
             values["notes"] = _text("notes", patch.notes, MAX_NOTES)
         numbers = None if patch.numbers is MISSING else _numbers(patch.numbers, self.region)
-        with self._begin() as conn:
+        with self._writing() as conn:
             exists = conn.execute(sa.select(people.c.id).where(people.c.id == person_id))
             if exists.first() is None:
                 return None
@@ -469,7 +478,7 @@ class PeopleBook:
 
     def delete_person(self, person_id: int) -> bool:
         """Deletes a person and their numbers; False when unknown. Their calls stay logged."""
-        with self._begin() as conn:
+        with self._writing() as conn:
             return conn.execute(people.delete().where(people.c.id == person_id)).rowcount > 0
 
     def search(
@@ -477,23 +486,23 @@ class PeopleBook:
         q: str | None = None,
         account_id: int | None = None,
         limit: int = 50,
-        after: str | None = None,
-    ) -> tuple[list[Person], str | None]:
+        after: NameKey | None = None,
+    ) -> tuple[list[Person], NameKey | None]:
         """People by name, then id: those whose name or account's name contains ``q`` (any
         case) or, when ``q`` has 3 or more digits, with a number containing those digits
-        (or equal to ``q`` read as a number); a page of ``limit`` after the cursor ``after``,
-        and the next page's cursor or None."""
+        (or equal to ``q`` read as a number); a page of ``limit`` after the key ``after``,
+        and the key of the next page (None after the last)."""
         query = _PEOPLE
         if account_id is not None:
             query = query.where(people.c.account_id == account_id)
         if q and q.strip():
             query = query.where(sa.or_(*self._matches(q.strip())))
-        with self._begin() as conn:
+        with self._reading() as conn:
             return _page(self._people(conn, _keyset(query, people, after, limit)), limit)
 
     def find_number(self, number_id: int) -> tuple[Person, PersonNumber] | None:
         """The number of that id and the person holding it."""
-        with self._begin() as conn:
+        with self._reading() as conn:
             person_id = conn.execute(
                 sa.select(person_numbers.c.person_id).where(person_numbers.c.id == number_id)
             ).scalar()
@@ -505,7 +514,7 @@ class PeopleBook:
     def find_by_e164(self, e164: str, extension: str | None = None) -> Person | None:
         """Who holds the E.164 number: the one with the same extension first, else the
         oldest holder."""
-        with self._begin() as conn:
+        with self._reading() as conn:
             person_id = conn.execute(
                 sa.select(person_numbers.c.person_id)
                 .where(person_numbers.c.e164 == e164)
@@ -525,7 +534,7 @@ class PeopleBook:
             _ci_equals(people.c.name, name.strip()),
             people.c.account_id.is_not_distinct_from(account_id),
         )
-        with self._begin() as conn:
+        with self._reading() as conn:
             found = self._people(conn, query.order_by(people.c.id).limit(1))
             return found[0] if found else None
 
