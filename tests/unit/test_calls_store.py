@@ -1,8 +1,10 @@
-"""Call log: SQLite records, group-committing async wrapper, CLI formatting."""
+"""Call log: records in the store, group-committing async wrapper, CLI formatting, CSV."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import os
 import signal
@@ -19,19 +21,19 @@ from typing import Any
 
 import pytest
 
+from voipcore.cli import make_user
 from voipcore.store.calls import (
-    DEFAULT_DISPOSITIONS,
     AsyncCallLog,
-    CallLogSchema,
+    CallLog,
     CallRecord,
     DispositionError,
     LegRecord,
-    SchemaError,
-    SqliteCallLog,
     format_table,
+    to_csv,
     to_json,
 )
-from voipcore.store.sqlite import SqliteStore
+from voipcore.store.db import open_engine
+from voipcore.store.users import Store
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -111,21 +113,26 @@ def busy(call_id: str = "c2") -> CallRecord:
     )
 
 
+def open_log(path: Path) -> CallLog:
+    return CallLog(open_engine(f"sqlite:///{path}"))
+
+
 @pytest.fixture
-def calls(tmp_path: Path) -> SqliteCallLog:
-    return SqliteCallLog(tmp_path / "calls.db")
+def calls(tmp_path: Path) -> CallLog:
+    return open_log(tmp_path / "calls.db")
 
 
 def test_finished_call_round_trips_with_every_field_after_reopen(tmp_path: Path) -> None:
-    log = SqliteCallLog(tmp_path / "calls.db")
-    log.upsert(finished())
-    log.close()
-    reopened = SqliteCallLog(str(tmp_path / "calls.db"))
-    assert reopened.get("c1") == finished()
-    assert reopened.list() == [finished()]
+    log = open_log(tmp_path / "calls.db")
+    call = replace(finished(), callee_extension="123", person_id=42)
+    log.upsert(call)
+    log.engine.dispose()
+    reopened = open_log(tmp_path / "calls.db")
+    assert reopened.get("c1") == call
+    assert reopened.list() == [call]
 
 
-def test_updates_at_answer_and_end_replace_the_call_and_its_legs(calls: SqliteCallLog) -> None:
+def test_updates_at_answer_and_end_replace_the_call_and_its_legs(calls: CallLog) -> None:
     calls.upsert(replace(started(), legs=[rep_leg(), carrier_leg(leg_id="pstn-edge1")]))
     answered = replace(started(), answered_at=T0 + 4, legs=[rep_leg(), carrier_leg()])
     calls.upsert(answered)
@@ -136,7 +143,7 @@ def test_updates_at_answer_and_end_replace_the_call_and_its_legs(calls: SqliteCa
     assert stored is not None and [leg.leg_id for leg in stored.legs] == ["rep", "pstn"]
 
 
-def test_rewrite_from_the_call_model_keeps_the_reps_disposition(calls: SqliteCallLog) -> None:
+def test_rewrite_from_the_call_model_keeps_the_reps_disposition(calls: CallLog) -> None:
     calls.upsert(finished())
     calls.set_disposition("c1", "callback", "call back Tuesday")
     calls.upsert(finished())
@@ -149,7 +156,7 @@ def test_rewrite_from_the_call_model_keeps_the_reps_disposition(calls: SqliteCal
     assert (stored.disposition, stored.notes) == ("connected", "call back Tuesday")
 
 
-def test_list_is_newest_first_and_limited(calls: SqliteCallLog) -> None:
+def test_list_is_newest_first_and_limited(calls: CallLog) -> None:
     calls.upsert_many(started(f"c{i}", at=T0 + i) for i in (3, 1, 4, 0, 2))
     assert [c.call_id for c in calls.list()] == ["c4", "c3", "c2", "c1", "c0"]
     assert [c.call_id for c in calls.list(limit=2)] == ["c4", "c3"]
@@ -158,7 +165,7 @@ def test_list_is_newest_first_and_limited(calls: SqliteCallLog) -> None:
         calls.list(limit=-1)
 
 
-def test_list_filters_by_user_and_start_time(calls: SqliteCallLog) -> None:
+def test_list_filters_by_user_and_start_time(calls: CallLog) -> None:
     calls.upsert_many(
         [
             started("a-old", at=T0, user="alice"),
@@ -172,7 +179,53 @@ def test_list_filters_by_user_and_start_time(calls: SqliteCallLog) -> None:
     assert [c.call_id for c in calls.list(user="alice", since=T0 + 10)] == ["a-new"]
 
 
-def test_list_keeps_each_calls_own_legs(calls: SqliteCallLog) -> None:
+def test_list_filters_by_person_disposition_and_an_open_ended_start_range(
+    calls: CallLog,
+) -> None:
+    calls.upsert_many(
+        [
+            replace(started("p7-a", at=T0), person_id=7),
+            replace(started("p7-b", at=T0 + 10), person_id=7, user="bob"),
+            replace(started("p8", at=T0 + 20), person_id=8),
+            started("nobody", at=T0 + 30),
+        ]
+    )
+    calls.set_disposition("p7-b", "voicemail")
+    calls.set_disposition("p8", "voicemail")
+    assert [c.call_id for c in calls.list(person_id=7)] == ["p7-b", "p7-a"]
+    assert [c.call_id for c in calls.list(disposition="voicemail")] == ["p8", "p7-b"]
+    assert [c.call_id for c in calls.list(person_id=7, disposition="voicemail")] == ["p7-b"]
+    assert [c.call_id for c in calls.list(person_id=7, user="alice")] == ["p7-a"]
+    # since is included, until is not.
+    assert [c.call_id for c in calls.list(since=T0 + 10, until=T0 + 30)] == ["p8", "p7-b"]
+    assert [c.call_id for c in calls.list(until=T0 + 10)] == ["p7-a"]
+
+
+def test_pages_follow_each_other_newest_first_without_gaps_or_repeats(calls: CallLog) -> None:
+    # Calls starting in the same second are ordered by call_id, so no page boundary
+    # can split or repeat them.
+    calls.upsert_many(
+        [started(f"c{i:02}", at=T0 + i // 3, user="alice" if i % 4 else "bob") for i in range(20)]
+    )
+    seen: list[str] = []
+    before: tuple[float, str] | None = None
+    pages = 0
+    while True:
+        page = calls.list(4 + 1, user="alice", before=before)  # one more: is there a next?
+        seen += [c.call_id for c in page[:4]]
+        pages += 1
+        if len(page) <= 4:
+            break
+        before = (page[3].started_at, page[3].call_id)
+    everyone = calls.list(100, user="alice")
+    assert seen == [c.call_id for c in everyone]
+    assert len(seen) == 15 and pages == 4
+    assert seen[:3] == ["c19", "c18", "c17"]
+    after_c04 = calls.list(before=(T0 + 1, "c04"))
+    assert [c.call_id for c in after_c04] == ["c03", "c02", "c01", "c00"]
+
+
+def test_list_keeps_each_calls_own_legs(calls: CallLog) -> None:
     calls.upsert_many([finished("talked"), busy("busy"), replace(started("bare"), legs=[])])
     by_id = {c.call_id: c for c in calls.list()}
     assert by_id["talked"].legs == finished().legs
@@ -180,20 +233,22 @@ def test_list_keeps_each_calls_own_legs(calls: SqliteCallLog) -> None:
     assert by_id["bare"].legs == []
 
 
-def test_repeated_call_in_one_batch_keeps_its_last_version(calls: SqliteCallLog) -> None:
+def test_repeated_call_in_one_batch_keeps_its_last_version(calls: CallLog) -> None:
     calls.upsert_many([started(), finished(), busy("c1")])
     assert calls.list() == [busy("c1")]
 
 
-def test_unknown_call_is_none_and_its_disposition_a_key_error(calls: SqliteCallLog) -> None:
+def test_unknown_call_is_none_and_its_disposition_a_key_error(calls: CallLog) -> None:
     assert calls.get("nope") is None
     with pytest.raises(KeyError, match="nope"):
         calls.set_disposition("nope", "busy", None)
 
 
-def test_disposition_outside_the_set_is_refused_with_the_choices(calls: SqliteCallLog) -> None:
+def test_disposition_outside_the_set_is_refused_with_the_choices(calls: CallLog) -> None:
     calls.upsert(finished())
-    with pytest.raises(DispositionError, match="'sold'.*callback, connected"):
+    with pytest.raises(
+        DispositionError, match="'sold'; expected one of: connected, voicemail, no_answer"
+    ):
         calls.set_disposition("c1", "sold", "")
     with pytest.raises(ValueError):
         calls.upsert(replace(finished(), disposition="sold"))
@@ -203,16 +258,46 @@ def test_disposition_outside_the_set_is_refused_with_the_choices(calls: SqliteCa
     assert stored is not None and (stored.disposition, stored.notes) == (None, None)
 
 
-def test_configured_dispositions_replace_the_default_set(tmp_path: Path) -> None:
-    log = SqliteCallLog(tmp_path / "calls.db", dispositions={"sale", "no_sale"})
-    log.upsert(finished())
-    log.set_disposition("c1", "sale", "2 seats")
-    with pytest.raises(DispositionError, match="no_sale, sale"):
-        log.set_disposition("c1", "busy")
-    assert "busy" in DEFAULT_DISPOSITIONS
+def test_a_new_list_of_dispositions_replaces_the_old_and_calls_keep_theirs(
+    calls: CallLog,
+) -> None:
+    calls.upsert_many([finished("c1"), finished("c2")])
+    calls.set_disposition("c1", "busy")
+    calls.set_dispositions([("sale", "Sale"), ("no_sale", "No sale"), ("connected", "Talked")])
+    assert calls.dispositions() == [
+        ("sale", "Sale"),
+        ("no_sale", "No sale"),
+        ("connected", "Talked"),
+    ]
+    calls.set_disposition("c2", "sale", "2 seats")
+    with pytest.raises(DispositionError, match="'busy'.*expected one of: sale, no_sale, connected"):
+        calls.set_disposition("c2", "busy")
+    stored = calls.get("c1")
+    assert stored is not None and stored.disposition == "busy"
+    assert [c.call_id for c in calls.list(disposition="busy")] == ["c1"]
+    calls.set_dispositions([("busy", "Line busy")])  # an old code comes back, relabelled
+    assert calls.dispositions() == [("busy", "Line busy")]
+    calls.set_disposition("c2", "busy")
 
 
-def test_unanswered_call_is_logged_with_zero_duration(calls: SqliteCallLog) -> None:
+@pytest.mark.parametrize(
+    ("items", "error"),
+    [
+        ([("sale", "Sale"), ("sale", "Again")], "once: sale, sale"),
+        ([("", "Nothing")], "a code and a label"),
+        ([("sale", "")], "a code and a label"),
+    ],
+)
+def test_an_invalid_list_of_dispositions_is_refused_and_changes_nothing(
+    calls: CallLog, items: list[tuple[str, str]], error: str
+) -> None:
+    before = calls.dispositions()
+    with pytest.raises(DispositionError, match=error):
+        calls.set_dispositions(items)
+    assert calls.dispositions() == before
+
+
+def test_unanswered_call_is_logged_with_zero_duration(calls: CallLog) -> None:
     calls.upsert(busy())
     stored = calls.get("c2")
     assert stored is not None and stored == busy()
@@ -222,7 +307,7 @@ def test_unanswered_call_is_logged_with_zero_duration(calls: SqliteCallLog) -> N
 
 
 def test_duration_runs_from_answer_to_end_and_ring_time_from_ringing(
-    calls: SqliteCallLog,
+    calls: CallLog,
 ) -> None:
     call = finished()
     assert (call.duration, call.ring_time) == (65.0, 3.0)
@@ -279,6 +364,68 @@ def test_json_has_every_field_nested_legs_and_utc_iso_times() -> None:
     assert (unanswered["answered_at"], unanswered["duration"]) == (None, 0.0)
 
 
+def test_csv_has_a_header_then_one_row_per_call() -> None:
+    talked = replace(
+        finished(),
+        callee_extension="123",
+        person_id=42,
+        disposition="callback",
+        notes='said "hi", bye',
+    )
+    internal = replace(
+        busy(), direction="internal", callee_dialled="201", callee_e164=None, user=None, legs=[]
+    )
+    rows = list(csv.reader(io.StringIO(to_csv([talked, internal]))))
+    assert rows == [
+        [
+            "call_id",
+            "started_at",
+            "direction",
+            "user",
+            "caller",
+            "callee",
+            "callee_extension",
+            "person_id",
+            "duration",
+            "hangup_cause",
+            "disposition",
+            "notes",
+            "mos",
+        ],
+        [
+            "c1",
+            "2023-11-14T22:13:20.000Z",
+            "outbound",
+            "alice",
+            "alice",
+            "+14045551234",
+            "123",
+            "42",
+            "65.000",
+            "normal",
+            "callback",
+            'said "hi", bye',
+            "4.10",
+        ],
+        [
+            "c2",
+            "2023-11-14T22:15:00.000Z",
+            "internal",
+            "",
+            "alice",
+            "201",
+            "",
+            "",
+            "0.000",
+            "busy",
+            "",
+            "",
+            "",
+        ],
+    ]
+    assert to_csv([]) == ",".join(rows[0]) + "\r\n"
+
+
 def test_table_shows_one_aligned_line_per_call() -> None:
     long_call = replace(finished("c3"), ended_at=T0 + 4 + 3725, callee_e164=None)
     up = replace(finished("c4"), ended_at=None, hangup_cause=None, sip_status=None, legs=[])
@@ -304,16 +451,6 @@ def test_table_start_time_is_local_with_its_offset(monkeypatch: pytest.MonkeyPat
     assert table.splitlines()[1].startswith("2023-11-14T17:13:20-05:00  outbound")
 
 
-def test_schema_is_idempotent_and_refuses_a_newer_version(tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "calls.db", isolation_level=None)
-    CallLogSchema.create(db)
-    CallLogSchema.create(db)
-    assert db.execute("SELECT * FROM schema_versions").fetchall() == [("calls", 3)]
-    db.execute("UPDATE schema_versions SET version = 4")
-    with pytest.raises(SchemaError, match="version 4"):
-        SqliteCallLog(tmp_path / "calls.db")
-
-
 def old_log(path: Path, fixture: str) -> Path:
     """``path`` holding the dump ``fixture`` of a call log an older voipcore wrote."""
     db = sqlite3.connect(path, isolation_level=None)
@@ -322,16 +459,9 @@ def old_log(path: Path, fixture: str) -> Path:
     return path
 
 
-def schema_version(path: Path) -> int:
-    db = sqlite3.connect(path)
-    (version,) = db.execute("SELECT version FROM schema_versions").fetchone()
-    db.close()
-    return int(version)
-
-
 def test_a_version_1_log_is_upgraded_with_its_calls_intact(tmp_path: Path) -> None:
     path = old_log(tmp_path / "calls.db", "calllog_v1.sql")
-    calls = SqliteCallLog(path)
+    calls = open_log(path)
     call = calls.get("v1-call")
     assert call is not None
     assert (call.disposition, call.notes, call.callee_e164) == (
@@ -348,7 +478,6 @@ def test_a_version_1_log_is_upgraded_with_its_calls_intact(tmp_path: Path) -> No
     calls.upsert(replace(call, legs=[replace(call.legs[0], transferred_to="bob")]))
     again = calls.get("v1-call")
     assert again is not None and again.legs[0].transferred_to == "bob"
-    assert schema_version(path) == 3
 
 
 def test_a_version_1_log_upgraded_through_version_2_keeps_each_value_in_its_column(
@@ -356,7 +485,7 @@ def test_a_version_1_log_upgraded_through_version_2_keeps_each_value_in_its_colu
 ) -> None:
     # Version 1 to 2 appended kind and transferred_to; the rebuild to 3 must not
     # copy by position, or kind would land in edge and edge in billable.
-    calls = SqliteCallLog(old_log(tmp_path / "calls.db", "calllog_v1.sql"))
+    calls = open_log(old_log(tmp_path / "calls.db", "calllog_v1.sql"))
     call = calls.get("v1-call")
     assert call is not None
     answered: dict[str, Any] = {
@@ -391,7 +520,12 @@ def test_a_version_1_log_upgraded_through_version_2_keeps_each_value_in_its_colu
     ]
 
 
-#: Version 2's call_legs columns, named so rows compare whatever their order on disk.
+#: Version 2's columns, named so rows compare whatever their order on disk.
+V2_CALL_COLUMNS = (
+    "call_id, direction, caller, callee_dialled, callee_e164, username, started_at,"
+    " ringing_at, answered_at, ended_at, hangup_cause, sip_status, hung_up_by, codec,"
+    " disposition, notes"
+)
 V2_LEG_COLUMNS = (
     "call_id, position, leg_id, role, peer, transport, kind, edge, billable, started_at,"
     " answered_at, ended_at, sip_status, mos_avg, mos_min, jitter, loss, rtt,"
@@ -403,7 +537,7 @@ def stored_rows(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object
     """Every call and every leg in ``path`` as raw rows."""
     db = sqlite3.connect(path)
     found = (
-        db.execute("SELECT * FROM calls ORDER BY call_id").fetchall(),
+        db.execute(f"SELECT {V2_CALL_COLUMNS} FROM calls ORDER BY call_id").fetchall(),
         db.execute(f"SELECT {V2_LEG_COLUMNS} FROM call_legs ORDER BY call_id, position").fetchall(),
     )
     db.close()
@@ -414,8 +548,7 @@ def test_a_version_2_log_is_upgraded_with_every_row_and_value(tmp_path: Path) ->
     path = old_log(tmp_path / "calls.db", "calllog_v2.sql")
     before = stored_rows(path)
     assert (len(before[0]), len(before[1])) == (2, 3)
-    calls = SqliteCallLog(path)
-    assert schema_version(path) == 3
+    calls = open_log(path)
     assert stored_rows(path) == before
     call = calls.get("v2-call")
     assert call is not None
@@ -433,35 +566,15 @@ def test_a_version_2_log_is_upgraded_with_every_row_and_value(tmp_path: Path) ->
     assert (trunk.packets_in, trunk.packets_out) == (3240, 3250)
 
 
-def schema_of(path: Path) -> list[tuple[str, str, str, str | None]]:
-    db = sqlite3.connect(path)
-    found = db.execute(
-        "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
-    ).fetchall()
-    db.close()
-    return found
-
-
-@pytest.mark.parametrize("fixture", ["calllog_v1.sql", "calllog_v2.sql"])
-def test_an_upgraded_log_has_the_tables_and_indexes_of_a_fresh_one(
-    tmp_path: Path, fixture: str
-) -> None:
-    SqliteCallLog(tmp_path / "fresh.db").close()
-    SqliteCallLog(old_log(tmp_path / "old.db", fixture)).close()
-    fresh = schema_of(tmp_path / "fresh.db")
-    assert "call_legs_v2" not in [name for _, name, _, _ in fresh]
-    assert schema_of(tmp_path / "old.db") == fresh
-
-
 @pytest.mark.parametrize("fixture", [None, "calllog_v1.sql", "calllog_v2.sql"])
 def test_a_browser_leg_is_written_and_read_back(tmp_path: Path, fixture: str | None) -> None:
     path = tmp_path / "calls.db"
-    calls = SqliteCallLog(path if fixture is None else old_log(path, fixture))
+    calls = open_log(path if fixture is None else old_log(path, fixture))
     call = replace(finished("web"), legs=[rep_leg(kind="browser"), carrier_leg(kind="trunk")])
     calls.upsert(call)
     assert calls.get("web") == call
-    calls.close()
-    assert SqliteCallLog(path).get("web") == call
+    calls.engine.dispose()
+    assert open_log(path).get("web") == call
 
 
 @pytest.mark.parametrize("fixture", [None, "calllog_v2.sql"])
@@ -471,13 +584,13 @@ def test_an_unknown_leg_kind_is_refused(tmp_path: Path, fixture: str | None) -> 
     ):
         rep_leg(kind="fax")
     path = tmp_path / "calls.db"
-    SqliteCallLog(path if fixture is None else old_log(path, fixture)).upsert(finished())
+    open_log(path if fixture is None else old_log(path, fixture)).upsert(finished())
     db = sqlite3.connect(path)
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         db.execute("UPDATE call_legs SET kind = 'fax'")
 
 
-def test_legs_belong_to_their_call(calls: SqliteCallLog, tmp_path: Path) -> None:
+def test_legs_belong_to_their_call(calls: CallLog, tmp_path: Path) -> None:
     calls.upsert(finished())
     db = sqlite3.connect(tmp_path / "calls.db", isolation_level=None)
     db.execute("PRAGMA foreign_keys=ON")
@@ -491,21 +604,38 @@ def test_legs_belong_to_their_call(calls: SqliteCallLog, tmp_path: Path) -> None
     assert db.execute("SELECT COUNT(*) FROM call_legs").fetchone() == (0,)
 
 
-def test_shares_the_user_stores_file_and_a_callers_connection(tmp_path: Path) -> None:
-    path = str(tmp_path / "voipcore.db")
-    store = SqliteStore(path)
-    connection = sqlite3.connect(path)  # default (legacy) transaction handling
-    log = SqliteCallLog(connection)
+def test_async_dispositions_and_filtered_list_run_on_the_thread(calls: CallLog) -> None:
+    writer = AsyncCallLog(calls)
+
+    async def main() -> tuple[list[tuple[str, str]], list[CallRecord]]:
+        await writer.set_dispositions([("sale", "Sale")])
+        writer.submit(replace(started("p", at=T0), person_id=3))
+        writer.submit(started("q", at=T0 + 1))
+        await writer.set_disposition("p", "sale")
+        found = await writer.list(
+            10, person_id=3, disposition="sale", since=T0, until=T0 + 1, before=(T0 + 1, "q")
+        )
+        listed = await writer.dispositions()
+        await writer.close()
+        return listed, found
+
+    listed, found = asyncio.run(main())
+    assert listed == [("sale", "Sale")]
+    assert [c.call_id for c in found] == ["p"]
+
+
+def test_the_call_log_and_the_user_store_share_one_database(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'voipcore.db'}")
+    store, log = Store(engine), CallLog(engine)
     log.upsert(finished())
-    log.set_disposition("c1", "connected", "")
-    log.close()
-    assert connection.execute("SELECT disposition FROM calls").fetchone() == ("connected",)
-    assert not connection.in_transaction
-    assert SqliteCallLog(path).get("c1") == replace(finished(), disposition="connected", notes="")
-    assert store.list_users() == []
+    store.put_user(make_user("realm", "alice", "alice-pw"))
+    engine.dispose()
+    again = open_engine(f"sqlite:///{tmp_path / 'voipcore.db'}")
+    assert CallLog(again).get("c1") == finished()
+    assert [u.username for u in Store(again).list_users()] == ["alice"]
 
 
-def test_async_upserts_share_commits(calls: SqliteCallLog) -> None:
+def test_async_upserts_share_commits(calls: CallLog) -> None:
     writer = AsyncCallLog(calls)
 
     async def main() -> None:
@@ -517,7 +647,7 @@ def test_async_upserts_share_commits(calls: SqliteCallLog) -> None:
     assert 1 <= writer.batches < 50
 
 
-def test_async_updates_of_one_call_collapse_into_its_latest(calls: SqliteCallLog) -> None:
+def test_async_updates_of_one_call_collapse_into_its_latest(calls: CallLog) -> None:
     writer = AsyncCallLog(calls)
     reports: list[BaseException | None] = []
 
@@ -535,7 +665,7 @@ def test_async_updates_of_one_call_collapse_into_its_latest(calls: SqliteCallLog
     assert writer.batches == 1
 
 
-def test_async_writes_a_snapshot_of_the_legs(calls: SqliteCallLog) -> None:
+def test_async_writes_a_snapshot_of_the_legs(calls: CallLog) -> None:
     writer = AsyncCallLog(calls)
     call = started()
 
@@ -550,7 +680,7 @@ def test_async_writes_a_snapshot_of_the_legs(calls: SqliteCallLog) -> None:
 
 
 def test_async_write_queued_during_a_commit_goes_in_the_next_batch(
-    calls: SqliteCallLog,
+    calls: CallLog,
 ) -> None:
     shared = ThreadPoolExecutor(max_workers=1)
     gate = threading.Event()
@@ -574,7 +704,7 @@ def test_async_write_queued_during_a_commit_goes_in_the_next_batch(
     assert sorted(c.call_id for c in calls.list()) == ["c1", "c2"]
 
 
-def test_async_disposition_waits_for_the_queued_call(calls: SqliteCallLog) -> None:
+def test_async_disposition_waits_for_the_queued_call(calls: CallLog) -> None:
     writer = AsyncCallLog(calls)
 
     async def main() -> list[CallRecord]:
@@ -591,13 +721,12 @@ def test_async_disposition_waits_for_the_queued_call(calls: SqliteCallLog) -> No
     assert asyncio.run(main()) == [replace(finished(), disposition="callback", notes="Tuesday")]
 
 
-def test_async_reports_a_failed_commit_to_every_waiter(calls: SqliteCallLog) -> None:
+def test_async_reports_a_failed_commit_to_every_waiter(calls: CallLog) -> None:
     writer = AsyncCallLog(calls)
-    calls.close()
     reports: list[BaseException | None] = []
 
     async def main() -> list[object]:
-        writer.submit(started("c0"), reports.append)
+        writer.submit(replace(started("c0"), disposition="sold"), reports.append)
         results = await asyncio.gather(
             writer.upsert(started("c1")), writer.upsert(started("c2")), return_exceptions=True
         )
@@ -605,11 +734,12 @@ def test_async_reports_a_failed_commit_to_every_waiter(calls: SqliteCallLog) -> 
         return list(results)
 
     results = asyncio.run(main())
-    assert all(isinstance(r, sqlite3.ProgrammingError) for r in [*results, *reports])
+    assert all(isinstance(r, DispositionError) for r in [*results, *reports])
     assert writer.batches == 0
+    assert calls.list() == []
 
 
-def test_async_uses_a_shared_executor_and_leaves_it_running(calls: SqliteCallLog) -> None:
+def test_async_uses_a_shared_executor_and_leaves_it_running(calls: CallLog) -> None:
     shared = ThreadPoolExecutor(max_workers=1)
     writer = AsyncCallLog(calls, executor=shared)
 
@@ -624,9 +754,10 @@ def test_async_uses_a_shared_executor_and_leaves_it_running(calls: SqliteCallLog
 
 _CRASHING_WRITER = """
 import asyncio, os, signal, sys
-from voipcore.store.calls import AsyncCallLog, CallRecord, LegRecord, SqliteCallLog
+from voipcore.store.calls import AsyncCallLog, CallLog, CallRecord, LegRecord
+from voipcore.store.db import open_engine
 
-log = SqliteCallLog(sys.argv[1])
+log = CallLog(open_engine("sqlite:///" + sys.argv[1]))
 call = CallRecord(call_id="sync", direction="inbound", caller="+14045551234",
                   callee_dialled="201", user="alice", started_at=1.0)
 log.upsert(call)
@@ -649,13 +780,13 @@ def test_committed_calls_survive_the_process_being_killed(tmp_path: Path) -> Non
     )
     assert child.returncode == -signal.SIGKILL, child.stderr.decode()
     assert os.path.getsize(f"{path}-wal") > 0  # never checkpointed: recovered from the WAL
-    log = SqliteCallLog(path)
+    log = open_log(path)
     assert [c.call_id for c in log.list()] == ["async", "sync"]
     stored = log.get("async")
     assert stored is not None and [leg.peer for leg in stored.legs] == ["alice"]
 
 
-def test_calls_left_in_progress_by_a_crash_are_closed_at_restart(calls: SqliteCallLog) -> None:
+def test_calls_left_in_progress_by_a_crash_are_closed_at_restart(calls: CallLog) -> None:
     calls.upsert_many([started("up"), finished("done")])
     assert calls.close_unfinished(T0 + 60, "server_restart") == 1
     up, done = calls.get("up"), calls.get("done")

@@ -2,11 +2,11 @@
 
 The call model writes a call when it starts and again when it rings, is answered
 and ends; each write replaces the previous one (idempotent by ``call_id``, legs
-replaced).  The rep's disposition and notes come later through
-:meth:`SqliteCallLog.set_disposition`, and a later write from the call model
-never erases them.
+replaced).  The rep's disposition (one of the ``dispositions`` table's active codes)
+and notes come later through :meth:`CallLog.set_disposition`, and a later write
+from the call model never erases them.
 
-SQLite in WAL mode keeps every committed record across a crash of the process.
+The store's database keeps every committed record across a crash of the process.
 :class:`AsyncCallLog` group-commits writes on one thread so signalling never
 waits on the disk.  Quality follows the media engine's units: jitter and RTT in
 seconds, loss as a fraction of expected packets (RFC 3550 §6.4.1), MOS from the
@@ -17,17 +17,29 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
+import csv
 import functools
+import io
 import logging
-import os
-import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, tzinfo
-from typing import Any, ClassVar, Literal, TypeVar, get_args
+from typing import Literal, TypeVar, get_args
 
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    bindparam,
+    delete,
+    select,
+    tuple_,
+    update,
+)
+
+from voipcore.store.db import upsert, writing
+from voipcore.store.schema import call_legs, calls, dispositions
 from voipcore.store.writer import Done
 
 log = logging.getLogger(__name__)
@@ -38,27 +50,9 @@ HungUpBy = Literal["caller", "callee", "system"]
 LegRole = Literal["caller", "callee", "colleague"]
 LegKind = Literal["phone", "trunk", "browser"]
 
-#: Dispositions a rep may log unless the log is configured with its own set.
-DEFAULT_DISPOSITIONS = frozenset(
-    {
-        "connected",
-        "no_answer",
-        "busy",
-        "voicemail",
-        "wrong_number",
-        "callback",
-        "not_interested",
-        "other",
-    }
-)
-
 
 class DispositionError(ValueError):
-    """A disposition outside the configured set."""
-
-
-class SchemaError(RuntimeError):
-    """The database holds a call log schema newer than this code understands."""
+    """A disposition that is not in the active list, or a list that is not valid."""
 
 
 def _check_choice(kind: str, value: object, allowed: object) -> None:
@@ -223,282 +217,200 @@ class CallRecord:
         return _elapsed(self.ringing_at, end)
 
 
-# callee_extension and person_id are not stored until the store's SQLAlchemy port.
-_CALL_FIELDS = tuple(
-    f.name for f in fields(CallRecord) if f.name not in ("legs", "callee_extension", "person_id")
-)
-# "user" is reserved in PostgreSQL, the scale-out back end: keep the schemas alike.
-_CALL_COLUMNS = tuple("username" if name == "user" else name for name in _CALL_FIELDS)
+_CALL_FIELDS = tuple(f.name for f in fields(CallRecord) if f.name != "legs")
+# "user" is reserved in PostgreSQL: the column is username.
+_CALL_COLUMNS = tuple(calls.c["username" if name == "user" else name] for name in _CALL_FIELDS)
 _LEG_FIELDS = tuple(f.name for f in fields(LegRecord))
-_LEG_COLUMNS = ", ".join(("call_id", "position", *_LEG_FIELDS))
 #: The rep's fields: an upsert leaves them alone unless it sets them.
 _REP_FIELDS = ("disposition", "notes")
-#: The call_legs table after CREATE TABLE, for the schema and the migration that rebuilds it.
-_CALL_LEGS_TABLE = """call_legs (
-    call_id     TEXT NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
-    position    INTEGER NOT NULL,
-    leg_id      TEXT NOT NULL,
-    role        TEXT NOT NULL CHECK (role IN ('caller', 'callee', 'colleague')),
-    peer        TEXT NOT NULL,
-    transport   TEXT NOT NULL,
-    kind        TEXT NOT NULL DEFAULT 'phone' CHECK (kind IN ('phone', 'trunk', 'browser')),
-    edge        TEXT,
-    billable    INTEGER NOT NULL,
-    started_at  REAL NOT NULL,
-    answered_at REAL,
-    ended_at    REAL,
-    sip_status  INTEGER,
-    mos_avg     REAL,
-    mos_min     REAL,
-    jitter      REAL,
-    loss        REAL,
-    rtt         REAL,
-    packets_in  INTEGER NOT NULL,
-    packets_out INTEGER NOT NULL,
-    transferred_to TEXT,
-    PRIMARY KEY (call_id, leg_id)
-)"""
 
 
-class CallLogSchema:
-    """Tables of the call log in SQLite; :meth:`create` is idempotent."""
+class CallLog:
+    """The call log in the store's database.
 
-    VERSION: ClassVar[int] = 3
-    DDL: ClassVar[str] = f"""
-CREATE TABLE IF NOT EXISTS calls (
-    call_id        TEXT PRIMARY KEY,
-    direction      TEXT NOT NULL CHECK (direction IN ('internal', 'outbound', 'inbound')),
-    caller         TEXT NOT NULL,
-    callee_dialled TEXT NOT NULL,
-    callee_e164    TEXT,
-    username       TEXT,
-    started_at     REAL NOT NULL,
-    ringing_at     REAL,
-    answered_at    REAL,
-    ended_at       REAL,
-    hangup_cause   TEXT,
-    sip_status     INTEGER,
-    hung_up_by     TEXT CHECK (hung_up_by IN ('caller', 'callee', 'system')),
-    codec          TEXT,
-    disposition    TEXT,
-    notes          TEXT
-);
-CREATE INDEX IF NOT EXISTS calls_started_at ON calls (started_at);
-CREATE INDEX IF NOT EXISTS calls_username ON calls (username, started_at);
-CREATE TABLE IF NOT EXISTS {_CALL_LEGS_TABLE};
-INSERT OR IGNORE INTO schema_versions VALUES ('calls', {VERSION});
-"""
-    #: Steps from each older version to the next, run in order on an older log.
-    MIGRATIONS: ClassVar[dict[int, str]] = {
-        1: """
-ALTER TABLE call_legs ADD COLUMN kind TEXT NOT NULL DEFAULT 'phone'
-    CHECK (kind IN ('phone', 'trunk'));
-ALTER TABLE call_legs ADD COLUMN transferred_to TEXT;
-UPDATE call_legs SET kind = 'trunk' WHERE edge IS NOT NULL;
-""",
-        # SQLite cannot change a CHECK constraint (kind gains 'browser'): rebuild the
-        # table.  Columns are named, as a log upgraded from version 1 has kind and
-        # transferred_to last; indexes go with the old table and DDL recreates them.
-        # The step builds today's table from today's columns: a later change to
-        # call_legs must rebuild it the same way, and freeze this list at version 3's.
-        2: f"""
-ALTER TABLE call_legs RENAME TO call_legs_v2;
-CREATE TABLE {_CALL_LEGS_TABLE};
-INSERT INTO call_legs ({_LEG_COLUMNS}) SELECT {_LEG_COLUMNS} FROM call_legs_v2;
-DROP TABLE call_legs_v2;
-""",
-    }
-
-    @classmethod
-    def create(cls, db: sqlite3.Connection) -> None:
-        """Create the tables if missing; refuse a database written by a newer schema."""
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_versions "
-            "(component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
-        row = db.execute("SELECT version FROM schema_versions WHERE component = 'calls'").fetchone()
-        if row is not None and row[0] > cls.VERSION:
-            raise SchemaError(
-                f"call log schema is version {row[0]}, this voipcore knows up to {cls.VERSION}"
-            )
-        if row is not None:
-            for version in range(row[0], cls.VERSION):
-                db.executescript(
-                    "BEGIN;"
-                    + cls.MIGRATIONS[version]
-                    + f"UPDATE schema_versions SET version = {version + 1}"
-                    " WHERE component = 'calls'; COMMIT;"
-                )
-        db.executescript(cls.DDL)
-
-
-def _placeholders(count: int) -> str:
-    return ", ".join(["?"] * count)
-
-
-_UPSERT_CALL = (
-    f"INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) VALUES ({_placeholders(len(_CALL_COLUMNS))})"
-    " ON CONFLICT (call_id) DO UPDATE SET "
-    + ", ".join(
-        f"{c} = COALESCE(excluded.{c}, {c})" if c in _REP_FIELDS else f"{c} = excluded.{c}"
-        for c in _CALL_COLUMNS[1:]
-    )
-)
-_INSERT_LEG = (
-    f"INSERT INTO call_legs ({_LEG_COLUMNS}) VALUES ({_placeholders(len(_LEG_FIELDS) + 2)})"
-)
-_SELECT = (
-    f"SELECT {', '.join('c.' + c for c in _CALL_COLUMNS)},"
-    f" {', '.join('l.' + f for f in _LEG_FIELDS)}"
-    " FROM (SELECT * FROM calls {where} ORDER BY started_at DESC, call_id DESC LIMIT ?) AS c"
-    " LEFT JOIN call_legs AS l ON l.call_id = c.call_id"
-    " ORDER BY c.started_at DESC, c.call_id DESC, l.position"
-)
-
-
-class SqliteCallLog:
-    """The call log in SQLite, in its own file or sharing the store's connection.
-
-    Given a path it opens the file in WAL mode (a commit survives a crash of the
-    process); given a connection it uses it as it is and leaves it open on
-    :meth:`close`.  Methods are synchronous and must be called from one thread
-    at a time (:class:`AsyncCallLog`'s, or the CLI's).
+    Methods are synchronous and run on one thread at a time (:class:`AsyncCallLog`'s,
+    or the CLI's).
     """
 
-    def __init__(
-        self,
-        db: str | os.PathLike[str] | sqlite3.Connection,
-        dispositions: Iterable[str] = DEFAULT_DISPOSITIONS,
-    ) -> None:
-        self.dispositions = frozenset(dispositions)
-        """Dispositions :meth:`set_disposition` accepts."""
-        if isinstance(db, sqlite3.Connection):
-            self._db, self._owned = db, False
-        else:
-            self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
-            self._owned = True
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: only an OS crash or power loss can drop the last commits.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        CallLogSchema.create(self._db)
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-    def close(self) -> None:
-        """Close the database if this log opened it."""
-        if self._owned:
-            self._db.close()
+    def dispositions(self) -> builtins.list[tuple[str, str]]:
+        """The dispositions a rep may log, as (code, label), in the order offered."""
+        with self.engine.connect() as db:
+            return _active_dispositions(db)
 
-    def check_disposition(self, disposition: str | None) -> None:
-        """Raise :class:`DispositionError` unless ``disposition`` is None or configured."""
-        if disposition is not None and disposition not in self.dispositions:
-            raise DispositionError(
-                f"unknown disposition {disposition!r}; "
-                f"expected one of: {', '.join(sorted(self.dispositions))}"
-            )
+    def set_dispositions(self, items: Iterable[tuple[str, str]]) -> None:
+        """Replace the list :meth:`dispositions` returns; calls logged with a code that
+        leaves it keep their code.  Raises :class:`DispositionError` for an empty code
+        or label, or a code twice."""
+        listed = builtins.list(items)
+        codes = [code for code, _ in listed]
+        if len(set(codes)) != len(codes):
+            raise DispositionError(f"each disposition code must appear once: {', '.join(codes)}")
+        if not all(code and label for code, label in listed):
+            raise DispositionError("a disposition needs a code and a label")
+        rows = [
+            {"code": code, "label": label, "position": position, "active": True}
+            for position, (code, label) in enumerate(listed)
+        ]
+        with writing(self.engine) as db:
+            db.execute(update(dispositions).values(active=False))
+            if rows:
+                db.execute(upsert(db, dispositions), rows)
 
     def upsert(self, call: CallRecord) -> None:
         """Write ``call``, replacing an earlier version of it and all its legs."""
         self.upsert_many([call])
 
-    def upsert_many(self, calls: Iterable[CallRecord]) -> None:
+    def upsert_many(self, records: Iterable[CallRecord]) -> None:
         """Write many calls in one transaction; the last version of a repeated call wins.
 
-        A call's disposition and notes are kept when the new version has None.
+        A call's disposition and notes are kept when the new version has None; one
+        that is not an active disposition fails the whole write.
         """
-        latest = {call.call_id: call for call in calls}
-        for call in latest.values():
-            self.check_disposition(call.disposition)
-        ids = [(call_id,) for call_id in latest]
-        with self._transaction():
-            self._db.executemany(
-                _UPSERT_CALL,
-                [tuple(getattr(call, name) for name in _CALL_FIELDS) for call in latest.values()],
-            )
-            self._db.executemany("DELETE FROM call_legs WHERE call_id = ?", ids)
-            self._db.executemany(
-                _INSERT_LEG,
+        latest = {call.call_id: call for call in records}
+        with writing(self.engine) as db:
+            given = {call.disposition for call in latest.values() if call.disposition is not None}
+            if given:
+                allowed = dict(_active_dispositions(db))
+                for disposition in given:
+                    _check_disposition(disposition, allowed)
+            db.execute(
+                upsert(db, calls, keep_if_null=_REP_FIELDS),
                 [
-                    (call.call_id, position, *(getattr(leg, name) for name in _LEG_FIELDS))
+                    {
+                        column.name: getattr(call, name)
+                        for name, column in zip(_CALL_FIELDS, _CALL_COLUMNS, strict=True)
+                    }
                     for call in latest.values()
-                    for position, leg in enumerate(call.legs)
                 ],
             )
+            db.execute(
+                delete(call_legs).where(call_legs.c.call_id == bindparam("id")),
+                [{"id": call_id} for call_id in latest],
+            )
+            legs = [
+                {
+                    "call_id": call.call_id,
+                    "position": position,
+                    **{name: getattr(leg, name) for name in _LEG_FIELDS},
+                }
+                for call in latest.values()
+                for position, leg in enumerate(call.legs)
+            ]
+            if legs:
+                db.execute(call_legs.insert(), legs)
 
     def set_disposition(
         self, call_id: str, disposition: str | None, notes: str | None = None
     ) -> None:
-        """Record the rep's outcome and notes (None clears them); KeyError for an unknown call."""
-        self.check_disposition(disposition)
-        with self._transaction():
-            cursor = self._db.execute(
-                "UPDATE calls SET disposition = ?, notes = ? WHERE call_id = ?",
-                (disposition, notes, call_id),
-            )
-        if cursor.rowcount == 0:
+        """Record the rep's outcome and notes (None clears them).
+
+        Raises :class:`DispositionError` unless ``disposition`` is None or an active
+        disposition, KeyError for an unknown call.
+        """
+        with writing(self.engine) as db:
+            if disposition is not None:
+                _check_disposition(disposition, dict(_active_dispositions(db)))
+            updated = db.execute(
+                update(calls)
+                .where(calls.c.call_id == call_id)
+                .values(disposition=disposition, notes=notes)
+            ).rowcount
+        if updated == 0:
             raise KeyError(f"no call {call_id!r} in the call log")
 
     def close_unfinished(self, at: float, cause: str) -> int:
         """End every call the log still shows in progress (the server died under it):
         ``ended_at`` = ``at``, ``cause``, hung up by the system.  Returns how many."""
-        with self._transaction():
-            ended = self._db.execute(
-                "UPDATE calls SET ended_at = ?, hangup_cause = ?, hung_up_by = 'system'"
-                " WHERE ended_at IS NULL",
-                (at, cause),
+        with writing(self.engine) as db:
+            ended = db.execute(
+                update(calls)
+                .where(calls.c.ended_at.is_(None))
+                .values(ended_at=at, hangup_cause=cause, hung_up_by="system")
             ).rowcount
-            self._db.execute("UPDATE call_legs SET ended_at = ? WHERE ended_at IS NULL", (at,))
+            db.execute(update(call_legs).where(call_legs.c.ended_at.is_(None)).values(ended_at=at))
         return int(ended)
 
     def get(self, call_id: str) -> CallRecord | None:
         """One call with its legs, or None."""
-        found = self._select("WHERE call_id = ?", [call_id], 1)
+        found = self._select([calls.c.call_id == call_id], 1)
         return found[0] if found else None
 
     def list(
-        self, limit: int = 50, user: str | None = None, since: float | None = None
+        self,
+        limit: int = 50,
+        *,
+        user: str | None = None,
+        person_id: int | None = None,
+        disposition: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: tuple[float, str] | None = None,
     ) -> builtins.list[CallRecord]:
-        """The newest ``limit`` calls, optionally of one user or started at or after ``since``."""
+        """Up to ``limit`` calls, newest first, that match every filter given.
+
+        ``since`` and ``until`` bound the start time (Unix seconds; ``since``
+        included, ``until`` not).  ``before`` is the (``started_at``, ``call_id``)
+        of the last call of the previous page: this page starts after it (keyset
+        pagination; ask for one more than a page to learn whether another follows).
+        """
         if limit < 0:
             raise ValueError(f"limit must be 0 or more, not {limit}")
-        conditions: builtins.list[str] = []
-        params: builtins.list[object] = []
-        if user is not None:
-            conditions.append("username = ?")
-            params.append(user)
+        conditions: builtins.list[ColumnElement[bool]] = []
+        for column, value in (
+            (calls.c.username, user),
+            (calls.c.person_id, person_id),
+            (calls.c.disposition, disposition),
+        ):
+            if value is not None:
+                conditions.append(column == value)
         if since is not None:
-            conditions.append("started_at >= ?")
-            params.append(since)
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        return self._select(where, params, limit)
+            conditions.append(calls.c.started_at >= since)
+        if until is not None:
+            conditions.append(calls.c.started_at < until)
+        if before is not None:
+            conditions.append(tuple_(calls.c.started_at, calls.c.call_id) < tuple_(*before))
+        return self._select(conditions, limit)
 
     def _select(
-        self, where: str, params: builtins.list[object], limit: int
+        self, conditions: builtins.list[ColumnElement[bool]], limit: int
     ) -> builtins.list[CallRecord]:
+        newest_first = (calls.c.started_at.desc(), calls.c.call_id.desc())
+        page = select(calls).where(*conditions).order_by(*newest_first).limit(limit).subquery()
         # One statement, so the calls and their legs come from one snapshot.
-        rows = self._db.execute(_SELECT.format(where=where), [*params, limit]).fetchall()
-        calls: builtins.list[CallRecord] = []
+        statement = (
+            select(*(page.c[c.name] for c in _CALL_COLUMNS), *(call_legs.c[f] for f in _LEG_FIELDS))
+            .select_from(page.outerjoin(call_legs, call_legs.c.call_id == page.c.call_id))
+            .order_by(page.c.started_at.desc(), page.c.call_id.desc(), call_legs.c.position)
+        )
+        with self.engine.connect() as db:
+            rows = db.execute(statement).all()
+        found: builtins.list[CallRecord] = []
         width = len(_CALL_FIELDS)
         for row in rows:
-            if not calls or calls[-1].call_id != row[0]:
-                calls.append(CallRecord(**dict(zip(_CALL_FIELDS, row[:width], strict=True))))
+            if not found or found[-1].call_id != row[0]:
+                found.append(CallRecord(**dict(zip(_CALL_FIELDS, row[:width], strict=True))))
             if row[width] is not None:
-                values: dict[str, Any] = dict(zip(_LEG_FIELDS, row[width:], strict=True))
-                values["billable"] = bool(values["billable"])
-                calls[-1].legs.append(LegRecord(**values))
-        return calls
+                found[-1].legs.append(LegRecord(**dict(zip(_LEG_FIELDS, row[width:], strict=True))))
+        return found
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        # IMMEDIATE takes the write lock up front, so busy_timeout applies
-        # instead of a read transaction failing to upgrade.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+
+def _active_dispositions(db: Connection) -> builtins.list[tuple[str, str]]:
+    query = (
+        select(dispositions.c.code, dispositions.c.label)
+        .where(dispositions.c.active)
+        .order_by(dispositions.c.position, dispositions.c.code)
+    )
+    return [(code, label) for code, label in db.execute(query)]
+
+
+def _check_disposition(disposition: str, allowed: Mapping[str, str]) -> None:
+    if disposition not in allowed:
+        raise DispositionError(
+            f"unknown disposition {disposition!r}; expected one of: {', '.join(allowed)}"
+        )
 
 
 class AsyncCallLog:
@@ -509,13 +421,14 @@ class AsyncCallLog:
     one call in a batch collapse into its latest state.  Completion is reported
     once the batch is committed, that is, once the record survives a crash.
 
-    Pass the store's single-thread executor to share its thread (and its
-    connection); otherwise the log gets a thread of its own.  Close this before
-    a shared executor is shut down.
+    Pass the store's single-thread executor to share its thread; otherwise the log
+    gets a thread of its own.  Close this before a shared executor is shut down.
+    A record whose disposition is not active fails its whole batch: the call model
+    leaves dispositions to :meth:`set_disposition`.
     """
 
     def __init__(
-        self, log: SqliteCallLog, executor: Executor | None = None, window: float = 0.002
+        self, log: CallLog, executor: Executor | None = None, window: float = 0.002
     ) -> None:
         self.log = log
         self.window = window
@@ -532,7 +445,6 @@ class AsyncCallLog:
 
     def submit(self, call: CallRecord, done: Done | None = None) -> None:
         """Queue ``call``; ``done`` runs on the loop when it is committed (None) or failed."""
-        self.log.check_disposition(call.disposition)
         # A snapshot: the caller may go on changing its list of legs.
         self._queued[call.call_id] = replace(call, legs=list(call.legs))
         if done is not None:
@@ -561,20 +473,46 @@ class AsyncCallLog:
     async def set_disposition(
         self, call_id: str, disposition: str | None, notes: str | None = None
     ) -> None:
-        """:meth:`SqliteCallLog.set_disposition` after the writes queued before it."""
-        self.log.check_disposition(disposition)
+        """:meth:`CallLog.set_disposition` after the writes queued before it."""
         await self.flush()
         await self._run(functools.partial(self.log.set_disposition, call_id, disposition, notes))
 
     async def get(self, call_id: str) -> CallRecord | None:
-        """:meth:`SqliteCallLog.get` on the writer thread (committed writes only)."""
+        """:meth:`CallLog.get` on the writer thread (committed writes only)."""
         return await self._run(functools.partial(self.log.get, call_id))
 
     async def list(
-        self, limit: int = 50, user: str | None = None, since: float | None = None
+        self,
+        limit: int = 50,
+        *,
+        user: str | None = None,
+        person_id: int | None = None,
+        disposition: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: tuple[float, str] | None = None,
     ) -> builtins.list[CallRecord]:
-        """:meth:`SqliteCallLog.list` on the writer thread (committed writes only)."""
-        return await self._run(functools.partial(self.log.list, limit, user, since))
+        """:meth:`CallLog.list` on the writer thread (committed writes only)."""
+        return await self._run(
+            functools.partial(
+                self.log.list,
+                limit,
+                user=user,
+                person_id=person_id,
+                disposition=disposition,
+                since=since,
+                until=until,
+                before=before,
+            )
+        )
+
+    async def dispositions(self) -> builtins.list[tuple[str, str]]:
+        """:meth:`CallLog.dispositions` on the writer thread."""
+        return await self._run(self.log.dispositions)
+
+    async def set_dispositions(self, items: Iterable[tuple[str, str]]) -> None:
+        """:meth:`CallLog.set_dispositions` on the writer thread."""
+        await self._run(functools.partial(self.log.set_dispositions, builtins.list(items)))
 
     async def close(self) -> None:
         """Commit what is queued, then stop the thread if this log owns it."""
@@ -656,6 +594,55 @@ def to_json(calls: Iterable[CallRecord]) -> builtins.list[dict[str, object]]:
     return [_record_json(call) for call in calls]
 
 
+#: The columns of :func:`to_csv`.
+CSV_HEADER = (
+    "call_id",
+    "started_at",
+    "direction",
+    "user",
+    "caller",
+    "callee",
+    "callee_extension",
+    "person_id",
+    "duration",
+    "hangup_cause",
+    "disposition",
+    "notes",
+    "mos",
+)
+
+
+def to_csv(calls: Iterable[CallRecord]) -> str:
+    """Calls as CSV (RFC 4180): a header row, then one row per call in the order given.
+
+    ``started_at`` is ISO 8601 UTC, ``callee`` the E.164 number (the dialled string
+    when there is none), ``duration`` talk time in seconds, ``mos`` the worst leg's
+    average; a missing value is an empty cell.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for call in calls:
+        writer.writerow(
+            (
+                call.call_id,
+                _iso_utc(call.started_at),
+                call.direction,
+                call.user,
+                call.caller,
+                call.callee_e164 or call.callee_dialled,
+                call.callee_extension,
+                call.person_id,
+                f"{call.duration:.3f}",
+                call.hangup_cause,
+                call.disposition,
+                call.notes,
+                _worst_mos(call),
+            )
+        )
+    return out.getvalue()
+
+
 def _status(call: CallRecord) -> str:
     if call.ended_at is None:
         state = (
@@ -676,9 +663,10 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
 
 
-def _worst_mos(call: CallRecord) -> str:
+def _worst_mos(call: CallRecord) -> str | None:
+    """The lowest average MOS of the call's legs, two decimals; None if none has one."""
     scores = [leg.mos_avg for leg in call.legs if leg.mos_avg is not None]
-    return f"{min(scores):.2f}" if scores else "-"
+    return f"{min(scores):.2f}" if scores else None
 
 
 def _local_iso(timestamp: float, tz: tzinfo | None) -> str:
@@ -701,7 +689,7 @@ def format_table(calls: Iterable[CallRecord], tz: tzinfo | None = None) -> str:
             call.callee_e164 or call.callee_dialled,
             _status(call),
             _clock(call.duration),
-            _worst_mos(call),
+            _worst_mos(call) or "-",
         )
         for call in calls
     ]
