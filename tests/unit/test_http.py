@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.unit.test_http_auth import ALICE
 from voipcore.http.app import ServerCollector, ServerView, make_app, signed_in_user
-from voipcore.http.auth import Accounts, Sessions, Throttle
+from voipcore.http.auth import Accounts, ApiTokens, Sessions, Throttle
+from voipcore.store.db import open_engine
 
 
 class StubServer:
@@ -92,7 +93,8 @@ def test_dialer_files_and_an_added_route_that_knows_who_signed_in(tmp_path: Path
     (tmp_path / "index.html").write_text("<!doctype html><title>dialer</title>")
     (tmp_path / "app.js").write_text("export {};")
     users = {ALICE.username: ALICE}
-    accounts = Accounts(users.get, Sessions(":memory:", 3600, 0), Throttle())
+    engine = open_engine("sqlite:///:memory:")
+    accounts = Accounts(users.get, Sessions(engine, 3600, 0), Throttle(), ApiTokens(engine))
 
     async def whoami(request: web.Request) -> web.Response:
         return web.json_response(signed_in_user(request))

@@ -1,14 +1,27 @@
-"""Web sign-in: password check against the stored HA1, backoff on a manual clock, sessions."""
+"""Web sign-in: password check against the stored HA1, backoff on a manual clock, sessions,
+API tokens."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, select
 
-from voipcore.http.auth import Accounts, Sessions, Throttle, check_password
+from voipcore.http.auth import (
+    LAST_USED_EVERY,
+    Accounts,
+    ApiToken,
+    ApiTokens,
+    Sessions,
+    Throttle,
+    check_password,
+)
 from voipcore.sip.digest import compute_ha1
 from voipcore.store import User
+from voipcore.store.db import open_engine
+from voipcore.store.schema import api_tokens
+from voipcore.store.users import Store
 
 HOUR = 3600.0
 
@@ -28,8 +41,16 @@ ALICE = make_user("alice", "alice-secret")
 
 
 def make_accounts(tmp_path: Path, now: float = 0.0) -> Accounts:
+    """Accounts over a store file in ``tmp_path`` holding ALICE, opened afresh."""
+    engine = open_engine(f"sqlite:///{tmp_path / 's.db'}")
+    Store(engine).put_user(ALICE)
     users = {ALICE.username: ALICE}
-    return Accounts(users.get, Sessions(str(tmp_path / "s.db"), HOUR, now), Throttle())
+    return Accounts(users.get, Sessions(engine, HOUR, now), Throttle(), ApiTokens(engine))
+
+
+def file_bytes(tmp_path: Path) -> bytes:
+    """The store file and its write-ahead log."""
+    return b"".join(p.read_bytes() for p in tmp_path.glob("s.db*"))
 
 
 def test_password_is_checked_against_the_md5_ha1_of_its_realm() -> None:
@@ -104,19 +125,102 @@ def test_sessions_survive_a_restart_and_keep_only_token_hashes(tmp_path: Path) -
     first = make_accounts(tmp_path)
     signed_in = first.sign_in("alice", "alice-secret", "192.0.2.1", 0)
     assert signed_in is not None
-    first.sessions.close()
-    assert signed_in.token.encode() not in (tmp_path / "s.db").read_bytes()
+    first.sessions.engine.dispose()
+    assert signed_in.token.encode() not in file_bytes(tmp_path)
     again = make_accounts(tmp_path, now=60)
     assert again.user(signed_in.token, 60) == ALICE
     again.sign_out(signed_in.token)
-    again.sessions.close()
+    again.sessions.engine.dispose()
     assert make_accounts(tmp_path, now=60).user(signed_in.token, 60) is None
+
+
+def test_expired_sessions_are_swept_from_the_table(tmp_path: Path) -> None:
+    accounts = make_accounts(tmp_path)
+    old = accounts.sign_in("alice", "alice-secret", "192.0.2.1", 0)
+    assert old is not None
+    new = make_accounts(tmp_path, now=HOUR + 1).sign_in("alice", "alice-secret", "x", HOUR + 1)
+    assert new is not None
+    again = make_accounts(tmp_path, now=HOUR + 1)
+    assert (again.user(old.token, HOUR + 1), again.user(new.token, HOUR + 1)) == (None, ALICE)
+    assert len(again.sessions._live) == 1
 
 
 def test_a_deleted_user_is_signed_out() -> None:
     users = {ALICE.username: ALICE}
-    accounts = Accounts(users.get, Sessions(":memory:", HOUR, 0), Throttle())
+    engine = open_engine("sqlite:///:memory:")
+    accounts = Accounts(users.get, Sessions(engine, HOUR, 0), Throttle(), ApiTokens(engine))
     signed_in = accounts.sign_in("alice", "alice-secret", "192.0.2.1", 0)
     assert signed_in is not None
     del users["alice"]
     assert accounts.user(signed_in.token, 0) is None
+
+
+def test_an_api_token_names_its_user_until_revoked_and_only_its_owner_revokes_it(
+    tmp_path: Path,
+) -> None:
+    accounts = make_accounts(tmp_path)
+    token, secret = accounts.tokens.create("alice", "CRM sync", 100.0)
+    assert secret.startswith("vc_") and len(secret) >= 3 + 43
+    assert token == ApiToken(token.id, "alice", "CRM sync", 100.0, None, None)
+    assert accounts.api_user(secret, 200.0) == ALICE
+    assert accounts.api_user(secret + "x", 200.0) is None
+    assert accounts.api_user("vc_forged", 200.0) is None
+    assert not accounts.tokens.revoke(token.id, "mallory")
+    assert accounts.api_user(secret, 201.0) == ALICE
+    assert accounts.tokens.revoke(token.id, "alice")
+    assert not accounts.tokens.revoke(token.id, "alice")
+    assert accounts.api_user(secret, 202.0) is None
+    assert accounts.tokens.list("alice") == []
+
+
+def test_api_tokens_survive_a_restart_as_hashes_and_are_listed_per_user(tmp_path: Path) -> None:
+    first = make_accounts(tmp_path)
+    crm, crm_secret = first.tokens.create("alice", "CRM", 100.0)
+    script, _ = first.tokens.create("alice", "script", 150.0, expires_at=1000.0)
+    first.tokens.engine.dispose()
+    assert crm_secret.encode() not in file_bytes(tmp_path)
+    again = make_accounts(tmp_path)
+    assert again.api_user(crm_secret, 300.0) == ALICE
+    assert [(t.name, t.expires_at) for t in again.tokens.list("alice")] == [
+        ("CRM", None),
+        ("script", 1000.0),
+    ]
+    assert [t.id for t in again.tokens.list("alice")] == [crm.id, script.id]
+    assert again.tokens.list("bob") == []
+
+
+def test_an_expired_api_token_signs_nobody_in(tmp_path: Path) -> None:
+    accounts = make_accounts(tmp_path)
+    _, secret = accounts.tokens.create("alice", "week", 0.0, expires_at=7 * 24 * HOUR)
+    assert accounts.api_user(secret, 7 * 24 * HOUR - 1) == ALICE
+    assert accounts.api_user(secret, 7 * 24 * HOUR) is None
+
+
+def last_used(engine: Engine) -> list[float | None]:
+    with engine.connect() as db:
+        return list(db.scalars(select(api_tokens.c.last_used_at)))
+
+
+def test_a_tokens_last_use_is_written_at_most_once_a_minute(tmp_path: Path) -> None:
+    accounts = make_accounts(tmp_path)
+    token, secret = accounts.tokens.create("alice", "CRM", 0.0)
+    engine = accounts.tokens.engine
+    assert last_used(engine) == [None]
+    accounts.api_user(secret, 10.0)
+    assert last_used(engine) == [10.0]
+    accounts.api_user(secret, 10.0 + LAST_USED_EVERY - 1)
+    assert last_used(engine) == [10.0]
+    accounts.api_user(secret, 10.0 + LAST_USED_EVERY)
+    assert last_used(engine) == [10.0 + LAST_USED_EVERY]
+    [listed] = accounts.tokens.list("alice")
+    assert listed.last_used_at == 10.0 + LAST_USED_EVERY and listed.id == token.id
+
+
+def test_a_deleted_users_tokens_go_with_them(tmp_path: Path) -> None:
+    accounts = make_accounts(tmp_path)
+    _, secret = accounts.tokens.create("alice", "CRM", 0.0)
+    assert Store(accounts.tokens.engine).remove_user("alice")
+    assert accounts.tokens.list("alice") == []  # ON DELETE CASCADE
+    users: dict[str, User] = {}
+    gone = Accounts(users.get, accounts.sessions, accounts.throttle, accounts.tokens)
+    assert gone.api_user(secret, 1.0) is None

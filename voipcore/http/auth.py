@@ -2,8 +2,10 @@
 
 The store keeps no password, only digest HA1 hashes (RFC 7616 §3.4.2), so a password
 is checked by computing its HA1 with the user's realm and comparing in constant time.
-Sans-I/O apart from the session table: every method takes ``now`` (wall-clock seconds,
-as sessions outlive the process) and the caller answers the HTTP request.
+Scripts sign requests with an API token instead (``Authorization: Bearer``).
+Sans-I/O apart from the session and token tables: every method takes ``now``
+(wall-clock seconds, as sessions outlive the process) and the caller answers the
+HTTP request.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy import Engine, delete, select, update
 
 from voipcore.sip.digest import compute_ha1
 from voipcore.store import User
+from voipcore.store.db import writing
+from voipcore.store.schema import api_tokens, http_sessions
 
 #: The session cookie (RFC 6265 §4.1), set HttpOnly, Secure, SameSite=Strict.
 SESSION_COOKIE = "voipcore_session"
@@ -80,44 +85,36 @@ class Throttle:
         self._failures.pop(key, None)
 
 
-_SESSIONS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS http_sessions (
-    token_hash TEXT PRIMARY KEY,
-    username   TEXT NOT NULL,
-    expires_at REAL NOT NULL
-) WITHOUT ROWID;
-"""
-
-
 class Sessions:
-    """Session token → (username, expiry), in memory and in an SQLite table.
+    """Session token → (username, expiry), in memory and in the store's ``http_sessions``.
 
-    The table (in the store's file) lets sessions outlive a restart; lookups never
-    touch it. It holds SHA-256 hashes of the tokens, so a copy of the database signs
-    nobody in. Writes happen only on sign-in and sign-out, a few rows a minute.
+    The table lets sessions outlive a restart; lookups never touch it. It holds
+    SHA-256 hashes of the tokens, so a copy of the database signs nobody in. Writes
+    happen only on sign-in and sign-out, a few rows a minute.
     """
 
-    def __init__(self, path: str, lifetime: float, now: float) -> None:
+    def __init__(self, engine: Engine, lifetime: float, now: float) -> None:
+        self.engine = engine
         self.lifetime = lifetime
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.executescript(_SESSIONS_SCHEMA)
-        rows = self._db.execute("SELECT token_hash, username, expires_at FROM http_sessions")
-        self._live: dict[str, tuple[str, float]] = {
-            key: (username, expires_at) for key, username, expires_at in rows
-        }
+        with engine.connect() as db:
+            rows = db.execute(select(http_sessions))
+            self._live: dict[str, tuple[str, float]] = {
+                key: (username, expires_at) for key, username, expires_at in rows
+            }
         self._sweep(now)
-
-    def close(self) -> None:
-        """Close the table."""
-        self._db.close()
 
     def create(self, username: str, now: float) -> str:
         """A new session for ``username``: its token, for the cookie."""
         self._sweep(now)
         token = secrets.token_urlsafe(32)
-        entry = (username, now + self.lifetime)
-        self._live[_hash(token)] = entry
-        self._db.execute("INSERT INTO http_sessions VALUES (?, ?, ?)", (_hash(token), *entry))
+        key, expires_at = _hash(token), now + self.lifetime
+        self._live[key] = (username, expires_at)
+        with writing(self.engine) as db:
+            db.execute(
+                http_sessions.insert().values(
+                    token_hash=key, username=username, expires_at=expires_at
+                )
+            )
         return token
 
     def _sweep(self, now: float) -> None:
@@ -126,7 +123,8 @@ class Sessions:
         for key in expired:
             del self._live[key]
         if expired:
-            self._db.execute("DELETE FROM http_sessions WHERE expires_at <= ?", (now,))
+            with writing(self.engine) as db:
+                db.execute(delete(http_sessions).where(http_sessions.c.expires_at <= now))
 
     def username(self, token: str, now: float) -> str | None:
         """Who ``token`` signed in, None if nobody or the session expired."""
@@ -137,8 +135,115 @@ class Sessions:
 
     def drop(self, token: str) -> None:
         """End the session of ``token`` (sign-out)."""
-        if self._live.pop(_hash(token), None) is not None:
-            self._db.execute("DELETE FROM http_sessions WHERE token_hash = ?", (_hash(token),))
+        key = _hash(token)
+        if self._live.pop(key, None) is not None:
+            with writing(self.engine) as db:
+                db.execute(delete(http_sessions).where(http_sessions.c.token_hash == key))
+
+
+#: What API tokens start with, so they are recognisable (e.g. by secret scanners).
+TOKEN_PREFIX = "vc_"
+
+#: A token's ``last_used_at`` is written at most this often (seconds).
+LAST_USED_EVERY = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An API token as its owner sees it; the secret itself is never kept."""
+
+    id: int
+    username: str
+    name: str
+    """What the owner called it, e.g. ``CRM sync``."""
+    created_at: float
+    expires_at: float | None
+    """Unix time it stops working; None: never."""
+    last_used_at: float | None
+    """Unix time it last signed a request in, to the minute; None: never."""
+
+
+class ApiTokens:
+    """Bearer tokens for scripts and CRMs (RFC 6750 §2.1), kept as SHA-256 hashes.
+
+    Like :class:`Sessions`, lookups are in memory (loaded at start); the table in
+    the store holds the tokens across restarts.  A token works until it expires
+    or its owner revokes it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        with engine.connect() as db:
+            rows = db.execute(select(api_tokens.c.token_hash, *_TOKEN_COLUMNS))
+            self._live = {key: ApiToken(*values) for key, *values in rows}
+
+    def create(
+        self, username: str, name: str, now: float, expires_at: float | None = None
+    ) -> tuple[ApiToken, str]:
+        """A new token of ``username``'s: its record, and the secret to show once."""
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        key = _hash(secret)
+        with writing(self.engine) as db:
+            result = db.execute(
+                api_tokens.insert().values(
+                    username=username,
+                    name=name,
+                    token_hash=key,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+        key_row = result.inserted_primary_key
+        assert key_row is not None
+        token = ApiToken(key_row[0], username, name, now, expires_at, None)
+        self._live[key] = token
+        return token, secret
+
+    def list(self, username: str) -> list[ApiToken]:
+        """``username``'s tokens, oldest first."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                select(*_TOKEN_COLUMNS)
+                .where(api_tokens.c.username == username)
+                .order_by(api_tokens.c.created_at, api_tokens.c.id)
+            )
+            return [ApiToken(*row) for row in rows]
+
+    def revoke(self, token_id: int, username: str) -> bool:
+        """Delete token ``token_id`` if it is ``username``'s; False if there is no such token."""
+        with writing(self.engine) as db:
+            deleted = db.execute(
+                delete(api_tokens).where(
+                    api_tokens.c.id == token_id, api_tokens.c.username == username
+                )
+            ).rowcount
+        if deleted:
+            self._live = {key: token for key, token in self._live.items() if token.id != token_id}
+        return deleted > 0
+
+    def username(self, secret: str, now: float) -> str | None:
+        """Whose ``secret`` is, None if nobody's or it expired; notes its use."""
+        key = _hash(secret)
+        token = self._live.get(key)
+        if token is None or (token.expires_at is not None and token.expires_at <= now):
+            return None
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
+            self._live[key] = replace(token, last_used_at=now)
+            with writing(self.engine) as db:
+                db.execute(
+                    update(api_tokens).where(api_tokens.c.id == token.id).values(last_used_at=now)
+                )
+        return token.username
+
+
+_TOKEN_COLUMNS = (
+    api_tokens.c.id,
+    api_tokens.c.username,
+    api_tokens.c.name,
+    api_tokens.c.created_at,
+    api_tokens.c.expires_at,
+    api_tokens.c.last_used_at,
+)
 
 
 def _hash(token: str) -> str:
@@ -160,12 +265,15 @@ class SignedIn:
 
 
 class Accounts:
-    """Sign-in, sign-out and session lookup over the server's users."""
+    """Sign-in, sign-out, session and API token lookup over the server's users."""
 
-    def __init__(self, users: UserLookup, sessions: Sessions, throttle: Throttle) -> None:
+    def __init__(
+        self, users: UserLookup, sessions: Sessions, throttle: Throttle, tokens: ApiTokens
+    ) -> None:
         self.users = users
         self.sessions = sessions
         self.throttle = throttle
+        self.tokens = tokens
 
     def wait(self, username: str, address: str, now: float) -> float:
         """Seconds before ``username`` from ``address`` may try a password; 0: now."""
@@ -187,6 +295,11 @@ class Accounts:
     def user(self, token: str, now: float) -> User | None:
         """The signed-in user of ``token``; None when signed out, expired or deleted."""
         username = self.sessions.username(token, now)
+        return None if username is None else self.users(username)
+
+    def api_user(self, token: str, now: float) -> User | None:
+        """The user of API token ``token``; None when unknown, expired, revoked or deleted."""
+        username = self.tokens.username(token, now)
         return None if username is None else self.users(username)
 
     def sign_out(self, token: str) -> None:
