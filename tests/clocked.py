@@ -23,7 +23,8 @@ from voipcore.calls.manager import CallManager
 from voipcore.cli import seed_users
 from voipcore.config import load_config
 from voipcore.server import Server
-from voipcore.store.sqlite import SqliteStore
+from voipcore.store.db import open_engine
+from voipcore.store.users import Store
 
 T = TypeVar("T")
 
@@ -55,7 +56,7 @@ class ClockedServer(ServerProcess):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.write_config()
         config = load_config(self.config_path)
-        store = SqliteStore(config.store.sqlite_path)
+        store = Store(open_engine(config.store.url))
         seed_users(config, store)
         server = self.server = Server(config, store)
         ready = threading.Event()

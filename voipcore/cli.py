@@ -20,8 +20,10 @@ from voipcore.dialer.numbers import InvalidNumber, normalize
 from voipcore.logs import setup_logging
 from voipcore.sip.digest import compute_ha1
 from voipcore.store import User
-from voipcore.store.calls import SqliteCallLog, format_table, to_json
-from voipcore.store.sqlite import SqliteStore
+from voipcore.store.calls import CallLog, format_table, to_json
+from voipcore.store.db import open_engine
+from voipcore.store.schema import ROLES
+from voipcore.store.users import Store
 from voipcore.trunks.provisioning import (
     ProvisioningError,
     TrunkSpec,
@@ -41,6 +43,7 @@ def make_user(
     extension: str | None = None,
     display_name: str | None = None,
     caller_id: str | None = None,
+    role: str = "rep",
 ) -> User:
     """A user record holding HA1 hashes for MD5 and SHA-256, never the password."""
     return User(
@@ -51,10 +54,11 @@ def make_user(
         extension=extension,
         display_name=display_name,
         caller_id=caller_id,
+        role=role,
     )
 
 
-def seed_users(config: Config, store: SqliteStore) -> None:
+def seed_users(config: Config, store: Store) -> None:
     """Put the config's ``[[users]]`` into the store.
 
     A user with a password in the config gets that password.  One without
@@ -78,7 +82,13 @@ def seed_users(config: Config, store: SqliteStore) -> None:
 
 def _user_from_config(realm: str, entry: UserConfig, password: str) -> User:
     return make_user(
-        realm, entry.username, password, entry.extension, entry.display_name, entry.caller_id
+        realm,
+        entry.username,
+        password,
+        entry.extension,
+        entry.display_name,
+        entry.caller_id,
+        entry.role,
     )
 
 
@@ -102,7 +112,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     setup_logging(args.log_level, args.log_format, sip_trace=args.sip_trace)
-    store = SqliteStore(config.store.sqlite_path)
+    store = Store(open_engine(config.store.url))
     seed_users(config, store)
     from voipcore.server import ListenError
 
@@ -119,7 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config: Config, store: SqliteStore) -> None:
+async def _serve(config: Config, store: Store) -> None:
     from voipcore.server import ListenError, Server
 
     server = Server(config, store)
@@ -136,9 +146,9 @@ async def _serve(config: Config, store: SqliteStore) -> None:
     await server.stop()
 
 
-def _open_store(args: argparse.Namespace) -> tuple[Config, SqliteStore]:
+def _open_store(args: argparse.Namespace) -> tuple[Config, Store]:
     config = _load(args.config)
-    return config, SqliteStore(config.store.sqlite_path)
+    return config, Store(open_engine(config.store.url))
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
@@ -163,7 +173,13 @@ def cmd_users_add(args: argparse.Namespace) -> int:
             return 2
     store.put_user(
         make_user(
-            config.sip.domain, args.username, password, extension, args.display_name, caller_id
+            config.sip.domain,
+            args.username,
+            password,
+            extension,
+            args.display_name,
+            caller_id,
+            args.role,
         )
     )
     print(f"user {args.username} saved")
@@ -176,11 +192,11 @@ def _default_extension(username: str) -> str | None:
 
 def cmd_users_list(args: argparse.Namespace) -> int:
     _, store = _open_store(args)
-    print(f"{'username':<20} {'extension':<10} {'caller ID':<16} display name")
+    print(f"{'username':<20} {'role':<6} {'extension':<10} {'caller ID':<16} display name")
     for user in store.list_users():
         print(
-            f"{user.username:<20} {user.extension or '-':<10} {user.caller_id or '-':<16} "
-            f"{user.display_name or ''}"
+            f"{user.username:<20} {user.role:<6} {user.extension or '-':<10} "
+            f"{user.caller_id or '-':<16} {user.display_name or ''}"
         )
     return 0
 
@@ -253,10 +269,10 @@ def cmd_twilio(args: argparse.Namespace) -> int:
 
 def cmd_calls_list(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    log = SqliteCallLog(config.store.sqlite_path)
-    calls = log.list(limit=args.limit, user=args.user)
+    engine = open_engine(config.store.url)
+    calls = CallLog(engine).list(limit=args.limit, user=args.user)
     print(json.dumps(to_json(calls), indent=2) if args.json else format_table(calls))
-    log.close()
+    engine.dispose()
     return 0
 
 
@@ -291,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--display-name")
     add.add_argument(
         "--caller-id", help="number shown on this user's trunk calls (default: the trunk's)"
+    )
+    add.add_argument(
+        "--role", choices=ROLES, default="rep", help="admin: sees everyone's calls (default: rep)"
     )
     add.set_defaults(func=cmd_users_add)
     lst = users.add_parser("list", help="list users")

@@ -324,7 +324,11 @@ class QosConfig(_Section):
 
 
 class StoreConfig(_Section):
-    """``[store]``: where users, registrations and the call log live."""
+    """``[store]``: where users, registrations and the call log live.
+
+    Only SQLite for now; the store's queries are dialect-neutral, so a PostgreSQL
+    URL is a matter of accepting it here (and installing a driver).
+    """
 
     url: str = "sqlite:///voipcore.db"
 
@@ -359,6 +363,8 @@ class UserConfig(_Section):
     display_name: str | None = None
     caller_id: str | None = None
     """E.164 number this user's trunk calls show; default: the trunk's ``caller_id``."""
+    role: Literal["admin", "rep"] = "rep"
+    """An admin sees every user's calls and manages the team's data; a rep, their own."""
 
     @field_validator("caller_id")
     @classmethod

@@ -26,7 +26,7 @@ from voipcore.calls.signalling import LoopRuntime
 from voipcore.config import Config, parse_host_port
 from voipcore.dialer.numbers import CountryPolicy
 from voipcore.http.app import listen, make_app, signed_in_user, start_http
-from voipcore.http.auth import Accounts, Sessions, Throttle
+from voipcore.http.auth import Accounts, ApiTokens, Sessions, Throttle
 from voipcore.http.dialer import dialer_route
 from voipcore.http.tls import https_context
 from voipcore.logs import TRACE_LOGGER
@@ -35,8 +35,8 @@ from voipcore.service import Outgoing, SipService, StoreBindings
 from voipcore.sip.digest import DigestAuthenticator
 from voipcore.sip.transaction import Address, reopen_address
 from voipcore.store import User
-from voipcore.store.calls import AsyncCallLog, SqliteCallLog
-from voipcore.store.sqlite import SqliteStore
+from voipcore.store.calls import AsyncCallLog, CallLog
+from voipcore.store.users import Store
 from voipcore.store.writer import BatchWriter
 from voipcore.transport import TransportSet
 from voipcore.transport.tcp import TcpTransport
@@ -68,7 +68,7 @@ class Server:
     #: costs a ``getpid()`` system call, per datagram on this path.
     _loop: asyncio.AbstractEventLoop
 
-    def __init__(self, config: Config, store: SqliteStore) -> None:
+    def __init__(self, config: Config, store: Store) -> None:
         self.config = config
         self.store = store
         self.writer = BatchWriter(store)
@@ -130,7 +130,7 @@ class Server:
         # Nothing waits on a call-log write, so batches may gather for 20 ms: at hundreds
         # of calls per second one commit carries dozens of rows instead of one or two.
         self.call_log = AsyncCallLog(
-            SqliteCallLog(self.config.store.sqlite_path),
+            CallLog(self.store.engine),
             executor=self.writer.executor,
             window=CALL_LOG_WINDOW,
         )
@@ -190,8 +190,9 @@ class Server:
         now = time.time()
         accounts = Accounts(
             lambda name: self._users.get(name),
-            Sessions(self.config.store.sqlite_path, http.session_hours * 3600, now),
+            Sessions(self.store.engine, http.session_hours * 3600, now),
             Throttle(),
+            ApiTokens(self.store.engine),
         )
         ice_servers = [server.model_dump(exclude_none=True) for server in http.ice_servers]
 

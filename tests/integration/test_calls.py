@@ -20,7 +20,8 @@ from tests.sipp import run_sipp, scenario, start_uas, write_users_csv
 from voipcore.cli import main as cli_main
 from voipcore.sdp import PCMA, PCMU, TELEPHONE_EVENT, SessionDescription, build_offer
 from voipcore.sip.message import Request, Response
-from voipcore.store.calls import SqliteCallLog, to_json
+from voipcore.store.calls import CallLog, to_json
+from voipcore.store.db import open_engine
 
 if TYPE_CHECKING:
     from tests.integration.conftest import StartServer
@@ -66,7 +67,7 @@ async def call(
 async def logged(server: ServerProcess, call_id: str, *, ended: bool = True) -> dict[str, Any]:
     """The call's row in the server's call log, once its end (``ended=False``: its answer)
     is committed."""
-    log = SqliteCallLog(str(server.workdir / "voipcore.db"))
+    log = CallLog(open_engine(f"sqlite:///{server.workdir / 'voipcore.db'}"))
 
     def row() -> dict[str, Any] | None:
         record = log.get(call_id)
@@ -81,7 +82,7 @@ async def logged(server: ServerProcess, call_id: str, *, ended: bool = True) -> 
         assert found is not None
         return found
     finally:
-        log.close()
+        log.engine.dispose()
 
 
 async def ringing(

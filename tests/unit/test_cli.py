@@ -10,8 +10,13 @@ import pytest
 from voipcore.cli import main, seed_users
 from voipcore.config import load_config
 from voipcore.sip.digest import compute_ha1
-from voipcore.store.calls import CallRecord, SqliteCallLog
-from voipcore.store.sqlite import SqliteStore
+from voipcore.store.calls import CallLog, CallRecord
+from voipcore.store.db import open_engine
+from voipcore.store.users import Store
+
+
+def open_store(config_file: Path) -> Store:
+    return Store(open_engine(f"sqlite:///{config_file.parent / 'db'}"))
 
 
 @pytest.fixture
@@ -31,6 +36,7 @@ extension = "1000"
 [[users]]
 username = "carol"
 password = "carol-pw"
+role = "admin"
 """
     )
     return path
@@ -60,9 +66,8 @@ def test_users_add_list_remove(config_file: Path, capsys: pytest.CaptureFixture[
     assert main(["users", "list", *args]) == 0
     out = capsys.readouterr().out
     assert "201" in out and "Ann" in out
-    store = SqliteStore(str(config_file.parent / "db"))
-    user = store.get_user("201")
-    assert user is not None and user.extension == "201"
+    user = open_store(config_file).get_user("201")
+    assert user is not None and (user.extension, user.role) == ("201", "rep")
     assert user.ha1_md5 == compute_ha1("201", "example.com", "pw-201")
     assert main(["users", "remove", "201", *args]) == 0
     assert main(["users", "remove", "201", *args]) == 1
@@ -80,7 +85,7 @@ def test_seed_generates_demo_password_once_and_applies_config_passwords(
     config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = load_config(config_file)
-    store = SqliteStore(config.store.sqlite_path)
+    store = Store(open_engine(config.store.url))
     seed_users(config, store)
     first = capsys.readouterr().err
     assert "created user 1000 with password " in first
@@ -89,14 +94,14 @@ def test_seed_generates_demo_password_once_and_applies_config_passwords(
     assert "created user" not in capsys.readouterr().err
     assert store.get_user("1000") == demo
     carol = store.get_user("carol")
-    assert carol is not None
+    assert carol is not None and (carol.role, demo and demo.role) == ("admin", "rep")
     assert carol.ha1_sha256 == compute_ha1("carol", "example.com", "carol-pw", "SHA-256")
 
 
 def test_calls_list_prints_table_and_json(
     config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    log = SqliteCallLog(str(config_file.parent / "db"))
+    log = CallLog(open_store(config_file).engine)
     log.upsert(
         CallRecord(
             call_id="c1",
@@ -112,7 +117,7 @@ def test_calls_list_prints_table_and_json(
             sip_status=200,
         )
     )
-    log.close()
+    log.engine.dispose()
     assert main(["calls", "list", "--config", str(config_file)]) == 0
     assert "+14045551234" in capsys.readouterr().out
     assert main(["calls", "list", "--json", "--limit", "5", "--config", str(config_file)]) == 0
@@ -145,19 +150,17 @@ def test_users_add_caller_id_is_normalised_or_refused(
     assert "--caller-id '555': " in capsys.readouterr().err
 
 
-def test_store_from_before_caller_ids_is_upgraded(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = str(tmp_path / "old.db")
-    old = sqlite3.connect(path)
-    old.execute(
-        "CREATE TABLE users (username TEXT PRIMARY KEY, realm TEXT NOT NULL, ha1_md5 TEXT NOT NULL,"
-        " ha1_sha256 TEXT NOT NULL, extension TEXT UNIQUE, display_name TEXT)"
-    )
-    old.execute("INSERT INTO users VALUES ('ann', 'r', 'h1', 'h2', '201', 'Ann')")
-    old.commit()
-    old.close()
-    store = SqliteStore(path)
-    user = store.get_user("ann")
-    assert user is not None and (user.extension, user.caller_id) == ("201", None)
-    store.close()
+def test_users_add_with_a_role_and_list_shows_it(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--config", str(config_file)]
+    assert main(["users", "add", "ann", "--password", "pw-ann", "--role", "admin", *args]) == 0
+    assert main(["users", "add", "ben", "--password", "pw-ben", *args]) == 0
+    capsys.readouterr()
+    assert main(["users", "list", *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["username", "role", "extension"]
+    assert [line.split()[:2] for line in lines[1:]] == [["ann", "admin"], ["ben", "rep"]]
+    with pytest.raises(SystemExit):
+        main(["users", "add", "cat", "--password", "pw-cat", "--role", "owner", *args])
+    assert "invalid choice: 'owner'" in capsys.readouterr().err
