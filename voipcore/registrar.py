@@ -19,8 +19,7 @@ from voipcore.sip.digest import AuthResult, Credentials, DigestAuthenticator
 from voipcore.sip.errors import SipParseError
 from voipcore.sip.message import Request, Response, make_response, parse_uint
 from voipcore.sip.uri import NameAddr, SipUri, parse_uri, uri_equivalent
-from voipcore.store import Binding, User
-from voipcore.store.sqlite import BindingChange
+from voipcore.store import Binding, BindingChange, User
 
 UserLookup = Callable[[str], User | None]
 

@@ -44,7 +44,7 @@ from voipcore.sip.transaction import (
     reply_address,
 )
 from voipcore.sip.uri import parse_name_addr
-from voipcore.store.sqlite import BindingChange
+from voipcore.store import BindingChange
 
 log = logging.getLogger(__name__)
 

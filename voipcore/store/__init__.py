@@ -1,6 +1,7 @@
-"""Persistent state: users and registrations (locations).
+"""Persistent state: users, registrations (locations), sessions, the call log.
 
-SQLite in WAL mode is the embedded default (:mod:`voipcore.store.sqlite`).
+One SQLAlchemy engine (:func:`voipcore.store.db.open_engine`) holds every table of
+:mod:`voipcore.store.schema`; SQLite in WAL mode is the embedded default.
 Signalling never waits on the disk inside the event loop: writes go through
 :class:`voipcore.store.writer.BatchWriter`, which group-commits them on a
 worker thread and resolves each caller's future once its rows are durable.
@@ -23,6 +24,8 @@ class User:
     display_name: str | None = None
     caller_id: str | None = None
     """E.164 caller ID for this user's trunk calls; None: the trunk's default."""
+    role: str = "rep"
+    """``admin`` (sees every user's calls, manages the team's data) or ``rep``."""
 
     def ha1(self, algorithm: str) -> str | None:
         """The stored HA1 for a digest algorithm name, or None if unsupported."""
@@ -51,3 +54,7 @@ class Binding:
     cseq: int
     source: str
     user_agent: str = ""
+
+
+#: A binding change: (binding, remove).  Removal matches on (aor, contact).
+BindingChange = tuple[Binding, bool]

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from voipcore.store.sqlite import BindingChange, SqliteStore
+from voipcore.store import BindingChange
+from voipcore.store.users import Store
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class BatchWriter:
     would lose.  Completion is a plain callback, not a task per request.
     """
 
-    def __init__(self, store: SqliteStore, window: float = 0.002) -> None:
+    def __init__(self, store: Store, window: float = 0.002) -> None:
         self._store = store
         #: How long the first change of a batch waits for company: a commit per
         #: REGISTER would cap the rate; 2 ms costs little next to a network RTT.
