@@ -125,21 +125,21 @@ def _pragma(connection: Connection, pragma: str) -> None:
     connection.connection.driver_connection.execute(f"PRAGMA {pragma}")  # type: ignore[union-attr]
 
 
-def insert(connection: Connection, table: Table) -> sqlite.Insert | postgresql.Insert:
-    """An ``INSERT`` into ``table`` that can take ``ON CONFLICT``, in the connection's dialect."""
-    if connection.dialect.name == "postgresql":
+def insert(bind: Engine | Connection, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """An ``INSERT`` into ``table`` that can take ``ON CONFLICT``, in ``bind``'s dialect."""
+    if bind.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
 
 def upsert(
-    connection: Connection, table: Table, keep_if_null: Collection[str] = ()
+    bind: Engine | Connection, table: Table, keep_if_null: Collection[str] = ()
 ) -> sqlite.Insert | postgresql.Insert:
     """An ``INSERT`` that replaces the row with the same primary key, if any.
 
     Columns in ``keep_if_null`` keep their stored value when the new row has NULL.
     """
-    statement = insert(connection, table)
+    statement = insert(bind, table)
     keys = [column.name for column in table.primary_key]
     return statement.on_conflict_do_update(
         index_elements=keys,

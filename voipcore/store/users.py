@@ -27,6 +27,8 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Built once: the REGISTER path runs it for every batch.
+        self._upsert_bindings = upsert(engine, bindings)
 
     def close(self) -> None:
         """Close the database's connections."""
@@ -101,7 +103,7 @@ class Store:
                     )
                 else:
                     db.execute(
-                        upsert(db, bindings),
+                        self._upsert_bindings,
                         [{name: getattr(b, name) for name in _BINDING_FIELDS} for b, _ in group],
                     )
 
