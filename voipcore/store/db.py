@@ -117,7 +117,6 @@ def _migrate(connection: Connection) -> None:
             command.upgrade(config, "head")
     finally:
         if sqlite_db:
-            connection.execution_options(**{_IMMEDIATE: False})
             _pragma(connection, "foreign_keys=ON")
 
 
