@@ -9,6 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select
+from sqlalchemy.exc import IntegrityError
 
 from voipcore.http.auth import Sessions
 from voipcore.store import Binding
@@ -166,7 +167,7 @@ def test_users_from_before_caller_ids_gain_the_column(tmp_path: Path) -> None:
 
 def test_a_role_outside_admin_and_rep_is_refused(tmp_path: Path) -> None:
     engine = engine_on(legacy_db(tmp_path / "old.db", "store_v3.sql"))
-    with engine.begin() as db, pytest.raises(Exception, match="CHECK"):
+    with engine.begin() as db, pytest.raises(IntegrityError, match="CHECK"):
         db.execute(users.update().values(role="owner"))
     with engine.connect() as db:
         assert set(db.scalars(select(users.c.role))) == {"rep"}
