@@ -170,6 +170,7 @@ class TestUser:
     password: str
     extension: str | None = None
     caller_id: str | None = None
+    role: str | None = None
 
 
 DEFAULT_USERS = [
@@ -231,6 +232,7 @@ class ServerProcess:
             f'[[users]]\nusername = "{u.username}"\npassword = "{u.password}"\n'
             + (f'extension = "{u.extension}"\n' if u.extension else "")
             + (f'caller_id = "{u.caller_id}"\n' if u.caller_id else "")
+            + (f'role = "{u.role}"\n' if u.role else "")
             for u in self.users
         )
         udp, tcp = self.ports.get("udp", 0), self.ports.get("tcp", 0)

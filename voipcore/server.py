@@ -13,7 +13,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -25,9 +25,11 @@ from voipcore.calls.routing import Router
 from voipcore.calls.signalling import LoopRuntime
 from voipcore.config import Config, parse_host_port
 from voipcore.dialer.numbers import CountryPolicy
+from voipcore.dialer.people import PeopleBook
 from voipcore.http.app import listen, make_app, signed_in_user, start_http
 from voipcore.http.auth import Accounts, ApiTokens, Sessions, Throttle
 from voipcore.http.dialer import dialer_route
+from voipcore.http.rest import Backend, build_api, person_link
 from voipcore.http.tls import https_context
 from voipcore.logs import TRACE_LOGGER
 from voipcore.registrar import Registrar
@@ -44,6 +46,7 @@ from voipcore.transport.udp import UdpTransport
 from voipcore.trunks.twilio import TwilioTrunk
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 trace = logging.getLogger(TRACE_LOGGER)
 
 #: Seconds the call log's group commit waits for company (see :class:`AsyncCallLog`).
@@ -205,11 +208,28 @@ class Server:
             }
             return {"user": profile, "ice_servers": ice_servers}
 
-        assert self.calls is not None
-        dialer = dialer_route(
-            self.calls, signed_in_user, hello, region=self.config.dialing.default_region
+        assert self.calls is not None and self.call_log is not None
+        region = self.config.dialing.default_region
+        loop = asyncio.get_running_loop()
+        executor = self.writer.executor
+
+        async def run(job: Callable[[], T]) -> T:
+            return await loop.run_in_executor(executor, job)
+
+        backend = Backend(
+            accounts=accounts,
+            run=run,
+            people=PeopleBook(self.store.engine, region),
+            call_log=self.call_log,
+            calls=lambda: self.calls,
+            users=lambda: self._users,
+            ice_servers=ice_servers,
+            region=region,
         )
-        app = make_app(self, accounts, ice_servers=ice_servers, routes=[dialer])
+        dialer = dialer_route(
+            self.calls, signed_in_user, hello, region=region, link=person_link(backend)
+        )
+        app = make_app(self, accounts, api=build_api(backend), routes=[dialer])
         self._http = await start_http(app)
         listeners: list[tuple[str, str, str, ssl.SSLContext | None]] = [
             ("http", "http.listen", http.listen, None)

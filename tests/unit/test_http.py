@@ -4,18 +4,23 @@ the dialer's files and an added route over in-process accounts."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.unit.test_http_auth import ALICE
+from voipcore.dialer.people import PeopleBook
 from voipcore.http.app import ServerCollector, ServerView, make_app, signed_in_user
 from voipcore.http.auth import Accounts, ApiTokens, Sessions, Throttle
+from voipcore.http.rest import Backend, build_api
+from voipcore.store.calls import AsyncCallLog, CallLog
 from voipcore.store.db import open_engine
+
+T = TypeVar("T")
 
 
 class StubServer:
@@ -100,10 +105,23 @@ def test_dialer_files_and_an_added_route_that_knows_who_signed_in(tmp_path: Path
         return web.json_response(signed_in_user(request))
 
     ice = [{"urls": ["stun:s.example"]}]
+
+    async def run(job: Callable[[], T]) -> T:
+        return job()
+
+    backend = Backend(
+        accounts=accounts,
+        run=run,
+        people=PeopleBook(engine, "US"),
+        call_log=AsyncCallLog(CallLog(engine)),
+        calls=lambda: None,
+        users=lambda: users,
+        ice_servers=ice,
+    )
     app = make_app(
         StubServer(None),
         accounts,
-        ice_servers=ice,
+        api=build_api(backend),
         routes=[web.get("/whoami", whoami)],
         static=tmp_path,
     )

@@ -1,5 +1,5 @@
-"""``[http] listen`` and ``tls_listen``: the web dialer, its sign-in API, Prometheus
-``/metrics`` and ``/healthz`` (aiohttp).
+"""``[http] listen`` and ``tls_listen``: the web dialer, the REST API
+(:mod:`voipcore.http.rest`), Prometheus ``/metrics`` and ``/healthz`` (aiohttp).
 
 Metrics are read live from the server at scrape time (a custom collector), so
 nothing is counted twice and the hot paths keep their plain integer counters.
@@ -9,12 +9,9 @@ through :class:`~voipcore.http.auth.Accounts`.
 
 from __future__ import annotations
 
-import json
-import logging
-import math
 import ssl
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,10 +19,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from voipcore.http.api import ACCOUNTS, Api
 from voipcore.http.auth import SESSION_COOKIE, Accounts
 from voipcore.store import User
-
-log = logging.getLogger(__name__)
 
 #: The web dialer's files: ``/`` is its ``index.html``, the rest is under ``/static/``.
 STATIC_DIR = Path(__file__).parent / "static"
@@ -40,7 +36,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-ACCOUNTS = web.AppKey("accounts", Accounts)
 
 
 class ServerView(Protocol):
@@ -159,14 +154,12 @@ def make_app(
     server: ServerView,
     accounts: Accounts,
     *,
-    ice_servers: Sequence[Mapping[str, Any]] = (),
+    api: Api | None = None,
     routes: Iterable[web.AbstractRouteDef] = (),
     static: Path = STATIC_DIR,
 ) -> web.Application:
-    """The aiohttp application; ``routes`` are added as they are (the dialer's WebSocket).
-
-    ``ice_servers`` (RTCIceServer dicts) reach the page with its session.
-    """
+    """The aiohttp application: ``api``'s operations (:mod:`voipcore.http.rest`) and
+    ``routes`` as they are (the dialer's WebSocket)."""
     registry = CollectorRegistry(auto_describe=True)
     collector = ServerCollector(server)
     registry.register(collector)
@@ -187,87 +180,20 @@ def make_app(
             }
         )
 
-    def profile(user: User) -> web.Response:
-        return web.json_response(
-            {
-                "username": user.username,
-                "display_name": user.display_name,
-                "extension": user.extension,
-                "ice_servers": list(ice_servers),
-            }
-        )
-
-    async def sign_in(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
-        if not isinstance(body, dict):
-            return _error(400, 'the body must be a JSON object {"username": ..., "password": ...}')
-        for field in ("username", "password"):
-            if not isinstance(body.get(field), str):
-                return _error(400, f"{field}: must be a string")
-        now = time.time()
-        address = request.remote or ""
-        wait = accounts.wait(body["username"], address, now)
-        if wait > 0:
-            # RFC 6585 §4; Retry-After in whole seconds (RFC 9110 §10.2.3).
-            response = _error(429, "Too many failed sign-ins.")
-            response.headers["Retry-After"] = str(math.ceil(wait))
-            return response
-        signed_in = accounts.sign_in(body["username"], body["password"], address, now)
-        if signed_in is None:
-            log.info("web sign-in refused for %r from %s", body["username"], address)
-            return _error(401, "Wrong username or password.")
-        response = profile(signed_in.user)
-        response.set_cookie(
-            SESSION_COOKIE,
-            signed_in.token,
-            max_age=int(accounts.sessions.lifetime),
-            path="/",
-            secure=True,
-            httponly=True,
-            samesite="Strict",
-        )
-        return response
-
-    async def session(request: web.Request) -> web.Response:
-        # Not signed in is an answer here, not an error: the page asks on every load,
-        # and a 401 would put an error in its console each time.
-        user = _signed_in(request)
-        return web.json_response({"username": None}) if user is None else profile(user)
-
-    async def sign_out(request: web.Request) -> web.Response:
-        token = request.cookies.get(SESSION_COOKIE)
-        if token:
-            accounts.sign_out(token)
-        response = web.Response(status=204)
-        response.del_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
-        return response
-
     async def index(_: web.Request) -> web.FileResponse:
         return web.FileResponse(static / "index.html")
-
-    async def close_sessions(_: web.Application) -> None:
-        accounts.sessions.close()
 
     app = web.Application()
     app[ACCOUNTS] = accounts
     app.on_response_prepare.append(_security_headers)
-    app.on_cleanup.append(close_sessions)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
-    app.router.add_post("/api/v1/session", sign_in)
-    app.router.add_get("/api/v1/session", session)
-    app.router.add_delete("/api/v1/session", sign_out)
+    if api is not None:
+        app.router.add_routes(api.routes())
     app.router.add_get("/", index)
     app.router.add_static("/static", static)
     app.router.add_routes(routes)
     return app
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 def _signed_in(request: web.Request) -> User | None:

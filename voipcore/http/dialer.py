@@ -14,7 +14,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 HEARTBEAT = 20.0
 #: Largest message a page may send (an SDP offer is a few kB).
 MAX_MESSAGE = 64 * 1024
+
+#: The person a call is with: (number dialled, extension, person the page picked or
+#: None) -> that person's id if they exist, else whoever holds the number, else None.
+PersonLink = Callable[[str, str, int | None], Awaitable[int | None]]
 
 
 class BadMessage(ValueError):
@@ -46,11 +50,13 @@ class PageSocket:
         calls: CallManager,
         *,
         region: str,
+        link: PersonLink,
     ) -> None:
         self.ws = ws
         self.user = user
         self.calls = calls
         self.region = region
+        self.link = link
         self._outbox: asyncio.Queue[dict[str, object] | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -163,12 +169,17 @@ class PageSocket:
         extension = message.get("extension") or ""
         if not isinstance(extension, str) or any(c not in "0123456789*#," for c in extension):
             raise BadMessage("extension: digits, * and # only, with , for a pause")
-        self._spawn(
-            message,
-            lambda: self.calls.page_dial(
-                self, to, sdp, extension=extension, ref=message.get("ref")
-            ),
-        )
+        picked = message.get("person_id")
+        if picked is not None and (isinstance(picked, bool) or not isinstance(picked, int)):
+            raise BadMessage("person_id: expected a whole number")
+
+        async def place() -> None:
+            person = await self.link(to, extension, picked)
+            await self.calls.page_dial(
+                self, to, sdp, extension=extension, ref=message.get("ref"), person_id=person
+            )
+
+        self._spawn(message, place)
 
     def _answer(self, message: dict[str, Any]) -> None:
         call, sdp = _field(message, "call", str), _field(message, "sdp", str)
@@ -210,6 +221,7 @@ def dialer_route(
     hello: Callable[[str], dict[str, object]],
     *,
     region: str,
+    link: PersonLink,
 ) -> web.RouteDef:
     """``GET /api/v1/ws``: the signed-in page's WebSocket (401 otherwise, 403 from
     another site's page: the cookie alone must not let one in, RFC 6455 §10.2)."""
@@ -224,7 +236,7 @@ def dialer_route(
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)
         log.info("dialer page of %s connected from %s", user, request.remote)
-        await PageSocket(ws, user, calls, region=region).run(hello(user))
+        await PageSocket(ws, user, calls, region=region, link=link).run(hello(user))
         log.info("dialer page of %s disconnected", user)
         return ws
 

@@ -35,6 +35,9 @@ metadata = MetaData(
     }
 )
 
+# Tables whose rows others point at by id (API tokens, people in the call log, numbers in
+# a CRM's click-to-call) are AUTOINCREMENT in SQLite: a deleted row's id is never reused.
+
 #: Roles of a user: an admin sees every user's calls and manages the team's data.
 ROLES = ("admin", "rep")
 
@@ -96,6 +99,7 @@ api_tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float),
     Column("last_used_at", Float),
+    sqlite_autoincrement=True,
 )
 
 #: Companies the team sells to.
@@ -107,6 +111,7 @@ accounts = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index(None, "name"),
+    sqlite_autoincrement=True,
 )
 
 #: Contacts, each under an account or none.
@@ -123,6 +128,7 @@ people = Table(
     Column("updated_at", Float, nullable=False),
     Index(None, "name"),
     Index(None, "account_id"),
+    sqlite_autoincrement=True,
 )
 
 #: A person's phone numbers: E.164 with the extension apart (dialled as DTMF after answer).
@@ -138,6 +144,7 @@ person_numbers = Table(
     Column("position", Integer, nullable=False, server_default="0"),
     Index(None, "e164"),
     Index(None, "person_id", "position"),
+    sqlite_autoincrement=True,
 )
 
 #: What a rep may log about a call after hang-up, in the order the dialer offers them.

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("expires_at", sa.Float),
         sa.Column("last_used_at", sa.Float),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "accounts",
@@ -66,6 +67,7 @@ def upgrade() -> None:
         sa.Column("name", sa.Text, nullable=False),
         *_created_updated(),
         sa.Index(None, "name"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "people",
@@ -78,6 +80,7 @@ def upgrade() -> None:
         *_created_updated(),
         sa.Index(None, "name"),
         sa.Index(None, "account_id"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "person_numbers",
@@ -92,6 +95,7 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer, nullable=False, server_default="0"),
         sa.Index(None, "e164"),
         sa.Index(None, "person_id", "position"),
+        sqlite_autoincrement=True,
     )
     dispositions = op.create_table(
         "dispositions",
