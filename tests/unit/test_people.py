@@ -376,7 +376,6 @@ def test_delete_person_takes_their_numbers(engine: sa.Engine, book: PeopleBook) 
     assert count_rows(engine, person_numbers) == 0
 
 
-
 def test_a_deleted_id_is_never_given_again(book: PeopleBook) -> None:
     """The call log and CRMs keep person and number ids: a new row must not take one."""
     acme = book.create_account("Acme", 1.0)
@@ -386,6 +385,7 @@ def test_a_deleted_id_is_never_given_again(book: PeopleBook) -> None:
     joe = book.create_person(PersonInput("Joe", numbers=[NumberInput(ATL)]), 2.0)
     assert joe.id > jane.id and joe.numbers[0].id > jane.numbers[0].id
     assert book.create_account("Globex", 2.0).id > acme.id
+
 
 # -- finding -----------------------------------------------------------------
 
