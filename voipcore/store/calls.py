@@ -564,7 +564,7 @@ def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_exception(error)
 
 
-def _iso_utc(timestamp: float | None) -> str | None:
+def iso_utc(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     moment = datetime.fromtimestamp(timestamp, UTC)
@@ -576,7 +576,7 @@ def _record_json(record: CallRecord | LegRecord) -> dict[str, object]:
     for f in fields(record):
         value = getattr(record, f.name)
         if f.name.endswith("_at"):
-            value = _iso_utc(value)
+            value = iso_utc(value)
         elif f.name == "legs":
             value = [_record_json(leg) for leg in value]
         data[f.name] = value
@@ -626,7 +626,7 @@ def to_csv(calls: Iterable[CallRecord]) -> str:
         writer.writerow(
             (
                 call.call_id,
-                _iso_utc(call.started_at),
+                iso_utc(call.started_at),
                 call.direction,
                 call.user,
                 call.caller,
