@@ -5,12 +5,18 @@ role and name (docs/browser-protocol.md, "The page's names")."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
+from tests.browser.dialer import expect
+
 if TYPE_CHECKING:
     from playwright.async_api import APIResponse, Locator, Page
+
+#: History's status once a load has answered ("1 call.", "No calls match.").
+LOADED = re.compile(r"^(\d+ calls?\b.*|No calls match\.)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,6 @@ class SalesPage:
         return self.history.get_by_role("link", name="Export CSV")
 
     async def open_history(self) -> None:
-        """Click "History" (a disclosure button) and wait for its table."""
+        """Click "History" (a disclosure button) and wait until its calls are loaded."""
         await self.page.get_by_role("button", name="History", exact=True).click()
-        await self.history.get_by_role("table").wait_for()
+        await expect(self.history.get_by_role("status")).to_have_text(LOADED)

@@ -37,6 +37,7 @@ export function mount({ bus }) {
   const status = byId("history-status");
   const exportLink = /** @type {HTMLAnchorElement} */ (byId("history-export"));
   const rowsBody = byId("history-rows");
+  const table = byId("history-table");
   const moreButton = /** @type {HTMLButtonElement} */ (byId("history-more"));
 
   /** @type {{id: number, name: string, account: {name: string} | null} | null} */
@@ -95,6 +96,7 @@ export function mount({ bus }) {
 
   function render() {
     rowsBody.replaceChildren(...rows.map(row));
+    show(table, rows.length > 0);
     show(moreButton, Boolean(cursor));
     moreButton.disabled = false;
     const count = `${rows.length} ${rows.length === 1 ? "call" : "calls"}`;
@@ -208,6 +210,7 @@ export function mount({ bus }) {
     person = null;
     show(personChip, false);
     rowsBody.replaceChildren();
+    show(table, false);
     setText(status, "");
     toggle.setAttribute("aria-expanded", "false");
     show(body, false);
