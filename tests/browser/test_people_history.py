@@ -131,19 +131,34 @@ def test_a_rep_calls_a_persons_office_line_logs_it_and_finds_it_in_history(
             await dialer.shot("log-this-call")
             await form.get_by_label("Disposition").select_option(disposition["code"])
             await form.get_by_label("Notes").fill(NOTES)
+
+            # A second call meanwhile waits its turn: the notes being typed stay.
+            await dialer.button("Call").click()
+            again = await carrier.wait_for_call(OFFICE)
+            assert await again.final() == 200
+            await expect(dialer.call_state).to_have_text("Connected")
+            await dialer.button("Hang up").click()
+            await asyncio.wait_for(again.ended(), 5)
+            await expect(form.get_by_label("Notes")).to_have_value(NOTES)
+            await expect(form).to_contain_text("1 more call to log after this one.")
+            await dialer.shot("second-call-waits")
+
             await form.get_by_role("button", name="Save").click()
             await expect(sales.saved).to_contain_text(f"Saved as “{disposition['label']}”")
+            await expect(form.get_by_label("Notes")).to_have_value("")
+            await form.get_by_role("button", name="Skip").click()
             await expect(form).to_be_hidden()
             await dialer.shot("saved")
 
             # History has it, with Ada's name, the disposition and the notes.
             call_id = await dialer.call_id()
             await sales.open_history()
-            row = sales.history_row(NAME)
+            row = sales.history_row("Wants a demo on Friday.")
+            await expect(sales.history_row(NAME)).to_have_count(2)
             await expect(row).to_have_count(1)
+            await expect(row).to_contain_text(NAME)
             await expect(row).to_contain_text(ACCOUNT)
             await expect(row).to_contain_text(disposition["label"])
-            await expect(row).to_contain_text("Wants a demo on Friday.")
             await expect(row).to_contain_text(f"ext. {OFFICE_EXTENSION}")
             await dialer.shot("history")
 

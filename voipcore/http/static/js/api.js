@@ -82,7 +82,7 @@ export async function signOut() {
 }
 
 /** A REST error: the server's words and, when one field is at fault, its name. */
-export class ApiError extends Error {
+class ApiError extends Error {
   /**
    * @param {string} message
    * @param {number} status   HTTP status, 0 when the server was not reached
@@ -107,7 +107,7 @@ export class ApiError extends Error {
  * @param {Query} [query]
  * @returns {string}
  */
-export function apiUrl(path, query = {}) {
+function apiUrl(path, query = {}) {
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(query)) {
     if (value !== undefined && value !== null && value !== "") params.set(key, String(value));
