@@ -1,4 +1,4 @@
-"""Command line: ``voipcore serve | check-config | users add|list|remove``."""
+"""Command line: ``voipcore serve | check-config | users | calls | people | twilio``."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from twilio.http import HttpClient
 from twilio.rest import Client
 
 from voipcore.config import Config, ConfigError, TwilioTrunkConfig, UserConfig, load_config
-from voipcore.dialer.numbers import InvalidNumber, normalize
+from voipcore.dialer.csvimport import ColumnMapping, ImportReport, NumberColumn, import_people
+from voipcore.dialer.numbers import InvalidNumber, normalize, validate_region
+from voipcore.dialer.people import PeopleBook, PeopleError, Person
 from voipcore.logs import setup_logging
 from voipcore.sip.digest import compute_ha1
 from voipcore.store import User
@@ -210,6 +214,84 @@ def cmd_users_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_book(args: argparse.Namespace) -> PeopleBook:
+    """The address book, reading national numbers in ``--region`` or the config's."""
+    config, store = _open_store(args)
+    return PeopleBook(store.engine, args.region or config.dialing.default_region)
+
+
+def _read_csv(path: str) -> str:
+    """The text of a CSV file (``-``: stdin); ``PeopleError`` naming it when unreadable."""
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        return data.decode("utf-8")
+    except OSError as exc:
+        raise PeopleError(path, exc.strerror or str(exc)) from None
+    except UnicodeDecodeError:
+        raise PeopleError(path, "not UTF-8 text: export it as CSV UTF-8") from None
+
+
+def _number_column(spec: str) -> NumberColumn:
+    """``COL[:LABEL[:EXT_COL]]`` as ``--number`` takes it."""
+    column, _, rest = spec.partition(":")
+    label, _, extension_column = rest.partition(":")
+    return NumberColumn(column, label or "other", extension_column or None)
+
+
+def format_import_report(report: ImportReport, dry_run: bool) -> str:
+    """What an import did, for IT: counts, then one line per rejected row (its reason
+    already starts with the column at fault, when there is one)."""
+    imported = f"{report.imported} (dry run: nothing stored)" if dry_run else report.imported
+    lines = [
+        f"rows read: {report.rows}",
+        f"imported:  {imported}",
+        f"rejected:  {report.rejected}",
+    ]
+    lines += [f"line {error.line}: {error.reason}" for error in report.errors]
+    return "\n".join(lines)
+
+
+def cmd_people_import(args: argparse.Namespace) -> int:
+    mapping = ColumnMapping(
+        name=args.name,
+        first_name=args.first_name,
+        last_name=args.last_name,
+        account=args.account,
+        title=args.title,
+        email=args.email,
+        notes=args.notes,
+        numbers=[_number_column(spec) for spec in args.number],
+    )
+    book = _open_book(args)
+    try:
+        report = import_people(_read_csv(args.file), mapping, book, time.time(), args.dry_run)
+    except PeopleError as exc:
+        print(f"voipcore: {exc.field}: {exc.message}", file=sys.stderr)
+        return 2
+    print(format_import_report(report, args.dry_run))
+    return 1 if report.rejected else 0
+
+
+def _primary_number(person: Person) -> str:
+    number = next((n for n in person.numbers if n.primary), None)
+    if number is None:
+        return "-"
+    return f"{number.e164} x{number.extension}" if number.extension else number.e164
+
+
+def cmd_people_list(args: argparse.Namespace) -> int:
+    found, more = _open_book(args).search(args.search, limit=args.limit)
+    print(f"{'name':<30} {'account':<24} {'primary number':<24} numbers")
+    for person in found:
+        account = person.account.name if person.account else "-"
+        print(
+            f"{person.name:<30} {account:<24} {_primary_number(person):<24} {len(person.numbers)}"
+        )
+    if more is not None:
+        print(f"(first {args.limit} shown: raise --limit or narrow with --search)")
+    return 0
+
+
 def twilio_client(trunk: TwilioTrunkConfig, http_client: HttpClient | None = None) -> Client:
     """A REST client from ``[trunks.twilio]``: an API key (preferred) or the auth token."""
     if not trunk.account_sid:
@@ -276,6 +358,20 @@ def cmd_calls_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _region(text: str) -> str:
+    try:
+        return validate_region(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voipcore", description="SIP/VoIP media server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -325,6 +421,42 @@ def build_parser() -> argparse.ArgumentParser:
     calls_list.add_argument("--limit", type=int, default=50)
     calls_list.add_argument("--user", help="only this user's calls")
     calls_list.set_defaults(func=cmd_calls_list)
+    people = sub.add_parser("people", help="the address book").add_subparsers(
+        dest="action", required=True
+    )
+    imp = people.add_parser(
+        "import",
+        help="import people from a CSV file",
+        description="Columns are named by their header (any case). "
+        "Exit status: 0 all rows imported, 1 some rejected, 2 bad mapping or file.",
+    )
+    imp.add_argument("file", metavar="FILE", help="CSV file with a header line; - for stdin")
+    imp.add_argument("--name", metavar="COL", help="the whole name")
+    imp.add_argument("--first-name", metavar="COL", help="with --last-name, instead of --name")
+    imp.add_argument("--last-name", metavar="COL")
+    for field in ("account", "title", "email", "notes"):
+        imp.add_argument(f"--{field}", metavar="COL")
+    imp.add_argument(
+        "--number",
+        metavar="COL[:LABEL[:EXT_COL]]",
+        action="append",
+        required=True,
+        help="a phone number column, its label (default: other) and the column of its "
+        "extensions; repeat for more (the first one a row has is primary)",
+    )
+    imp.add_argument("--dry-run", action="store_true", help="check and report, store nothing")
+    people_list = people.add_parser("list", help="people by name, with their primary number")
+    people_list.add_argument("--search", help="in names, accounts and numbers")
+    people_list.add_argument("--limit", type=_positive, default=50)
+    for p in (imp, people_list):
+        p.add_argument(
+            "--region",
+            metavar="XX",
+            type=_region,
+            help="where national numbers are read (default: [dialing] default_region)",
+        )
+    imp.set_defaults(func=cmd_people_import)
+    people_list.set_defaults(func=cmd_people_list)
     twilio = sub.add_parser("twilio", help="the Twilio Elastic SIP trunk ([trunks.twilio])")
     twilio.add_argument(
         "action",
@@ -332,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="provision: create or update it (idempotent); status: show it",
     )
     twilio.set_defaults(func=cmd_twilio)
-    for p in (add, lst, rm, twilio, calls_list):
+    for p in (add, lst, rm, twilio, calls_list, imp, people_list):
         p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML config file")
     return parser
 

@@ -1,7 +1,8 @@
-"""The voipcore command: check-config and user management."""
+"""The voipcore command: check-config, users, calls and people."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from voipcore.cli import main, seed_users
 from voipcore.config import load_config
+from voipcore.dialer.people import PeopleBook
 from voipcore.sip.digest import compute_ha1
 from voipcore.store.calls import CallLog, CallRecord
 from voipcore.store.db import open_engine
@@ -164,3 +166,107 @@ def test_users_add_with_a_role_and_list_shows_it(
     with pytest.raises(SystemExit):
         main(["users", "add", "cat", "--password", "pw-cat", "--role", "owner", *args])
     assert "invalid choice: 'owner'" in capsys.readouterr().err
+
+
+PEOPLE_CSV = """Name,Company,Office,Ext,Mobile
+Ann Lee,Acme,(404) 555-1234,123,
+Bob Roe,Acme,555,,
+Cy Dee,Beta,+1 404 555 0100 x77,,(404) 555-0101
+Di Fox,,,,
+"""
+IMPORT = ["--name", "Name", "--account", "Company", "--number", "Office:office:Ext"]
+IMPORT += ["--number", "Mobile:mobile"]
+REPORT = """rows read: 4
+imported:  2{note}
+rejected:  2
+line 3: Office: too short for a number in US
+line 5: no phone number (in Office, Mobile)
+"""
+
+
+def people_book(config_file: Path) -> PeopleBook:
+    return PeopleBook(open_store(config_file).engine, "US")
+
+
+def test_people_import_reports_rejected_rows_and_stores_the_good_ones(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(PEOPLE_CSV)
+    args = ["people", "import", str(csv_file), *IMPORT, "--config", str(config_file)]
+    assert main([*args, "--dry-run"]) == 1
+    assert capsys.readouterr().out == REPORT.format(note=" (dry run: nothing stored)")
+    assert people_book(config_file).search()[0] == []
+
+    assert main(args) == 1
+    assert capsys.readouterr().out == REPORT.format(note="")
+    ann, cy = people_book(config_file).search()[0]
+    assert [(n.label, n.e164, n.extension, n.primary) for n in ann.numbers] == [
+        ("office", "+14045551234", "123", True)
+    ]
+    assert ann.account is not None and ann.account.name == "Acme"
+    assert [(n.label, n.e164, n.extension) for n in cy.numbers] == [
+        ("office", "+14045550100", "77"),
+        ("mobile", "+14045550101", None),
+    ]
+
+
+def test_people_import_from_stdin_with_every_row_good_exits_0(
+    config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "First,Last,Phone\r\nEve,Ng,404-555-0123 ext. 9\r\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    args = ["--first-name", "First", "--last-name", "Last", "--number", "Phone"]
+    assert main(["people", "import", "-", *args, "--config", str(config_file)]) == 0
+    assert capsys.readouterr().out == "rows read: 1\nimported:  1\nrejected:  0\n"
+    [eve] = people_book(config_file).search("Eve Ng")[0]
+    assert [(n.label, n.e164, n.extension) for n in eve.numbers] == [("other", "+14045550123", "9")]
+
+
+def test_people_import_bad_mapping_or_file_exits_2_naming_it(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(PEOPLE_CSV)
+    config = ["--config", str(config_file)]
+    bad_number = ["--name", "Name", "--number", "Phone 2", *config]
+    assert main(["people", "import", str(csv_file), *bad_number]) == 2
+    assert capsys.readouterr().err == (
+        "voipcore: mapping.numbers.0.column: no column 'Phone 2' in the file "
+        "(columns: 'Name', 'Company', 'Office', 'Ext', 'Mobile')\n"
+    )
+    bad_ext = ["--name", "Name", "--number", "Mobile:mobile:Extension", *config]
+    assert main(["people", "import", str(csv_file), *bad_ext]) == 2
+    assert "voipcore: mapping.numbers.0.extension_column: no column 'Extension'" in (
+        capsys.readouterr().err
+    )
+    missing = tmp_path / "missing.csv"
+    assert main(["people", "import", str(missing), *bad_number]) == 2
+    assert capsys.readouterr().err == f"voipcore: {missing}: No such file or directory\n"
+    assert people_book(config_file).search()[0] == []
+
+
+def test_people_list_shows_primary_numbers_and_searches(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(PEOPLE_CSV)
+    config = ["--config", str(config_file)]
+    assert main(["people", "import", str(csv_file), *IMPORT, *config]) == 1
+    capsys.readouterr()
+    assert main(["people", "list", *config]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "account", "primary", "number", "numbers"]
+    assert [line.split() for line in lines[1:]] == [
+        ["Ann", "Lee", "Acme", "+14045551234", "x123", "1"],
+        ["Cy", "Dee", "Beta", "+14045550100", "x77", "2"],
+    ]
+    assert main(["people", "list", "--search", "beta", *config]) == 0
+    assert [line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:]] == [
+        ["Cy", "Dee"]
+    ]
+    assert main(["people", "list", "--limit", "1", *config]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        lines[1],
+        "(first 1 shown: raise --limit or narrow with --search)",
+    ]
