@@ -56,6 +56,7 @@ def test_sign_in_session_and_sign_out(server: ServerProcess) -> None:
                 "username": "alice",
                 "display_name": None,
                 "extension": "201",
+                "role": "rep",
                 "ice_servers": [],
             }
             cookie = SimpleCookie(response.headers["Set-Cookie"])["voipcore_session"]
@@ -115,9 +116,9 @@ def test_wrong_passwords_get_401_then_429_with_retry_after(server: ServerProcess
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        ({"username": "alice"}, "password: must be a string"),
-        ({"username": 7, "password": "x"}, "username: must be a string"),
-        (["alice"], "the body must be a JSON object"),
+        ({"username": "alice"}, "password: Field required"),
+        ({"username": 7, "password": "x"}, "username: Input should be a valid string"),
+        (["alice"], "The body must be a JSON object."),
     ],
 )
 def test_malformed_sign_in_is_400_naming_the_field(

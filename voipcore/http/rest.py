@@ -163,11 +163,11 @@ def build_api(backend: Backend) -> Api:
         access="public",
         response=Profile,
     )
-    async def get_session(req: ApiRequest) -> Profile:
+    async def get_session(req: ApiRequest) -> Profile | web.Response:
         """The signed-in user; `username` is null when nobody is (not an error, so a page
         that asks on load keeps a clean console)."""
         user, _ = caller(req.request)
-        return Profile(username=None) if user is None else profile(user)
+        return web.json_response({"username": None}) if user is None else profile(user)
 
     @api.operation(
         "DELETE",
