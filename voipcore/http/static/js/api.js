@@ -1,8 +1,8 @@
 /**
  * The REST calls the page makes: the session (sign in, who am I, sign out),
- * and the sales data (people, dispositions, the call log, users). The session
- * itself is an HttpOnly cookie the page never sees. The API is described by
- * GET /api/v1/openapi.json.
+ * and the sales data (people and their CSV import, dispositions, the call log,
+ * users). The session itself is an HttpOnly cookie the page never sees. The
+ * API is described by GET /api/v1/openapi.json.
  *
  * @module api
  */
@@ -183,6 +183,27 @@ async function request(method, path, { query, body } = {}) {
 export async function searchPeople(q, limit) {
   const page = await request("GET", "/people", { query: { q, limit } });
   return page.items;
+}
+
+/**
+ * @typedef {object} ImportReport   what POST /api/v1/people/import did (or, dry, would do)
+ * @property {number} rows
+ * @property {number} imported
+ * @property {number} rejected
+ * @property {number[]} people      ids created (none on a dry run)
+ * @property {{line: number, column: string | null, reason: string}[]} errors   one per rejected row
+ */
+
+/**
+ * Import people from a CSV file's text; a 400 names the mapping's field at fault
+ * (e.g. "mapping.numbers.1.column").
+ * @param {string} csv
+ * @param {object} mapping   see docs/browser-protocol.md
+ * @param {boolean} dryRun   check and report only
+ * @returns {Promise<ImportReport>}
+ */
+export function importPeople(csv, mapping, dryRun) {
+  return request("POST", "/people/import", { body: { csv, mapping, dry_run: dryRun } });
 }
 
 /**

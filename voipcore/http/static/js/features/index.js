@@ -6,13 +6,15 @@
  *   people.js       people & numbers search      slot "people"       (fills #number, adds person_id to "dial")
  *   call-log.js     "Log this call"              slot "call-log"     (bus "calls": ended calls; "log-call")
  *   history.js      call history, dispositions   slot "history"      (GET /api/v1/calls; emits "log-call")
+ *   people-import.js "Import people" from CSV    slot "people-import" (POST /api/v1/people/import)
  *
  * Slots waiting for their feature: "passthrough" (adds to the "dial" message),
  * "recording" (calls.current, new messages), "conference" (invite a colleague),
  * "quality" (bus "calls": call.quality).
  *
  * Helpers here that are not features: person-picker.js (the people search box,
- * used by people.js and history.js) and dispositions.js (the shared list).
+ * used by people.js and history.js), dispositions.js (the shared list) and
+ * csv-header.js (a CSV file's columns and what they seem to hold).
  *
  * A feature talks to the rest only through the context: it listens on the
  * bus ("calls", "message:<type>", "connection", "session", "number"), adds to
@@ -25,6 +27,7 @@
 
 import * as callLog from "./call-log.js";
 import * as history from "./history.js";
+import * as peopleImport from "./people-import.js";
 import * as people from "./people.js";
 
 /**
@@ -42,7 +45,7 @@ import * as people from "./people.js";
  */
 
 /** @type {Feature[]} the features this page has, mounted in this order */
-export const FEATURES = [people, callLog, history];
+export const FEATURES = [people, callLog, history, peopleImport];
 
 /**
  * Mount every feature; one that fails is reported and the rest still mount.
