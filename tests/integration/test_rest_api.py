@@ -376,6 +376,11 @@ def test_csv_import_reports_every_bad_row(api: Callable[..., Client]) -> None:
         ("+12125550101", "7"),
         ("+12125550102", "99"),
     ]
+    # A body past aiohttp's default 1 MiB is read (not 413); its absurd cell is named.
+    big = "Name,Phone,Notes\n" + "Long Notes,(212) 555-0103," + "x" * 2_000_000 + "\n"
+    mapped = {"name": "Name", "notes": "Notes", "numbers": [{"column": "Phone"}]}
+    huge = alice.post("/api/v1/people/import", {"csv": big, "mapping": mapped, "dry_run": True})
+    assert huge.status == 400 and huge.json["field"] == "csv" and "line 2" in huge.json["error"]
     wrong = alice.post(
         "/api/v1/people/import",
         {"csv": text, "mapping": mapping | {"name": "Full Name"}},
