@@ -234,6 +234,10 @@ class CallLog:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Built once: every batch of the group commit runs them.
+        self._upsert_calls = upsert(engine, calls, keep_if_null=_REP_FIELDS)
+        self._delete_legs = delete(call_legs).where(call_legs.c.call_id == bindparam("id"))
+        self._insert_legs = call_legs.insert()
 
     def dispositions(self) -> builtins.list[tuple[str, str]]:
         """The dispositions a rep may log, as (code, label), in the order offered."""
@@ -277,7 +281,7 @@ class CallLog:
                 for disposition in given:
                     _check_disposition(disposition, allowed)
             db.execute(
-                upsert(db, calls, keep_if_null=_REP_FIELDS),
+                self._upsert_calls,
                 [
                     {
                         column.name: getattr(call, name)
@@ -286,10 +290,7 @@ class CallLog:
                     for call in latest.values()
                 ],
             )
-            db.execute(
-                delete(call_legs).where(call_legs.c.call_id == bindparam("id")),
-                [{"id": call_id} for call_id in latest],
-            )
+            db.execute(self._delete_legs, [{"id": call_id} for call_id in latest])
             legs = [
                 {
                     "call_id": call.call_id,
@@ -300,7 +301,7 @@ class CallLog:
                 for position, leg in enumerate(call.legs)
             ]
             if legs:
-                db.execute(call_legs.insert(), legs)
+                db.execute(self._insert_legs, legs)
 
     def set_disposition(
         self, call_id: str, disposition: str | None, notes: str | None = None

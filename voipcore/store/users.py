@@ -27,8 +27,11 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # Built once: the REGISTER path runs it for every batch.
+        # Built once: the REGISTER path runs them for every batch.
         self._upsert_bindings = upsert(engine, bindings)
+        self._delete_bindings = delete(bindings).where(
+            bindings.c.aor == bindparam("b_aor"), bindings.c.contact == bindparam("b_contact")
+        )
 
     def close(self) -> None:
         """Close the database's connections."""
@@ -95,10 +98,7 @@ class Store:
             for remove, group in itertools.groupby(changes, key=lambda change: change[1]):
                 if remove:
                     db.execute(
-                        delete(bindings).where(
-                            bindings.c.aor == bindparam("b_aor"),
-                            bindings.c.contact == bindparam("b_contact"),
-                        ),
+                        self._delete_bindings,
                         [{"b_aor": b.aor, "b_contact": b.contact} for b, _ in group],
                     )
                 else:
