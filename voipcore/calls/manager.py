@@ -1132,6 +1132,7 @@ class CallManager:
             raise CallError(onward.status, onward.reason or onward.cause)
         call = Call(f"o-{secrets.token_hex(10)}", user, second, second, user, started_at=wall)
         call.person_id, call.extension = person_id, extension or None
+        call.mode = "click_to_call"
         if isinstance(onward, DialTrunk):
             call.direction, call.e164 = "outbound", onward.e164
         if listener is not None:

@@ -23,7 +23,7 @@ from voipcore.sdp import Format, SessionDescription
 from voipcore.sip.dialog import Dialog, Negotiated, SessionTimer
 from voipcore.sip.message import Request
 from voipcore.sip.transaction import Address, TransactionKey
-from voipcore.store.calls import HungUpBy, LegRole
+from voipcore.store.calls import CallMode, HungUpBy, LegRole
 
 #: What is on the other end of a leg: a registered phone, the carrier trunk, or a
 #: signed-in dialer page (WebRTC).
@@ -224,6 +224,8 @@ class Call:
     """The person (in the people book) whose number the user dialled."""
     extension: str | None = None
     """Digits dialled after the callee answers (RFC 4733), as given."""
+    mode: CallMode = "direct"
+    """direct, click_to_call (the user rung first) or passthrough."""
 
     @property
     def anchored(self) -> bool:

@@ -70,5 +70,6 @@ def call_record(call: Call, ended_at: float | None = None) -> CallRecord:
         codec=codec,
         callee_extension=call.extension,
         person_id=call.person_id,
+        mode=call.mode,
         legs=[leg_record(leg) for leg in call.legs],
     )

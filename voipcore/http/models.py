@@ -324,6 +324,7 @@ class CallOut(BaseModel):
     user: str | None
     person_id: int | None
     person: PersonRefOut | None
+    mode: Literal["direct", "click_to_call", "passthrough"]
     started_at: str | None
     ringing_at: str | None
     answered_at: str | None

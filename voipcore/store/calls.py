@@ -49,6 +49,7 @@ Direction = Literal["internal", "outbound", "inbound"]
 HungUpBy = Literal["caller", "callee", "system"]
 LegRole = Literal["caller", "callee", "colleague"]
 LegKind = Literal["phone", "trunk", "browser"]
+CallMode = Literal["direct", "click_to_call", "passthrough"]
 
 
 class DispositionError(ValueError):
@@ -197,11 +198,15 @@ class CallRecord:
     """Extension dialled as DTMF (RFC 4733) once the callee answered, e.g. ``123``."""
     person_id: int | None = None
     """The person called or calling, from the people book; None when unknown."""
+    mode: CallMode = "direct"
+    """How the call was placed: dialled directly, click-to-call (the rep rung first), or
+    pass-through (the rep's own phone first: two billable carrier legs)."""
     legs: list[LegRecord] = field(default_factory=list)
     """The call's legs in the order they were created."""
 
     def __post_init__(self) -> None:
         _check_choice("call direction", self.direction, Direction)
+        _check_choice("call mode", self.mode, CallMode)
         if self.hung_up_by is not None:
             _check_choice("hung_up_by", self.hung_up_by, HungUpBy)
 

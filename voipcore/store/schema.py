@@ -157,6 +157,15 @@ dispositions = Table(
     Column("active", Boolean, nullable=False, server_default="1"),
 )
 
+#: What a user sets for themselves (``users`` rows are re-seeded from the config).
+user_settings = Table(
+    "user_settings",
+    metadata,
+    Column("username", Text, ForeignKey("users.username", ondelete="CASCADE"), primary_key=True),
+    # E.164, never with an extension: the rep's cell or desk phone for pass-through calls.
+    Column("passthrough_number", Text),
+)
+
 #: One record per call, answered or not (see :mod:`voipcore.store.calls`).
 calls = Table(
     "calls",
@@ -182,6 +191,8 @@ calls = Table(
     # No foreign key, like username: the log is history and a write of it must never
     # fail because the person was deleted while the call was up.
     Column("person_id", Integer),
+    # direct, click_to_call or passthrough (the rep's own phone first: two carrier legs).
+    Column("mode", Text, nullable=False, server_default="direct"),
     CheckConstraint("direction IN ('internal', 'outbound', 'inbound')", name="direction"),
     CheckConstraint("hung_up_by IN ('caller', 'callee', 'system')", name="hung_up_by"),
     Index("calls_started_at", "started_at"),
@@ -215,4 +226,22 @@ call_legs = Table(
     Column("transferred_to", Text),
     CheckConstraint("role IN ('caller', 'callee', 'colleague')", name="role"),
     CheckConstraint("kind IN ('phone', 'trunk', 'browser')", name="kind"),
+)
+
+
+#: Call recordings: ``id`` is random (no guessable URLs); the file is deleted, and
+#: ``expired_at`` set, once the retention period has passed.
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("call_id", Text, ForeignKey("calls.call_id", ondelete="CASCADE"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("duration", Float),
+    Column("size", Integer),
+    Column("expired_at", Float),
+    Index(None, "call_id"),
+    Index(None, "started_at"),
 )
