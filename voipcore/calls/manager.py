@@ -1145,13 +1145,18 @@ class CallManager:
         self.record(call_record(call))
         return call
 
-    def add_leg(self, call_id: str, target: str, *, role: LegRole = "colleague") -> Leg:
-        """Dial ``target`` into a running call: once it answers, everyone hears everyone."""
+    def add_leg(
+        self, call_id: str, target: str, *, role: LegRole = "colleague", digits: str = ""
+    ) -> Leg:
+        """Dial ``target`` into a running call: once it answers, everyone hears everyone
+        (``digits`` go to it as RFC 4733 events then, an extension behind a number)."""
         call = self._live_call(call_id)
         route = self.router.route(target, self.runtime.wall(), caller=call.user)
         if isinstance(route, Refuse):
-            raise CallError(route.status, route.reason or route.cause)
-        return self._dial(call, route, role=role, from_uri=f"sip:{call.user}@{self.sig.domain}")
+            raise CallError(route.status, route.reason or unreachable(target, "any"))
+        return self._dial(
+            call, route, role=role, from_uri=f"sip:{call.user}@{self.sig.domain}", digits=digits
+        )
 
     def remove_leg(self, call_id: str, leg_id: str) -> None:
         """Hang up one party; the others stay connected if two or more remain."""

@@ -1,10 +1,11 @@
 """The dialer page's WebSocket: our JSON protocol (docs/browser-protocol.md) to the call layer.
 
 One socket per signed-in page.  The page sends what its user does (dial,
-answer, hang up, mute, hold, keypad) and gets what happens to its calls
-(incoming, ringing, answered, ended with the cause, DTMF, quality).  Media
-never passes here: it flows over WebRTC to the media engine.  A bad message
-gets an ``error`` naming the field; the socket stays open.
+answer, hang up, mute, hold, keypad, invite, remove) and gets what happens to
+its calls (incoming, ringing, answered, ended with the cause, DTMF, quality, the
+parties of a conference).  Media never passes here: it flows over WebRTC to
+the media engine.  A bad message gets an ``error`` naming the field; the socket
+stays open.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from voipcore.calls import conference
 from voipcore.calls.manager import CallError, CallManager
 from voipcore.dialer.numbers import InvalidNumber, is_extension_like, normalize
 
@@ -117,6 +119,8 @@ class PageSocket:
             "mute": self._mute,
             "hold": self._hold,
             "dtmf": self._dtmf,
+            "invite": self._invite,
+            "remove": self._remove,
         }
 
     def _error(self, ref: object, call: object, message: str) -> None:
@@ -206,6 +210,27 @@ class PageSocket:
         if not digits or any(c not in "0123456789*#ABCDabcd" for c in digits):
             raise BadMessage("digits: 0-9, *, # or A-D")
         self._spawn(message, lambda: self.calls.page_dtmf(self, call, digits))
+
+    def _invite(self, message: dict[str, Any]) -> None:
+        """A colleague or a number dialled into the call (:mod:`~voipcore.calls.conference`);
+        the page hears of them in ``participants``."""
+        call, to = _field(message, "call", str), _field(message, "to", str)
+
+        async def invite() -> None:
+            try:
+                conference.invite(self.calls, call, to, user=self.user, admin=False)
+            except InvalidNumber as exc:
+                raise CallError(400, f"to: {exc}") from None
+
+        self._spawn(message, invite)
+
+    def _remove(self, message: dict[str, Any]) -> None:
+        call, leg = _field(message, "call", str), _field(message, "leg", str)
+
+        async def remove() -> None:
+            conference.remove(self.calls, call, leg, user=self.user, admin=False)
+
+        self._spawn(message, remove)
 
 
 def _field(message: dict[str, Any], name: str, kind: type) -> Any:

@@ -66,6 +66,7 @@ from voipcore.http.models import (
     UserList,
     UserOut,
 )
+from voipcore.http.rest_conference import add_conference_operations
 from voipcore.store import User
 from voipcore.store.calls import AsyncCallLog, CallRecord, DispositionError, to_csv, to_json
 
@@ -657,6 +658,7 @@ def build_api(backend: Backend) -> Api:
         """The OpenAPI 3.1 description of this API."""
         return web.json_response(document)
 
+    add_conference_operations(api, backend)
     document = api.document()
     return api
 
