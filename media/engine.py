@@ -156,6 +156,8 @@ class Call:
     call_id: str
     streams: dict[str, Stream] = field(default_factory=dict)
     recorder: Recorder | None = None
+    recording_legs: list[str] = field(default_factory=list)
+    """The leg recorded on each channel, left first; empty: one per leg in joining order."""
     players: dict[str, Player] = field(default_factory=dict)
     dtmf_out: dict[str, DtmfOut] = field(default_factory=dict)
     created: float = 0.0
@@ -331,6 +333,7 @@ class MediaEngine:
                     _str(args, "action"),
                     path=args.get("file"),
                     mono_path=args.get("mono_file"),
+                    channels=_opt_legs(args, "channels"),
                 )
             if command == "dtmf":
                 self.send_dtmf(
@@ -576,16 +579,33 @@ class MediaEngine:
         self._update_mode(call)
 
     def record(
-        self, call_id: str, action: str, *, path: str | None = None, mono_path: str | None = None
+        self,
+        call_id: str,
+        action: str,
+        *,
+        path: str | None = None,
+        mono_path: str | None = None,
+        channels: list[str] | None = None,
     ) -> Json:
-        """start / pause / resume / stop a stereo recording (one party per channel)."""
+        """start / pause / resume / stop a recording with one party per channel.
+
+        ``channels`` names the leg on each channel, left first (``["b", "a"]`` puts leg
+        b on the left); by default each leg gets one in joining order, at least two.
+        Paused stretches are written as silence (:mod:`media.recorder`).
+        """
         call = self._call(call_id)
         if action == "start":
             if call.recorder is not None:
                 raise ControlError(f"call {call_id!r} is already recording")
             if not path:
                 raise ControlError("record start needs a file")
-            call.recorder = Recorder(path, max(2, len(call.streams)), 8000, mono_path)
+            for leg in channels or ():
+                if leg not in call.streams:
+                    raise ControlError(f"channels: call {call_id!r} has no leg {leg!r}")
+            call.recorder = Recorder(
+                path, len(channels) if channels else max(2, len(call.streams)), 8000, mono_path
+            )
+            call.recording_legs = channels or []
             self._update_mode(call)
             return {}
         recorder = call.recorder
@@ -823,10 +843,15 @@ class MediaEngine:
                 if leg in call.dtmf_out:
                     dtmf[streams[row]] = call
             if call.recorder is not None:
-                # One channel per leg in joining order; -1 pads channels with no leg.
+                # The named leg's row on each channel, else one per leg in joining
+                # order; -1 for a channel with no leg (it is recorded as silence).
                 channels = call.recorder.channels
                 recorders.append((call.recorder, len(taps), len(taps) + channels))
-                taps += (rows + [-1] * channels)[:channels]
+                if call.recording_legs:
+                    row_of = {streams[row].leg: row for row in rows}
+                    taps += [row_of.get(leg, -1) for leg in call.recording_legs]
+                else:
+                    taps += (rows + [-1] * channels)[:channels]
         tap_index = np.asarray(taps, np.intp)
         partners: npt.NDArray[np.intp] | None = None
         if all(len(rows) <= 2 for rows in rows_by_call.values()):
@@ -992,6 +1017,21 @@ def _list(args: Json, key: str) -> list[Any]:
     value = args.get(key)
     if not isinstance(value, list):
         raise ControlError(f"{key} must be a list")
+    return value
+
+
+def _opt_legs(args: Json, key: str) -> list[str] | None:
+    """An optional list of distinct leg names, e.g. a recording's ``channels``."""
+    value = args.get(key)
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(leg, str) and leg for leg in value)
+        or len(set(value)) != len(value)
+    ):
+        raise ControlError(f"{key} must be a non-empty list of distinct leg names")
     return value
 
 

@@ -15,8 +15,9 @@ started together (a burst of calls) would hand over their chunks on the same tic
 the writer hold the GIL for one long stretch each second, so each recorder's first chunk
 is shorter by a different amount: the chunks arrive spread over the second.
 
-Pausing skips audio: nothing is captured while paused, so the file is shorter than the call
-by the paused time (Twilio's ``pauseBehavior="skip"``), and no silence marks the gap.
+Pausing keeps the timeline: while paused every tick is written as silence on every
+channel (Twilio's ``pauseBehavior="silence"``), so the file lasts as long as the recording
+ran and a listener hears where the rep paused (say, while a card number was read out).
 
 The queue is unbounded so the caller never waits on the disk; :attr:`Recorder.backlog`
 shows how far the writer is behind.
@@ -54,9 +55,9 @@ class RecordingInfo:
     path: str
     """The multichannel WAV file."""
     duration: float
-    """Seconds of audio captured (paused time excluded)."""
+    """Seconds of audio in the file (paused time included, as silence)."""
     frames_written: int
-    """Number of :meth:`Recorder.write` frames captured (one per tick)."""
+    """Number of :meth:`Recorder.write` frames written (one per tick, paused ones too)."""
 
 
 class _Writer:
@@ -128,7 +129,7 @@ class Recorder:
 
     @property
     def paused(self) -> bool:
-        """Whether audio is currently being skipped."""
+        """Whether ticks are currently written as silence."""
         return self._paused
 
     @property
@@ -140,7 +141,8 @@ class Recorder:
         self, frames: npt.NDArray[np.int16], present: npt.NDArray[np.bool_] | None = None
     ) -> None:
         """Queue one tick: ``frames`` is int16 ``[channels, samples]``, ``present`` one bool
-        per channel (None: all); absent channels are recorded as silence. Never waits for I/O."""
+        per channel (None: all); absent channels, and every channel while paused, are
+        recorded as silence. Never waits for I/O."""
         self._check_running()
         if (
             not isinstance(frames, np.ndarray)
@@ -154,10 +156,11 @@ class Recorder:
             if present.dtype != np.bool_ or present.shape != (self.channels,):
                 raise RecorderError(f"present must be a bool array of {self.channels} entries")
         if self._paused:
-            return
-        block = frames.copy()
-        if present is not None:
-            block[~present] = 0
+            block = np.zeros_like(frames)
+        else:
+            block = frames.copy()
+            if present is not None:
+                block[~present] = 0
         self._pending.append(block)
         self._frames += 1
         self._samples += block.shape[1]
@@ -166,7 +169,7 @@ class Recorder:
             self._chunk_frames = self.CHUNK_FRAMES
 
     def pause(self) -> None:
-        """Stop capturing until :meth:`resume`; paused time is left out of the file."""
+        """Write silence until :meth:`resume`: the paused time stays in the file, silent."""
         self._check_running()
         self._paused = True
 

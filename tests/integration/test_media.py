@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from media.control import ControlError, Json
+from media.control import ControlError, Json, MediaControl
 from media.engine import MediaEngine
 from media.rtp import RtpPacket
 from media.tones import sine
@@ -206,6 +207,68 @@ def test_stereo_recording_has_one_party_per_channel(tmp_path: Path) -> None:
         pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)
     assert_tone(pcm[:, 0], 1000, seconds=1.0)
     assert_tone(pcm[:, 1], 440, seconds=1.0)
+
+
+async def record_swapped_with_a_pause(control: MediaControl, call_id: str, path: Path) -> None:
+    """A says 1000 Hz and B 440 Hz into ``call_id`` while it is recorded with B on the left
+    channel, for 0.6 s, 0.6 s paused and 0.6 s resumed; then check the file."""
+    phone_a, phone_b = RtpPhone.open(), RtpPhone.open()
+    try:
+        to_a = local(
+            await control.request(
+                "offer",
+                {"call_id": call_id, "leg": "a", "codecs": [PCMU], "remote": addr(phone_a)},
+            )
+        )
+        to_b = local(
+            await control.request(
+                "answer",
+                {"call_id": call_id, "leg": "b", "codecs": [PCMU], "remote": addr(phone_b)},
+            )
+        )
+        with pytest.raises(ControlError, match="channels: call .* has no leg 'x'"):
+            await control.request(
+                "record",
+                {"call_id": call_id, "action": "start", "file": str(path), "channels": ["x"]},
+            )
+        start = {"call_id": call_id, "action": "start", "file": str(path), "channels": ["b", "a"]}
+        await control.request("record", start)
+        for action in ("pause", "resume", None):
+            await asyncio.gather(
+                phone_a.send_tone(to_a, 1000, 0.6), phone_b.send_tone(to_b, 440, 0.6)
+            )
+            if action is not None:
+                await control.request("record", {"call_id": call_id, "action": action})
+        reply = await control.request("record", {"call_id": call_id, "action": "stop"})
+    finally:
+        phone_a.close()
+        phone_b.close()
+    assert reply["recording"]["duration"] == pytest.approx(1.8, abs=0.3)
+    with wave.open(str(path), "rb") as wav:
+        assert wav.getnchannels() == 2
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)
+    assert_tone(pcm[:, 0], 440, seconds=1.0)  # B on the left, as asked
+    assert_tone(pcm[:, 1], 1000, seconds=1.0)
+    # The pause is in the file as silence: both phones talked all along.
+    assert longest_silence(pcm) >= 0.45
+
+
+def longest_silence(pcm: npt.NDArray[np.int16]) -> float:
+    """Seconds of the longest run of 20 ms frames silent on every channel."""
+    frames = pcm[: pcm.shape[0] // 160 * 160].reshape(-1, 160, pcm.shape[1])
+    silent = np.abs(frames).max(axis=(1, 2)) < 50
+    longest = run = 0
+    for quiet in silent:
+        run = run + 1 if quiet else 0
+        longest = max(longest, run)
+    return longest * 0.02
+
+
+def test_recording_channels_follow_the_legs_named_and_pauses_are_silent(tmp_path: Path) -> None:
+    async def test(engine: MediaEngine) -> None:
+        await record_swapped_with_a_pause(engine, "c1", tmp_path / "call.wav")
+
+    run(test)
 
 
 def test_tone_played_into_a_leg_is_heard_there() -> None:

@@ -14,7 +14,7 @@ from media.engine import MediaEngine
 from media.workers import WorkerPool, split_ports
 from tests.audio import until_heard
 from tests.harness import wait_for_async
-from tests.integration.test_media import PCMU, addr, local
+from tests.integration.test_media import PCMU, addr, local, record_swapped_with_a_pause
 from tests.rtpphone import RtpPhone
 
 pytestmark = pytest.mark.integration
@@ -99,6 +99,20 @@ def test_worker_pool_spreads_calls_and_survives_a_crash() -> None:
             # The other worker's call is untouched, and the restarted worker takes new calls.
             assert (await pool.request("query", {"call_id": "c2"}))["call_id"] == "c2"
             await relay_call(pool, "c3")
+        finally:
+            await pool.stop()
+
+    asyncio.run(main())
+
+
+def test_a_worker_records_the_legs_on_the_channels_named_with_pauses_silent(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        pool = WorkerPool(1, rtp_ports=(33400, 33500), host="127.0.0.1")
+        await pool.start()
+        try:
+            await record_swapped_with_a_pause(pool, "c1", tmp_path / "call.wav")
         finally:
             await pool.stop()
 

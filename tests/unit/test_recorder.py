@@ -99,7 +99,7 @@ def test_write_does_not_modify_the_callers_frame(tmp_path: Path) -> None:
     assert not channels.any()
 
 
-def test_paused_time_is_left_out_of_the_recording(tmp_path: Path) -> None:
+def test_paused_time_is_silent_in_the_recording_and_keeps_the_timeline(tmp_path: Path) -> None:
     path = tmp_path / "call.wav"
     recorder = Recorder(path)
     frames = [np.full((2, FRAME), i, dtype=np.int16) for i in range(1, 11)]
@@ -109,13 +109,16 @@ def test_paused_time_is_left_out_of_the_recording(tmp_path: Path) -> None:
             assert recorder.paused
         if i == 7:
             recorder.resume()
+            assert not recorder.paused
         recorder.write(frame, BOTH)
     info = recorder.stop()
 
-    assert info.frames_written == 6
-    assert info.duration == pytest.approx(6 * FRAME / RATE)
+    assert info.frames_written == 10
+    assert info.duration == pytest.approx(10 * FRAME / RATE)
     _, channels = read_wav(path)
-    assert list(channels[0, ::FRAME]) == [1, 2, 3, 8, 9, 10]
+    for channel in channels:
+        assert list(channel[::FRAME]) == [1, 2, 3, 0, 0, 0, 0, 8, 9, 10]
+        assert not channel[3 * FRAME : 7 * FRAME].any()
 
 
 def test_mono_mix_file_is_the_saturating_sum_of_the_parties(tmp_path: Path) -> None:
