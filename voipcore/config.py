@@ -357,6 +357,23 @@ class StoreConfig(_Section):
 class UserConfig(_Section):
     """``[[users]]``: an account seeded into the store at start-up."""
 
+class RecordingConfig(_Section):
+    """``[recording]``: whether calls are recorded, the consent beep, how long files stay."""
+
+    policy: Literal["never", "always", "rep"] = "rep"
+    """``never``; ``always`` (from the answer, pausable, not stoppable); ``rep`` decides."""
+    announce: Literal["none", "beep"] = "beep"
+    """``beep``: every party hears a short tone when recording starts or resumes."""
+    retention_days: int = Field(default=90, ge=1)
+    """Files older than this many days are deleted."""
+    directory: Path | None = None
+    """Where the files go; None: ``recordings/`` beside the store."""
+
+    def path(self, store: StoreConfig) -> Path:
+        """The directory recordings are written to."""
+        return self.directory if self.directory is not None else store.data_dir / "recordings"
+
+
     username: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._~+-]+$")
     password: str | None = Field(None, min_length=4)
     extension: str | None = Field(None, pattern=r"^[0-9*#]+$")
@@ -561,6 +578,7 @@ class Config(_Section):
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
         seen: set[str] = set()
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
         for user in self.users:
             if user.username in seen:
                 raise ValueError(f"duplicate username {user.username!r} in [[users]]")

@@ -273,3 +273,30 @@ def test_ice_servers_are_read(tmp_path: Path) -> None:
         {"urls": ["stun:s.example:3478"]},
         {"urls": ["turns:t.example"], "username": "u", "credential": "c"},
     ]
+
+
+def test_recording_defaults_let_the_rep_decide_with_a_beep_for_90_days(tmp_path: Path) -> None:
+    store = f'[store]\nurl = "sqlite:///{tmp_path}/state/voipcore.db"\n'
+    config = load_config(write(tmp_path, MINIMAL + store))
+    recording = config.recording
+    assert (recording.policy, recording.announce, recording.retention_days) == ("rep", "beep", 90)
+    assert recording.path(config.store) == tmp_path / "state" / "recordings"
+    text = MINIMAL + f'[recording]\npolicy = "always"\ndirectory = "{tmp_path}/rec"\n'
+    config = load_config(write(tmp_path, text))
+    assert config.recording.policy == "always"
+    assert config.recording.path(config.store) == tmp_path / "rec"
+    assert load_config(ROOT / "config" / "voipcore.toml").recording == recording
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('policy = "sometimes"', "recording.policy"),
+        ('announce = "voice"', "recording.announce"),
+        ("retention_days = 0", "recording.retention_days"),
+        ('retention = "90"', "recording.retention"),
+    ],
+)
+def test_bad_recording_settings_name_the_key(tmp_path: Path, line: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}: "):
+        load_config(write(tmp_path, MINIMAL + f"[recording]\n{line}\n"))

@@ -157,6 +157,11 @@ class MediaAnchor:
     async def play(self, leg: Leg, args: dict[str, Any]) -> None:
         await self.media.request("play", {"call_id": leg.call.id, "leg": leg.id, **args})
 
+    async def record(self, call_id: str, action: str, **args: Any) -> dict[str, Any]:
+        """Start (``file``, ``channels``: the leg on each, left first), pause, resume or
+        stop the call's recording; stop replies with what was written."""
+        return await self.media.request("record", {"call_id": call_id, "action": action, **args})
+
     async def send_dtmf(self, leg: Leg, digits: str, duration: float) -> None:
         await self.media.request(
             "dtmf",

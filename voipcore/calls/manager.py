@@ -167,6 +167,8 @@ class CallManager:
         self.pages = pages if pages is not None else Pages()
         media.subscribe(self._media_event)
 
+        #: Told of each party that joins a call with its media connected (calls.recording).
+        self.joined_hooks: list[Callable[[Leg], None]] = []
     # -- from the SIP service ---------------------------------------------------
 
     def on_request(self, request: Request, addr: Address, now: float) -> None:
@@ -712,6 +714,8 @@ class CallManager:
         call.emit("answered", leg)
         if leg.replaces is not None:
             self._transferred(leg.replaces, leg)
+        for hook in self.joined_hooks:
+            hook(leg)
         if leg.then is not None:
             self._dial_into(call, leg.then, role="callee", digits=call.extension or "")
         if leg.dtmf_after_answer:
