@@ -14,6 +14,7 @@ import struct
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -175,6 +176,8 @@ class SipConfig(_Section):
     #: support; "accept": only phones that support them (scripted UAs such as SIPp
     #: scenarios do not expect our refresh re-INVITEs).
     session_timers: Literal["always", "accept"] = "always"
+    #: Seconds a pass-through call waits for the rep to press 1 on their own phone.
+    passthrough_timeout: float = Field(15.0, gt=0)
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -354,9 +357,6 @@ class StoreConfig(_Section):
         return Path() if path == ":memory:" else Path(path).parent
 
 
-class UserConfig(_Section):
-    """``[[users]]``: an account seeded into the store at start-up."""
-
 class RecordingConfig(_Section):
     """``[recording]``: whether calls are recorded, the consent beep, how long files stay."""
 
@@ -373,6 +373,9 @@ class RecordingConfig(_Section):
         """The directory recordings are written to."""
         return self.directory if self.directory is not None else store.data_dir / "recordings"
 
+
+class UserConfig(_Section):
+    """``[[users]]``: an account seeded into the store at start-up."""
 
     username: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._~+-]+$")
     password: str | None = Field(None, min_length=4)
@@ -460,6 +463,9 @@ class TwilioTrunkConfig(_Section):
     auth_token: str | None = None
     api_key_sid: str | None = Field(None, pattern=r"^SK[0-9a-f]{32}$")
     api_key_secret: str | None = None
+    #: USD per billable minute per leg (Twilio bills each answered leg by the minute,
+    #: rounded up), for the call log's estimated cost; None: no estimate.
+    rate_per_minute: Decimal | None = Field(None, gt=0, max_digits=12, decimal_places=6)
 
     @field_validator("edges")
     @classmethod
@@ -572,13 +578,13 @@ class Config(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     trunks: TrunksConfig = Field(default_factory=TrunksConfig)
     dialing: DialingConfig = Field(default_factory=DialingConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
     users: list[UserConfig] = []
     ring_groups: list[RingGroupConfig] = []
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
         seen: set[str] = set()
-    recording: RecordingConfig = Field(default_factory=RecordingConfig)
         for user in self.users:
             if user.username in seen:
                 raise ValueError(f"duplicate username {user.username!r} in [[users]]")

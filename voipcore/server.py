@@ -30,6 +30,7 @@ from voipcore.http.app import listen, make_app, signed_in_user, start_http
 from voipcore.http.auth import Accounts, ApiTokens, Sessions, Throttle
 from voipcore.http.dialer import dialer_route
 from voipcore.http.rest import Backend, build_api, person_link
+from voipcore.http.rest_passthrough import passthrough_backend
 from voipcore.http.tls import https_context
 from voipcore.logs import TRACE_LOGGER
 from voipcore.registrar import Registrar
@@ -174,6 +175,7 @@ class Server:
                 min_se=sip.min_se,
                 session_timers=sip.session_timers,
                 browser_codecs=self.config.media.browser_codecs,
+                passthrough_timeout=sip.passthrough_timeout,
             ),
             pages=self.pages,
         )
@@ -216,6 +218,7 @@ class Server:
         async def run(job: Callable[[], T]) -> T:
             return await loop.run_in_executor(executor, job)
 
+        passthrough = passthrough_backend(self.store.engine, self.calls, run)
         backend = Backend(
             accounts=accounts,
             run=run,
@@ -225,9 +228,15 @@ class Server:
             users=lambda: self._users,
             ice_servers=ice_servers,
             region=region,
+            passthrough=passthrough,
         )
         dialer = dialer_route(
-            self.calls, signed_in_user, hello, region=region, link=person_link(backend)
+            self.calls,
+            signed_in_user,
+            hello,
+            region=region,
+            link=person_link(backend),
+            passthrough=passthrough.calls,
         )
         app = make_app(self, accounts, api=build_api(backend), routes=[dialer])
         self._http = await start_http(app)

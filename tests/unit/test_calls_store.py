@@ -351,7 +351,11 @@ def test_leg_takes_quality_from_the_media_engine_summary() -> None:
 def test_json_has_every_field_nested_legs_and_utc_iso_times() -> None:
     [data] = to_json([finished()])
     json.dumps(data)
-    assert set(data) == {f.name for f in fields(CallRecord)} | {"duration", "ring_time"}
+    assert set(data) == {f.name for f in fields(CallRecord)} | {
+        "duration",
+        "ring_time",
+        "billable_minutes",
+    }
     assert data["started_at"] == "2023-11-14T22:13:20.000Z"
     assert data["answered_at"] == "2023-11-14T22:13:24.000Z"
     assert (data["duration"], data["ring_time"], data["user"]) == (65.0, 3.0, "alice")
@@ -362,6 +366,17 @@ def test_json_has_every_field_nested_legs_and_utc_iso_times() -> None:
     assert (legs[1]["edge"], legs[1]["billable"], legs[1]["mos_avg"]) == ("ashburn", True, 4.1)
     [unanswered] = to_json([busy()])
     assert (unanswered["answered_at"], unanswered["duration"]) == (None, 0.0)
+
+
+def test_billable_minutes_round_each_billable_leg_up_as_twilio_bills() -> None:
+    # 65 s on the carrier is 2 minutes; the rep's own phone leg costs nothing.
+    assert finished().billable_minutes == 2
+    assert to_json([finished()])[0]["billable_minutes"] == 2
+    # Pass-through: the rep's cell (60 s: one minute exactly) is a carrier leg too.
+    cell = carrier_leg(leg_id="a", role="caller", answered_at=T0 + 1, ended_at=T0 + 61)
+    passthrough = replace(finished(), mode="passthrough", legs=[cell, finished().legs[1]])
+    assert passthrough.billable_minutes == 1 + 2
+    assert busy().billable_minutes == 0
 
 
 def test_csv_has_a_header_then_one_row_per_call() -> None:

@@ -157,6 +157,9 @@ class MediaAnchor:
     async def play(self, leg: Leg, args: dict[str, Any]) -> None:
         await self.media.request("play", {"call_id": leg.call.id, "leg": leg.id, **args})
 
+    async def stop_play(self, leg: Leg) -> None:
+        await self.media.request("stop_play", {"call_id": leg.call.id, "leg": leg.id})
+
     async def record(self, call_id: str, action: str, **args: Any) -> dict[str, Any]:
         """Start (``file``, ``channels``: the leg on each, left first), pause, resume or
         stop the call's recording; stop replies with what was written."""

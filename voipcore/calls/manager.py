@@ -71,7 +71,7 @@ from voipcore.sip.dialog import Dialog, Negotiated, SessionTimer
 from voipcore.sip.message import Request, Response, make_response
 from voipcore.sip.transaction import Address, TransactionKey
 from voipcore.sip.uri import SipUri, Uri
-from voipcore.store.calls import CallRecord, Direction, HungUpBy, LegRole
+from voipcore.store.calls import CallMode, CallRecord, Direction, HungUpBy, LegRole
 from voipcore.trunks.twilio import TwilioTrunk
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,8 @@ class CallSettings:
     session_timers: str = "always"
     browser_codecs: tuple[str, ...] = DEFAULT_BROWSER_CODECS
     """Codecs for browser legs, preferred first (``[media] browser_codecs``)."""
+    passthrough_timeout: float = 15.0
+    """How long a pass-through call waits for the rep to press 1 (calls.passthrough)."""
 
 
 class CallManager:
@@ -165,10 +167,10 @@ class CallManager:
         self._active: Counter[str] = Counter()
         #: Signed-in dialer pages: their users ring in the browser too.
         self.pages = pages if pages is not None else Pages()
-        media.subscribe(self._media_event)
-
         #: Told of each party that joins a call with its media connected (calls.recording).
         self.joined_hooks: list[Callable[[Leg], None]] = []
+        media.subscribe(self._media_event)
+
     # -- from the SIP service ---------------------------------------------------
 
     def on_request(self, request: Request, addr: Address, now: float) -> None:
@@ -712,10 +714,10 @@ class CallManager:
         if partner is not None and partner.state is LegState.OFFERED:
             self._answer(partner)
         call.emit("answered", leg)
-        if leg.replaces is not None:
-            self._transferred(leg.replaces, leg)
         for hook in self.joined_hooks:
             hook(leg)
+        if leg.replaces is not None:
+            self._transferred(leg.replaces, leg)
         if leg.then is not None:
             self._dial_into(call, leg.then, role="callee", digits=call.extension or "")
         if leg.dtmf_after_answer:
@@ -923,9 +925,9 @@ class CallManager:
         except ControlError as exc:
             log.warning("call %s: removing leg %s failed: %s", leg.call.id, leg.id, exc)
 
-    def hang_up(self, call: Call, cause: str = "normal") -> None:
-        """End ``call`` from our side: BYE to parties in it, CANCEL to legs being
-        dialled, 503 to a caller still waiting (with Retry-After)."""
+    def hang_up(self, call: Call, cause: str = "normal", by: HungUpBy = "system") -> None:
+        """End ``call`` from our side (or for ``by``): BYE to parties in it, CANCEL to
+        legs being dialled, 503 to a caller still waiting (with Retry-After)."""
         if call.ended:
             return
         for leg in call.live_legs():
@@ -936,7 +938,7 @@ class CallManager:
             else:
                 call.status = 503
                 self._final(leg, 503, f"Service Unavailable ({_PHRASES.get(cause, cause)})")
-        call.cause, call.hung_up_by = cause, "system"
+        call.cause, call.hung_up_by = cause, by
         self._end(call)
         self.runtime.flush()
 
@@ -1108,9 +1110,12 @@ class CallManager:
         device: Device = "any",
         extension: str = "",
         person_id: int | None = None,
+        mode: CallMode = "click_to_call",
     ) -> Call:
         """Call ``first``; when it answers, call ``second`` and bridge the two
-        (click-to-call: ``first`` is the rep, ``second`` the number).
+        (click-to-call: ``first`` is the rep, ``second`` the number).  A
+        ``passthrough`` call does not dial on by itself: calls.passthrough dials
+        ``second`` once the rep presses 1.
 
         Both are names, extensions, ring groups or numbers; ``user`` owns the call
         (its caller id on the trunk, its per-user limit).  A user or group called
@@ -1136,7 +1141,7 @@ class CallManager:
             raise CallError(onward.status, onward.reason or onward.cause)
         call = Call(f"o-{secrets.token_hex(10)}", user, second, second, user, started_at=wall)
         call.person_id, call.extension = person_id, extension or None
-        call.mode = "click_to_call"
+        call.mode = mode
         if isinstance(onward, DialTrunk):
             call.direction, call.e164 = "outbound", onward.e164
         if listener is not None:
@@ -1145,7 +1150,8 @@ class CallManager:
         self._active[user] += 1
         # The first party's phone shows whom it is about to be put through to.
         shown = f"sip:{second}@{self.sig.domain}"
-        self._dial(call, route, role="caller", then=second, from_uri=shown)
+        then = second if mode == "click_to_call" else None
+        self._dial(call, route, role="caller", then=then, from_uri=shown)
         self.record(call_record(call))
         return call
 
@@ -1170,14 +1176,18 @@ class CallManager:
         else:
             self._leave(leg, bye=True, cause="removed", by="system")
 
-    def end(self, call_id: str) -> None:
-        """Hang up the whole call."""
-        self.hang_up(self._live_call(call_id))
+    def end(self, call_id: str, by: HungUpBy = "system") -> None:
+        """Hang up the whole call (for ``by``)."""
+        self.hang_up(self._live_call(call_id), by=by)
 
     async def play(self, call_id: str, leg_id: str, **prompt: Any) -> None:
         """Play a tone (``tone=[Hz...], duration=s``) or a WAV ``file`` to one party."""
         leg = self._live_leg(call_id, leg_id)
         await self.anchor.play(leg, prompt)
+
+    async def stop_play(self, call_id: str, leg_id: str) -> None:
+        """Stop what :meth:`play` plays to one party."""
+        await self.anchor.stop_play(self._live_leg(call_id, leg_id))
 
     async def send_dtmf(
         self, call_id: str, leg_id: str, digits: str, duration: float = 0.1

@@ -22,6 +22,7 @@ from aiohttp import WSMsgType, web
 
 from voipcore.calls import conference
 from voipcore.calls.manager import CallError, CallManager
+from voipcore.calls.passthrough import Passthrough
 from voipcore.dialer.numbers import InvalidNumber, is_extension_like, normalize
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,14 @@ class PageSocket:
         *,
         region: str,
         link: PersonLink,
+        passthrough: Passthrough | None = None,
     ) -> None:
         self.ws = ws
         self.user = user
         self.calls = calls
         self.region = region
         self.link = link
+        self.passthrough = passthrough
         self._outbox: asyncio.Queue[dict[str, object] | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -169,7 +172,9 @@ class PageSocket:
 
     def _dial(self, message: dict[str, Any]) -> None:
         to = _field(message, "to", str).strip()
-        sdp = _field(message, "sdp", str)
+        # Pass-through: the rep's own phone carries the audio, so there is no offer.
+        passthrough = _field(message, "passthrough", bool) if "passthrough" in message else False
+        sdp = "" if passthrough else _field(message, "sdp", str)
         extension = message.get("extension") or ""
         if not isinstance(extension, str) or any(c not in "0123456789*#," for c in extension):
             raise BadMessage("extension: digits, * and # only, with , for a pause")
@@ -179,6 +184,18 @@ class PageSocket:
 
         async def place() -> None:
             person = await self.link(to, extension, picked)
+            if passthrough:
+                if self.passthrough is None:
+                    raise CallError(403, "Pass-through calls need a trunk on this server.")
+                await self.passthrough.dial(
+                    self.user,
+                    to,
+                    extension=extension,
+                    person_id=person,
+                    page=self,
+                    ref=message.get("ref"),
+                )
+                return
             await self.calls.page_dial(
                 self, to, sdp, extension=extension, ref=message.get("ref"), person_id=person
             )
@@ -193,7 +210,10 @@ class PageSocket:
         call = _field(message, "call", str)
 
         async def hang_up() -> None:
-            self.calls.page_hangup(self, call)
+            if self.passthrough is not None and self.passthrough.owns(call):
+                self.passthrough.hang_up(self, call)
+            else:
+                self.calls.page_hangup(self, call)
 
         self._spawn(message, hang_up)
 
@@ -247,6 +267,7 @@ def dialer_route(
     *,
     region: str,
     link: PersonLink,
+    passthrough: Passthrough | None = None,
 ) -> web.RouteDef:
     """``GET /api/v1/ws``: the signed-in page's WebSocket (401 otherwise, 403 from
     another site's page: the cookie alone must not let one in, RFC 6455 §10.2)."""
@@ -261,7 +282,8 @@ def dialer_route(
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)
         log.info("dialer page of %s connected from %s", user, request.remote)
-        await PageSocket(ws, user, calls, region=region, link=link).run(hello(user))
+        page = PageSocket(ws, user, calls, region=region, link=link, passthrough=passthrough)
+        await page.run(hello(user))
         log.info("dialer page of %s disconnected", user)
         return ws
 

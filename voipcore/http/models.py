@@ -279,6 +279,11 @@ class ClickToCall(_Body):
     device: Literal["any", "browser", "phone"] = Field(
         "any", description="Where the user is rung first: dialer page, registered phone, or both."
     )
+    passthrough: bool = Field(
+        False,
+        description="Ring your pass-through number (settings) through the trunk instead, and "
+        "dial the number once you press 1 there: two billable carrier legs.",
+    )
 
 
 class CallStarted(BaseModel):
@@ -337,6 +342,12 @@ class CallOut(BaseModel):
     notes: str | None
     duration: float
     ring_time: float
+    billable_minutes: int = Field(
+        description="Each billable carrier leg's talk time rounded up to whole minutes, summed."
+    )
+    cost: float | None = Field(
+        None, description="billable_minutes at [trunks.twilio] rate_per_minute, in USD."
+    )
     legs: list[LegOut]
 
 

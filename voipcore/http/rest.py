@@ -67,6 +67,11 @@ from voipcore.http.models import (
     UserOut,
 )
 from voipcore.http.rest_conference import add_conference_operations
+from voipcore.http.rest_passthrough import (
+    PassthroughBackend,
+    add_passthrough_operations,
+    dial_passthrough,
+)
 from voipcore.store import User
 from voipcore.store.calls import AsyncCallLog, CallRecord, DispositionError, to_csv, to_json
 
@@ -95,6 +100,8 @@ class Backend:
     users: Callable[[], Mapping[str, User]]
     ice_servers: Sequence[Mapping[str, Any]] = ()
     region: str = "US"
+    passthrough: PassthroughBackend | None = None
+    """Users' settings, pass-through calls and the trunk's rate (None: neither)."""
 
 
 def build_api(backend: Backend) -> Api:
@@ -476,7 +483,9 @@ def build_api(backend: Backend) -> Api:
     )
     async def click_to_call(req: ApiRequest) -> CallStarted:
         """Rings you first (your dialer page, your phone, or both), then dials the number
-        once you answer; its extension goes as DTMF after the number answers."""
+        once you answer; its extension goes as DTMF after the number answers. With
+        `passthrough`, your pass-through number is rung through the trunk and the number
+        is dialled once you press 1 there."""
         body, user = req.body(ClickToCall), req.user
         if (body.to is None) == (body.number_id is None):
             raise ApiError(400, "Give either 'to' or 'number_id'.", "to")
@@ -498,6 +507,11 @@ def build_api(backend: Backend) -> Api:
                 raise ApiError(400, f"to: {exc}", "to") from None
             to, extension = dialled.e164, extension or dialled.extension
             person = await person_link(backend)(to, extension or "", None)
+        if body.passthrough:
+            call_id = await dial_passthrough(
+                backend, user.username, to, extension=extension or "", person_id=person
+            )
+            return CallStarted(call_id=call_id)
         manager = backend.calls()
         if manager is None:
             raise ApiError(409, "The server is still starting.")
@@ -532,7 +546,7 @@ def build_api(backend: Backend) -> Api:
         if len(found) > query.limit:
             found = found[: query.limit]
             following = encode_cursor((found[-1].started_at, found[-1].call_id))
-        return await run(lambda: _calls_out(book, found)), following
+        return await run(lambda: _calls_out(book, found, backend.passthrough)), following
 
     @api.operation(
         "GET",
@@ -601,7 +615,7 @@ def build_api(backend: Backend) -> Api:
     async def get_call(req: ApiRequest) -> CallOut:
         """One call with its legs and their quality."""
         record = await own_call(req)
-        return (await run(lambda: _calls_out(book, [record])))[0]
+        return (await run(lambda: _calls_out(book, [record], backend.passthrough)))[0]
 
     @api.operation(
         "PUT",
@@ -622,7 +636,7 @@ def build_api(backend: Backend) -> Api:
             raise ApiError(400, f"disposition: {exc}", "disposition") from None
         updated = await backend.call_log.get(record.call_id)
         assert updated is not None
-        return (await run(lambda: _calls_out(book, [updated])))[0]
+        return (await run(lambda: _calls_out(book, [updated], backend.passthrough)))[0]
 
     @api.operation(
         "GET",
@@ -659,6 +673,7 @@ def build_api(backend: Backend) -> Api:
         return web.json_response(document)
 
     add_conference_operations(api, backend)
+    add_passthrough_operations(api, backend)
     document = api.document()
     return api
 
@@ -723,8 +738,11 @@ def _next(values: tuple[Any, ...] | None) -> str | None:
     return None if values is None else encode_cursor(values)
 
 
-def _calls_out(book: PeopleBook, records: list[CallRecord]) -> list[CallOut]:
-    """The records as the API shows them, each with its person's name (store thread)."""
+def _calls_out(
+    book: PeopleBook, records: list[CallRecord], billing: PassthroughBackend | None
+) -> list[CallOut]:
+    """The records as the API shows them, each with its person's name and, with a
+    rate in ``billing``, its estimated cost (store thread)."""
     people: dict[int, PersonRefOut | None] = {}
     for record in records:
         if record.person_id is not None and record.person_id not in people:
@@ -741,5 +759,6 @@ def _calls_out(book: PeopleBook, records: list[CallRecord]) -> list[CallOut]:
     out = []
     for record, data in zip(records, to_json(records), strict=True):
         data["person"] = None if record.person_id is None else people[record.person_id]
+        data["cost"] = None if billing is None else billing.cost(record.billable_minutes)
         out.append(CallOut.model_validate(data))
     return out

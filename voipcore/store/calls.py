@@ -21,6 +21,7 @@ import csv
 import functools
 import io
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
@@ -220,6 +221,12 @@ class CallRecord:
         """Seconds the callee rang before answering or the call ending, 0 if it never rang."""
         end = self.answered_at if self.answered_at is not None else self.ended_at
         return _elapsed(self.ringing_at, end)
+
+    @property
+    def billable_minutes(self) -> int:
+        """What the carrier bills: each billable leg's talk time rounded up to whole
+        minutes (as Twilio bills a leg), summed; a pass-through call has two such legs."""
+        return sum(math.ceil(leg.duration / 60) for leg in self.legs if leg.billable)
 
 
 _CALL_FIELDS = tuple(f.name for f in fields(CallRecord) if f.name != "legs")
@@ -589,13 +596,15 @@ def _record_json(record: CallRecord | LegRecord) -> dict[str, object]:
     data["duration"] = record.duration
     if isinstance(record, CallRecord):
         data["ring_time"] = record.ring_time
+        data["billable_minutes"] = record.billable_minutes
     return data
 
 
 def to_json(calls: Iterable[CallRecord]) -> builtins.list[dict[str, object]]:
     """Calls as JSON-ready dicts: every field, legs nested, times as ISO 8601 UTC.
 
-    ``duration`` (and ``ring_time`` for calls) are added in seconds.
+    ``duration`` (and ``ring_time`` for calls) are added in seconds, and
+    ``billable_minutes`` for calls.
     """
     return [_record_json(call) for call in calls]
 
