@@ -21,6 +21,7 @@ from media.engine import MediaEngine
 from media.workers import WorkerPool
 from voipcore.calls.browser import Pages
 from voipcore.calls.manager import CallManager, CallSettings
+from voipcore.calls.recording import Recordings, RecordingSettings, store_index
 from voipcore.calls.routing import Router
 from voipcore.calls.signalling import LoopRuntime
 from voipcore.config import Config, parse_host_port
@@ -31,6 +32,7 @@ from voipcore.http.auth import Accounts, ApiTokens, Sessions, Throttle
 from voipcore.http.dialer import dialer_route
 from voipcore.http.rest import Backend, build_api, person_link
 from voipcore.http.rest_passthrough import passthrough_backend
+from voipcore.http.rest_recordings import RecordingsBackend
 from voipcore.http.tls import https_context
 from voipcore.logs import TRACE_LOGGER
 from voipcore.registrar import Registrar
@@ -39,6 +41,7 @@ from voipcore.sip.digest import DigestAuthenticator
 from voipcore.sip.transaction import Address, reopen_address
 from voipcore.store import User
 from voipcore.store.calls import AsyncCallLog, CallLog
+from voipcore.store.recordings import RecordingStore
 from voipcore.store.users import Store
 from voipcore.store.writer import BatchWriter
 from voipcore.transport import TransportSet
@@ -54,6 +57,8 @@ trace = logging.getLogger(TRACE_LOGGER)
 CALL_LOG_WINDOW = 0.02
 #: How often users edited by the CLI (another SQLite connection) are picked up.
 USER_REFRESH_SECONDS = 2.0
+#: How often recordings past their retention period are deleted.
+RECORDING_SWEEP_SECONDS = 3600.0
 
 
 class ListenError(Exception):
@@ -99,6 +104,8 @@ class Server:
         self._http: web.AppRunner | None = None
         self.call_log: AsyncCallLog | None = None
         self.calls: CallManager | None = None
+        self.recording_store = RecordingStore(store.engine)
+        self.recordings: Recordings | None = None
         #: Signed-in dialer pages, rung like phones.
         self.pages = Pages()
         self._runtime: LoopRuntime | None = None
@@ -180,10 +187,12 @@ class Server:
             pages=self.pages,
         )
         self.service.calls = self.calls
+        self.recordings = self._start_recordings(self.calls, self.call_log)
         if trunk is not None and trunk.config.ping_interval > 0:
             self._spawn(self.calls.dialler.ping_edges())
         await self._start_http()
         self._spawn(self._refresh_users_forever())
+        self._spawn(self._sweep_recordings_forever())
         self._rearm()
         # What is alive now (modules, config, loaded bindings) lives as long as the
         # process: keep the cyclic collector from walking it on every full collection.
@@ -208,9 +217,14 @@ class Server:
                 "display_name": user.display_name if user else None,
                 "extension": user.extension if user else None,
             }
-            return {"user": profile, "ice_servers": ice_servers}
+            return {
+                "user": profile,
+                "ice_servers": ice_servers,
+                "recording": self.config.recording.policy,
+            }
 
         assert self.calls is not None and self.call_log is not None
+        assert self.recordings is not None
         region = self.config.dialing.default_region
         loop = asyncio.get_running_loop()
         executor = self.writer.executor
@@ -229,6 +243,7 @@ class Server:
             ice_servers=ice_servers,
             region=region,
             passthrough=passthrough,
+            recordings=RecordingsBackend(self.recordings, self.recording_store),
         )
         dialer = dialer_route(
             self.calls,
@@ -237,6 +252,7 @@ class Server:
             region=region,
             link=person_link(backend),
             passthrough=passthrough.calls,
+            recordings=self.recordings,
         )
         app = make_app(self, accounts, api=build_api(backend), routes=[dialer])
         self._http = await start_http(app)
@@ -452,6 +468,22 @@ class Server:
             return None
         self._users_version = version
         return {u.username: u for u in self.store.list_users()}
+
+    def _start_recordings(self, calls: CallManager, call_log: AsyncCallLog) -> Recordings:
+        """Call recording per ``[recording]``."""
+        config = self.config.recording
+        directory = config.path(self.config.store).resolve()
+        settings = RecordingSettings(directory, config.policy, config.announce)
+        return Recordings(calls, settings, store_index(self.recording_store, call_log))
+
+    async def _sweep_recordings_forever(self) -> None:
+        """Delete recordings past ``[recording] retention_days``, at start and hourly."""
+        loop = asyncio.get_running_loop()
+        days = self.config.recording.retention_days
+        while True:
+            sweep = functools.partial(self.recording_store.sweep, time.time(), days)
+            await loop.run_in_executor(self.writer.executor, sweep)
+            await asyncio.sleep(RECORDING_SWEEP_SECONDS)
 
     async def _refresh_users_forever(self) -> None:
         loop = asyncio.get_running_loop()

@@ -205,6 +205,7 @@ _STATUS_TEXT = {
     403: "Not allowed for this user",
     404: "Not found",
     409: "Conflicts with what is stored",
+    410: "Gone for good",
     429: "Too many attempts; see Retry-After",
     480: "Nobody to ring",
 }

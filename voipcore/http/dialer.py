@@ -23,6 +23,7 @@ from aiohttp import WSMsgType, web
 from voipcore.calls import conference
 from voipcore.calls.manager import CallError, CallManager
 from voipcore.calls.passthrough import Passthrough
+from voipcore.calls.recording import ACTIONS, Recordings
 from voipcore.dialer.numbers import InvalidNumber, is_extension_like, normalize
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,14 @@ class PageSocket:
         region: str,
         link: PersonLink,
         passthrough: Passthrough | None = None,
+        recordings: Recordings | None = None,
     ) -> None:
         self.ws = ws
         self.user = user
         self.calls = calls
         self.region = region
         self.link = link
+        self.recordings = recordings
         self.passthrough = passthrough
         self._outbox: asyncio.Queue[dict[str, object] | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -122,6 +125,7 @@ class PageSocket:
             "mute": self._mute,
             "hold": self._hold,
             "dtmf": self._dtmf,
+            "record": self._record,
             "invite": self._invite,
             "remove": self._remove,
         }
@@ -252,6 +256,20 @@ class PageSocket:
 
         self._spawn(message, remove)
 
+    def _record(self, message: dict[str, Any]) -> None:
+        """Start, pause, resume or stop recording the call (:mod:`~voipcore.calls.recording`);
+        every page in the call hears the new state in a ``recording`` message."""
+        call, action = _field(message, "call", str), _field(message, "action", str)
+        if action not in ACTIONS:
+            raise BadMessage(f"action: one of {', '.join(ACTIONS)}")
+
+        async def record() -> None:
+            if self.recordings is None:
+                raise CallError(409, "Recording is not set up on this server.")
+            await self.recordings.act(call, action, user=self.user, admin=False)
+
+        self._spawn(message, record)
+
 
 def _field(message: dict[str, Any], name: str, kind: type) -> Any:
     value = message.get(name)
@@ -268,6 +286,7 @@ def dialer_route(
     region: str,
     link: PersonLink,
     passthrough: Passthrough | None = None,
+    recordings: Recordings | None = None,
 ) -> web.RouteDef:
     """``GET /api/v1/ws``: the signed-in page's WebSocket (401 otherwise, 403 from
     another site's page: the cookie alone must not let one in, RFC 6455 §10.2)."""
@@ -282,7 +301,15 @@ def dialer_route(
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)
         log.info("dialer page of %s connected from %s", user, request.remote)
-        page = PageSocket(ws, user, calls, region=region, link=link, passthrough=passthrough)
+        page = PageSocket(
+            ws,
+            user,
+            calls,
+            region=region,
+            link=link,
+            passthrough=passthrough,
+            recordings=recordings,
+        )
         await page.run(hello(user))
         log.info("dialer page of %s disconnected", user)
         return ws

@@ -72,6 +72,7 @@ from voipcore.http.rest_passthrough import (
     add_passthrough_operations,
     dial_passthrough,
 )
+from voipcore.http.rest_recordings import RecordingsBackend, add_recording_operations
 from voipcore.store import User
 from voipcore.store.calls import AsyncCallLog, CallRecord, DispositionError, to_csv, to_json
 
@@ -102,6 +103,8 @@ class Backend:
     region: str = "US"
     passthrough: PassthroughBackend | None = None
     """Users' settings, pass-through calls and the trunk's rate (None: neither)."""
+    recordings: RecordingsBackend | None = None
+    """Call recording, live and indexed (None: not set up)."""
 
 
 def build_api(backend: Backend) -> Api:
@@ -595,13 +598,7 @@ def build_api(backend: Backend) -> Api:
     call_id = {"call_id": Param(str, "The call's id.")}
 
     async def own_call(req: ApiRequest) -> CallRecord:
-        ident = req.str_param("call_id")
-        found = await backend.call_log.get(ident)
-        if found is None:
-            raise ApiError(404, f"There is no call {ident}.")
-        if not req.is_admin and found.user != req.user.username:
-            raise ApiError(403, "This is another user's call.")
-        return found
+        return await owned_call(backend.call_log, req, req.str_param("call_id"))
 
     @api.operation(
         "GET",
@@ -674,8 +671,20 @@ def build_api(backend: Backend) -> Api:
 
     add_conference_operations(api, backend)
     add_passthrough_operations(api, backend)
+    add_recording_operations(api, backend)
     document = api.document()
     return api
+
+
+async def owned_call(call_log: AsyncCallLog, req: ApiRequest, call_id: str) -> CallRecord:
+    """The call ``call_id`` from the log if the caller may see it: its user, or an admin
+    (404 for no such call, 403 for another user's)."""
+    found = await call_log.get(call_id)
+    if found is None:
+        raise ApiError(404, f"There is no call {call_id}.")
+    if not req.is_admin and found.user != req.user.username:
+        raise ApiError(403, "This is another user's call.")
+    return found
 
 
 def person_link(backend: Backend) -> PersonLink:
