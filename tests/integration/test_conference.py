@@ -4,7 +4,8 @@ Alice's dialer page (the aiortc stand-in) calls Bob's baresip; through the REST 
 Alice invites a number, which the carrier stand-in answers.  Each party says its own
 tone (440, 700 and 1100 Hz, apart so each stands out): each hears the other two and
 never itself.  Bob is removed; Alice and the number talk on.  The call log keeps all
-three legs with their join and leave times.
+three legs with their join and leave times.  Then from the page's socket: Alice
+invites Carol, whose dialer page answers, and hangs up herself; Bob and Carol talk on.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from tests.audio import assert_no_tone, assert_tone, until_heard
 from tests.baresip import BINARY, Baresip
 from tests.carrier import Party
-from tests.harness import ServerProcess, TestUser, wait_for_async
+from tests.harness import DEFAULT_USERS, ServerProcess, TestUser, wait_for_async
 from tests.integration.test_click_to_call import HttpsServer
 from tests.integration.test_rest_api import Client, Reply, covers
 from tests.integration.test_trunk import DOMAIN, trunk_setup
@@ -168,3 +169,58 @@ def test_three_parties_each_hear_the_other_two_and_two_talk_on_when_one_leaves(
             assert alice.exercised | other.exercised >= OPERATIONS
 
     asyncio.run(main())
+
+
+def test_a_colleagues_page_invited_from_the_page_joins_and_talks_on_when_the_owner_leaves(
+    tmp_path: Path,
+) -> None:
+    users = [*DEFAULT_USERS, TestUser("carol", "carol-secret", "203")]
+    server = HttpsServer(tmp_path, users=users).start()
+    base = f"https://127.0.0.1:{server.https_port}"
+
+    async def main() -> None:
+        async with (
+            Baresip(tmp_path / "bob", "bob", "bob-secret", DOMAIN, server.udp_port, BOB_HZ) as bob,
+            PageClient(base, "alice", "alice-secret") as alice,
+            PageClient(base, "carol", "carol-secret") as carol,
+        ):
+            call = await alice.dial("202", ALICE_HZ)
+            await bob.wait_event("CALL_INCOMING")
+            await bob.command("accept")
+            await alice.wait("answered", call=call)
+            await alice.send({"type": "invite", "ref": "i1", "call": call})
+            assert (await alice.wait("error"))["message"] == "to: expected a str"
+            await carol.send({"type": "invite", "ref": "i2", "call": call, "to": "203"})
+            refused = await carol.wait("error", ref="i2")
+            assert refused["message"] == "Only the call's owner or an admin may invite into it."
+
+            await alice.send({"type": "invite", "ref": "i3", "call": call, "to": "carol"})
+            incoming = await carol.wait("incoming", call=call)
+            assert incoming["from"]["number"] == "alice"  # who invites her
+            await carol.answer(call, CAROL_HZ)
+            everyone = {"alice": "connected", "bob": "connected", "carol": "connected"}
+            told = await parties(carol, call, everyone)
+            assert [(p["kind"], p["role"]) for p in told] == [
+                ("browser", "caller"),
+                ("phone", "callee"),
+                ("browser", "colleague"),
+            ]
+            await parties(alice, call, everyone)
+            heard_by_alice, heard_by_carol = len(alice.heard[call]), len(carol.heard[call])
+            await until_heard(lambda: alice.audio(call, heard_by_alice)[0], (BOB_HZ, CAROL_HZ), 1.5)
+            await until_heard(lambda: carol.audio(call, heard_by_carol)[0], (ALICE_HZ, BOB_HZ), 1.5)
+
+            # The owner hangs up: Bob and Carol stay connected.
+            await alice.send({"type": "hangup", "call": call})
+            await alice.wait("ended", call=call)
+            await parties(carol, call, {"alice": "left", "bob": "connected", "carol": "connected"})
+            since = len(carol.heard[call])
+            await until_heard(lambda: carol.audio(call, since)[0], BOB_HZ, 1.5)
+            await carol.send({"type": "hangup", "call": call})
+            await bob.wait_event("CALL_CLOSED", timeout=10.0)
+            assert_tone((await bob.received_audio())[-8000:], CAROL_HZ, 0.8)
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()
