@@ -206,6 +206,15 @@ def test_a_colleagues_page_invited_from_the_page_joins_and_talks_on_when_the_own
                 ("browser", "colleague"),
             ]
             await parties(alice, call, everyone)
+            # A page that reconnects is told the parties again, after its hello.
+            told_before = sum(m["type"] == "participants" for m in carol.messages)
+            await carol.reconnect()
+            await wait_for_async(
+                lambda: sum(m["type"] == "participants" for m in carol.messages) > told_before,
+                "the reconnected page was not told the parties",
+            )
+            *_, latest = (m for m in carol.messages if m["type"] == "participants")
+            assert latest["parties"] == told
             heard_by_alice, heard_by_carol = len(alice.heard[call]), len(carol.heard[call])
             await until_heard(lambda: alice.audio(call, heard_by_alice)[0], (BOB_HZ, CAROL_HZ), 1.5)
             await until_heard(lambda: carol.audio(call, heard_by_carol)[0], (ALICE_HZ, BOB_HZ), 1.5)

@@ -15,6 +15,7 @@ import pytest
 from voipcore.calls.manager import CallError, CallSettings
 from voipcore.calls.model import Call, LegState
 from voipcore.calls.passthrough import (
+    KEY_GUARD,
     PROMPT,
     PROMPT_GAP,
     Passthrough,
@@ -64,9 +65,10 @@ class PassthroughBench(ClickBench):
         self.runtime.run()
 
     def rep_presses(self, call: Call, digit: str) -> None:
+        """The rep's key, and the time its end packets take (KEY_GUARD)."""
         event = {"event": "dtmf", "call_id": call.id, "leg": "a", "digit": digit}
         self.media.emit(event | {"duration": 0.1})
-        self.runtime.run()
+        self.runtime.advance(KEY_GUARD)
 
     def prospect_answers(self) -> None:
         self.answer(self.carrier, self.invite_for(NUMBER), tag="prospect", port=9002)
@@ -129,6 +131,19 @@ def test_answering_plays_the_prompt_twice_and_1_dials_the_prospect_and_bridges(
     bench.rep_presses(call, "9")
     bench.runtime.advance(TIMEOUT)
     assert call.id in bench.manager.calls
+
+
+def test_the_prospect_is_dialled_only_once_the_reps_key_is_over(bench: PassthroughBench) -> None:
+    call = bench.dial_passthrough()
+    bench.rep_answers(call)
+    bench.media.emit({"event": "dtmf", "call_id": call.id, "leg": "a", "digit": "1"})
+    bench.runtime.run()
+
+    assert bench.states()[-1] == "dialling"
+    bench.runtime.advance(KEY_GUARD - 0.01)
+    assert len(bench.invites_to_carrier()) == 1  # a late end packet of the 1 goes nowhere
+    bench.runtime.advance(0.01)
+    assert bench.invite_for(NUMBER)
 
 
 def test_the_prospect_hanging_up_ends_both_and_logs_two_billable_legs(

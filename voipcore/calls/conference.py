@@ -8,7 +8,8 @@ anyone may take themselves out), the target read as a user, extension, ring grou
 or number (normalised to E.164, its extension dialled as RFC 4733 digits after
 answer), and the parties as the page and the REST API show them.  Once someone
 has been invited, every page in the call is told the parties whenever one joins
-or leaves (docs/browser-protocol.md, ``participants``).
+or leaves, and a page that reconnects is told them again
+(docs/browser-protocol.md, ``participants``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Literal
 
 from voipcore.calls.browser import tell
 from voipcore.calls.manager import CallError, CallManager
-from voipcore.calls.model import Call, CallEvent, Leg, LegKind
+from voipcore.calls.model import Call, CallEvent, Leg, LegKind, Page
 from voipcore.dialer.numbers import is_extension_like, normalize
 from voipcore.store.calls import LegRole, iso_utc
 
@@ -145,13 +146,29 @@ def parties(calls: CallManager, call: Call) -> list[Party]:
 
 def announce(calls: CallManager, call: Call) -> None:
     """Tell every page in the call who is in it (``participants``)."""
-    message: dict[str, object] = {
+    message = _participants(calls, call)
+    for leg in _pages_in(call):
+        tell(leg, message)
+
+
+def catch_up(calls: CallManager, page: Page) -> None:
+    """A page that (re)connects is told the parties of its conference calls."""
+    for call in calls.calls.values():
+        conferenced = any(isinstance(listener, _Announcer) for listener in call.listeners)
+        if conferenced and any(leg.page is page for leg in _pages_in(call)):
+            page.send(_participants(calls, call) | {"call": call.id})
+
+
+def _participants(calls: CallManager, call: Call) -> dict[str, object]:
+    return {
         "type": "participants",
         "parties": [party.to_json() for party in parties(calls, call)],
     }
-    for leg in call.live_legs():
-        if leg.kind == "browser" and leg.answered:
-            tell(leg, message)
+
+
+def _pages_in(call: Call) -> list[Leg]:
+    """The call's browser legs in it (answered), whose pages hear of its parties."""
+    return [leg for leg in call.live_legs() if leg.kind == "browser" and leg.answered]
 
 
 @dataclass(eq=False)

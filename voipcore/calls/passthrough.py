@@ -41,6 +41,9 @@ PROMPT = Path(media.__file__).parent / "prompts" / "press_1.wav"
 PROMPT_PLAYS = 2
 #: Seconds of quiet between two plays of the prompt.
 PROMPT_GAP = 1.0
+#: Seconds between the rep's 1 and dialling the prospect: the key's end packet is sent
+#: three times (RFC 4733 §2.5.1.4), and a late copy must not reach the prospect as a 1.
+KEY_GUARD = 0.2
 
 
 class Stage(Enum):
@@ -191,9 +194,15 @@ class PassthroughCall:
             log.warning("call %s: pass-through prompt not played: %s", self.call.id, exc)
 
     def _dial_prospect(self) -> None:
-        """Stop the prompt and dial the prospect into the call (the rep's caller id,
-        the extension as RFC 4733 digits once it answers)."""
-        self.calls.runtime.spawn(self._stop_prompt())
+        """Stop the prompt, and once the rep's key is over dial the prospect."""
+        runtime = self.calls.runtime
+        runtime.spawn(self._stop_prompt())
+        self._timer = runtime.call_at(runtime.now() + KEY_GUARD, self._add_prospect)
+
+    def _add_prospect(self) -> None:
+        """Dial the prospect into the call (with the rep's caller id; the extension
+        goes as RFC 4733 digits once it answers)."""
+        self._timer = None
         try:
             leg = self.calls.add_leg(
                 self.call.id, self.prospect, role="callee", digits=self.extension

@@ -77,6 +77,7 @@ class PageSocket:
         writer = asyncio.create_task(self._write())
         self.send({"type": "hello", **hello, "calls": self.calls.page_calls(self)})
         self.calls.page_opened(self)
+        conference.catch_up(self.calls, self)
         try:
             async for message in self.ws:
                 if message.type == WSMsgType.TEXT:

@@ -256,6 +256,28 @@ export function saveDisposition(callId, disposition, notes) {
 }
 
 /**
+ * @typedef {object} Settings   the signed-in user's own (GET /api/v1/settings)
+ * @property {string | null} passthrough_number   E.164
+ * @property {boolean} passthrough_available      the server can place pass-through calls
+ * @property {number} passthrough_legs             carrier legs such a call is billed for
+ * @property {number | null} rate_per_minute       USD per billable minute per leg
+ */
+
+/** @returns {Promise<Settings>} */
+export function getSettings() {
+  return request("GET", "/settings");
+}
+
+/**
+ * Save the pass-through number (any common format; null turns it off).
+ * @param {string | null} passthroughNumber
+ * @returns {Promise<Settings>}
+ */
+export function saveSettings(passthroughNumber) {
+  return request("PUT", "/settings", { body: { passthrough_number: passthroughNumber } });
+}
+
+/**
  * The "error" text of a JSON error body, or "".
  * @param {Response} response
  * @returns {Promise<string>}

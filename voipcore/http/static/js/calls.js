@@ -121,6 +121,8 @@ export class CallController {
     this.calls = [];
     /** @type {Call | null} */
     this.current = null;
+    /** Place calls over the rep's own phone, not the microphone (features/passthrough.js). */
+    this.passthrough = false;
 
     const on = (type, handler) => bus.on(`message:${type}`, (m) => handler.call(this, m));
     on("hello", this.onHello);
@@ -158,23 +160,27 @@ export class CallController {
     this.alert("");
     const call = new Call({ direction: "outbound", state: "starting", peer: { number: to } });
     call.ref = this.connection.nextRef();
-    call.media = this.newMedia(call);
+    // Pass-through: the server rings the rep's own phone; this page has no audio.
+    const passthrough = this.passthrough;
+    if (!passthrough) call.media = this.newMedia(call);
     this.calls.push(call);
     this.current = call;
     this.changed();
 
-    let sdp;
-    try {
-      sdp = await call.media.offer();
-    } catch (err) {
-      if (call.state === "ended") return; // hung up while starting
-      this.forget(call);
-      this.alert(mediaErrorText(err));
-      return;
+    /** @type {Record<string, unknown>} */
+    const message = { type: "dial", ref: call.ref, to };
+    if (passthrough) message.passthrough = true;
+    else {
+      try {
+        message.sdp = await call.media.offer();
+      } catch (err) {
+        if (call.state === "ended") return; // hung up while starting
+        this.forget(call);
+        this.alert(mediaErrorText(err));
+        return;
+      }
     }
     if (call.state === "ended") return; // hung up while starting: nothing to send
-    /** @type {Record<string, unknown>} */
-    const message = { type: "dial", ref: call.ref, to, sdp };
     if (extension) message.extension = extension;
     // Features add their fields (people search: person_id) to the message and the call.
     this.bus.emit("dial", { message, call });

@@ -34,6 +34,8 @@ const CAUSE_WORDS = {
   transferred: "transferred",
   removed: "removed from the call",
   system: "ended by the server",
+  passthrough_declined: "a key other than 1 was pressed",
+  passthrough_timeout: "1 was not pressed in time",
 };
 
 /**

@@ -7,9 +7,11 @@
  *   call-log.js     "Log this call"              slot "call-log"     (bus "calls": ended calls; "log-call")
  *   history.js      call history, dispositions   slot "history"      (GET /api/v1/calls; emits "log-call")
  *   people-import.js "Import people" from CSV    slot "people-import" (POST /api/v1/people/import)
+ *   passthrough.js  pass-through switch, Settings slot "passthrough" (GET/PUT /api/v1/settings;
+ *                                                 sets calls.passthrough; "message:passthrough")
  *   conference.js   "Invite", the parties       slot "conference"   ("invite", "remove"; "message:participants")
  *
- * Slots waiting for their feature: "passthrough" (adds to the "dial" message),
+ * Slots waiting for their feature:
  * "recording" (calls.current, new messages), "quality" (bus "calls": call.quality).
  *
  * Helpers here that are not features: person-picker.js (the people search box,
@@ -28,6 +30,7 @@
 import * as callLog from "./call-log.js";
 import * as conference from "./conference.js";
 import * as history from "./history.js";
+import * as passthrough from "./passthrough.js";
 import * as peopleImport from "./people-import.js";
 import * as people from "./people.js";
 
@@ -46,7 +49,7 @@ import * as people from "./people.js";
  */
 
 /** @type {Feature[]} the features this page has, mounted in this order */
-export const FEATURES = [people, callLog, history, peopleImport, conference];
+export const FEATURES = [people, callLog, history, peopleImport, conference, passthrough];
 
 /**
  * Mount every feature; one that fails is reported and the rest still mount.
