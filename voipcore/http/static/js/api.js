@@ -278,6 +278,25 @@ export function saveSettings(passthroughNumber) {
 }
 
 /**
+ * @typedef {object} RecordingInfo   one item of GET /api/v1/calls/{id}/recordings
+ * @property {string} id
+ * @property {string} url                 where the WAV file is (with the session cookie)
+ * @property {string} started_at
+ * @property {number | null} duration     seconds
+ * @property {string | null} expired_at   set once the retention period deleted the file
+ */
+
+/**
+ * A call's recordings, oldest first.
+ * @param {string} callId
+ * @returns {Promise<RecordingInfo[]>}
+ */
+export async function listRecordings(callId) {
+  const list = await request("GET", `/calls/${encodeURIComponent(callId)}/recordings`);
+  return list.items;
+}
+
+/**
  * The "error" text of a JSON error body, or "".
  * @param {Response} response
  * @returns {Promise<string>}

@@ -157,6 +157,8 @@ export function mount({ bus }) {
       td.append(content);
       tr.append(td);
     }
+    // Other features may add below the row (recording.js: the call's recordings).
+    bus.emit("history-row", { call, row: tr, about });
     return tr;
   }
 

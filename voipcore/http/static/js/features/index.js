@@ -5,14 +5,15 @@
  *
  *   people.js       people & numbers search      slot "people"       (fills #number, adds person_id to "dial")
  *   call-log.js     "Log this call"              slot "call-log"     (bus "calls": ended calls; "log-call")
- *   history.js      call history, dispositions   slot "history"      (GET /api/v1/calls; emits "log-call")
+ *   history.js      call history, dispositions   slot "history"      (GET /api/v1/calls; emits "log-call", "history-row")
  *   people-import.js "Import people" from CSV    slot "people-import" (POST /api/v1/people/import)
  *   passthrough.js  pass-through switch, Settings slot "passthrough" (GET/PUT /api/v1/settings;
  *                                                 sets calls.passthrough; "message:passthrough")
  *   conference.js   "Invite", the parties       slot "conference"   ("invite", "remove"; "message:participants")
+ *   recording.js    Record / Pause / Stop        slot "recording"    ("record"; "message:recording", hello's
+ *                                                 policy; players under History's rows: "history-row")
  *
- * Slots waiting for their feature:
- * "recording" (calls.current, new messages), "quality" (bus "calls": call.quality).
+ * Slots waiting for their feature: "quality" (bus "calls": call.quality).
  *
  * Helpers here that are not features: person-picker.js (the people search box,
  * used by people.js and history.js), dispositions.js (the shared list) and
@@ -33,6 +34,7 @@ import * as history from "./history.js";
 import * as passthrough from "./passthrough.js";
 import * as peopleImport from "./people-import.js";
 import * as people from "./people.js";
+import * as recording from "./recording.js";
 
 /**
  * @typedef {object} FeatureContext
@@ -49,7 +51,7 @@ import * as people from "./people.js";
  */
 
 /** @type {Feature[]} the features this page has, mounted in this order */
-export const FEATURES = [people, callLog, history, peopleImport, conference, passthrough];
+export const FEATURES = [people, callLog, history, peopleImport, conference, passthrough, recording];
 
 /**
  * Mount every feature; one that fails is reported and the rest still mount.
