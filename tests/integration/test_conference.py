@@ -126,6 +126,7 @@ def test_three_parties_each_hear_the_other_two_and_two_talk_on_when_one_leaves(
             assert_no_tone(media.audio()[start:], CAROL_HZ, max_level_dbfs=OWN_TONE_DBFS)
 
             listed = await ask(alice.get, participants, status=200)
+            assert listed["owner"] == "alice"
             assert [(p["peer"], p["state"]) for p in listed["items"]] == [
                 ("alice", "connected"),
                 ("bob", "connected"),
@@ -214,7 +215,7 @@ def test_a_colleagues_page_invited_from_the_page_joins_and_talks_on_when_the_own
                 "the reconnected page was not told the parties",
             )
             *_, latest = (m for m in carol.messages if m["type"] == "participants")
-            assert latest["parties"] == told
+            assert (latest["owner"], latest["parties"]) == ("alice", told)
             heard_by_alice, heard_by_carol = len(alice.heard[call]), len(carol.heard[call])
             await until_heard(lambda: alice.audio(call, heard_by_alice)[0], (BOB_HZ, CAROL_HZ), 1.5)
             await until_heard(lambda: carol.audio(call, heard_by_carol)[0], (ALICE_HZ, BOB_HZ), 1.5)

@@ -110,10 +110,10 @@ def test_a_party_removes_itself_and_the_other_two_stay(bench: Bench) -> None:
     assert gone.value.status == 404
 
 
-def test_the_parties_are_for_the_owner_an_admin_and_the_parties(bench: Bench) -> None:
+def test_the_call_is_visible_to_the_owner_an_admin_and_the_parties(bench: Bench) -> None:
     call = invited(bench)
     for user, admin in (("alice", False), ("carol", False), ("dave", True)):
-        assert len(conference.parties_of(bench.manager, call.id, user=user, admin=admin)) == 3
+        assert conference.visible(bench.manager, call.id, user=user, admin=admin) is call
     with pytest.raises(CallError) as refused:
-        conference.parties_of(bench.manager, call.id, user="dave", admin=False)
+        conference.visible(bench.manager, call.id, user="dave", admin=False)
     assert refused.value.status == 403

@@ -103,12 +103,13 @@ def remove(calls: CallManager, call_id: str, leg_id: str, *, user: str, admin: b
             calls.remove_leg(call_id, party.id)
 
 
-def parties_of(calls: CallManager, call_id: str, *, user: str, admin: bool) -> list[Party]:
-    """The call's parties for its owner, an admin or one of them (CallError 404, 403)."""
+def visible(calls: CallManager, call_id: str, *, user: str, admin: bool) -> Call:
+    """The call in progress, for its owner, an admin or one of its parties to see
+    (CallError 404, 403)."""
     call = _call(calls, call_id)
     if not (admin or call.user == user or any(_user_of(leg) == user for leg in call.legs)):
         raise CallError(403, "This is another user's call.")
-    return parties(calls, call)
+    return call
 
 
 def parties(calls: CallManager, call: Call) -> list[Party]:
@@ -160,8 +161,10 @@ def catch_up(calls: CallManager, page: Page) -> None:
 
 
 def _participants(calls: CallManager, call: Call) -> dict[str, object]:
+    """The ``participants`` message: the parties, and the owner (who may invite and remove)."""
     return {
         "type": "participants",
+        "owner": call.user,
         "parties": [party.to_json() for party in parties(calls, call)],
     }
 

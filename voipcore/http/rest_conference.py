@@ -49,6 +49,7 @@ class ParticipantOut(BaseModel):
 
 class ParticipantList(BaseModel):
     call_id: str
+    owner: str = Field(description="The call's owner: who (with admins) may invite and remove.")
     items: list[ParticipantOut]
 
 
@@ -118,11 +119,11 @@ def add_conference_operations(api: Api, backend: Backend) -> None:
         """The parties of a call in progress: who, on what, ringing, connected or left,
         and when they joined and left."""
         ident = req.str_param("call_id")
+        calls = manager()
         try:
-            found = conference.parties_of(
-                manager(), ident, user=req.user.username, admin=req.is_admin
-            )
+            call = conference.visible(calls, ident, user=req.user.username, admin=req.is_admin)
         except CallError as exc:
             raise ApiError(exc.status, exc.reason) from None
+        found = conference.parties(calls, call)
         items = [ParticipantOut.model_validate(party.to_json()) for party in found]
-        return ParticipantList(call_id=ident, items=items)
+        return ParticipantList(call_id=ident, owner=call.user, items=items)

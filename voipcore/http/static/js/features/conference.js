@@ -3,8 +3,10 @@
  * a colleague's name or extension, or a number) that sends {"type": "invite"};
  * the server dials them in and tells the page the parties ({"type":
  * "participants"}) whenever one joins or leaves. The list shows each party's
- * name and state with a "Remove <name>" button ({"type": "remove"}). Hang up
- * takes only this page out: the others stay connected while two or more remain.
+ * name and state with a "Remove <name>" button ({"type": "remove"}). Only the
+ * call's owner invites and removes: a colleague invited into someone else's call
+ * sees the list without those. Hang up takes only this page out: the others stay
+ * connected while two or more remain.
  *
  * @module features/conference
  */
@@ -38,15 +40,15 @@ export function mount({ bus, connection }) {
   /** @type {import("../calls.js").Call | null} */
   let current = null;
   let username = "";
-  /** @type {Map<string, Party[]>} the latest parties of each call, by call id */
-  const parties = new Map();
+  /** @type {Map<string, {owner: string, parties: Party[]}>} each call's latest "participants" */
+  const conferences = new Map();
   /** The ref of the invite waiting for its parties (or its error). */
   let pending = "";
   let refs = 0;
 
   bus.on("session", ({ user }) => {
     username = user ? user.username : "";
-    parties.clear();
+    conferences.clear();
     render();
   });
   bus.on("calls", (/** @type {import("../calls.js").CallsSnapshot} */ { current: call }) => {
@@ -54,7 +56,7 @@ export function mount({ bus, connection }) {
     render();
   });
   bus.on("message:participants", (message) => {
-    parties.set(message.call, message.parties);
+    conferences.set(message.call, { owner: message.owner, parties: message.parties });
     if (pending && current && message.call === current.id) {
       pending = "";
       openForm(false);
@@ -129,24 +131,28 @@ export function mount({ bus, connection }) {
   function render() {
     const call = current;
     const connected = Boolean(call && call.id && call.state === "connected");
+    const shown = connected && call && call.id ? conferences.get(call.id) : undefined;
+    // Until the server has named the owner, a connected call is taken to be ours.
+    const owned = !shown || shown.owner === username;
     opener.disabled = !connected;
-    if (!connected && !form.hidden) openForm(false);
-    const shown = connected && call && call.id ? parties.get(call.id) : undefined;
+    if ((!connected || !owned) && !form.hidden) openForm(false);
+    show(opener, owned && form.hidden);
     show(list, Boolean(shown));
     if (!call || !call.id || !shown) {
       list.replaceChildren();
       return;
     }
     const callId = call.id;
-    list.replaceChildren(...shown.map((party) => item(callId, party)));
+    list.replaceChildren(...shown.parties.map((party) => item(callId, party, owned)));
   }
 
   /**
    * @param {string} callId
    * @param {Party} party
+   * @param {boolean} owned   this page's user owns the call: it may remove the others
    * @returns {HTMLLIElement}
    */
-  function item(callId, party) {
+  function item(callId, party, owned) {
     const li = document.createElement("li");
     li.className = "party";
     li.dataset.state = party.state;
@@ -159,7 +165,7 @@ export function mount({ bus, connection }) {
     state.className = "party-state";
     state.textContent = STATES[party.state] || party.state;
     li.append(who, state);
-    if (!you && party.state !== "left") {
+    if (owned && !you && party.state !== "left") {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "btn btn-small btn-quiet";
