@@ -6,12 +6,17 @@ stereo with Alice's tone on the left and Bob's on the right, the paused stretch 
 and as long as the recording ran.  Only Alice and the admin may list or fetch it; the
 retention sweep, driven with an explicit ``now`` on the server's own store, deletes it,
 after which it is 410 Gone.
+
+A dialer page (the aiortc stand-in) records its call to a baresip through its own socket
+with a media worker process, gets each state back (and in hello after a reconnect), and
+hangs up while recording: the call's end stops and indexes the file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 import ssl
 import time
 import urllib.request
@@ -24,11 +29,13 @@ import numpy as np
 import pytest
 
 from tests.audio import assert_no_tone, assert_tone
-from tests.harness import ServerProcess, TestUser
-from tests.integration.test_calls import blocking, connected, media_target
+from tests.baresip import BINARY, Baresip
+from tests.harness import ServerProcess, TestUser, wait_for_async
+from tests.integration.test_calls import DOMAIN, blocking, connected, media_target
 from tests.integration.test_media import longest_silence
 from tests.integration.test_rest_api import Client, Reply, covers
 from tests.rtpphone import RtpPhone
+from tests.webpage import PageClient
 from voipcore.http.tls import CERT_FILE
 from voipcore.sip.message import Request
 from voipcore.store.db import open_engine
@@ -185,3 +192,61 @@ def check_retention(server: ServerProcess, item: dict[str, Any], alice: Client) 
     assert gone.status == 410 and "retention" in gone.json["error"]
     [listed] = alice.get(f"/api/v1/calls/{item['call_id']}/recordings").json["items"]
     assert listed["expired_at"] is not None
+
+
+@pytest.mark.skipif(shutil.which(BINARY) is None, reason="baresip is not installed")
+def test_a_page_records_its_call_through_a_media_worker_and_gets_the_state_back(
+    tmp_path: Path,
+) -> None:
+    """The page's own socket: ``record`` messages, ``recording`` states to the page and in
+    a reconnected page's hello; the browser leg (the rep, who dialled) on the left."""
+    workers = "[media]\nworkers = 1\n"
+    server = ServerProcess(tmp_path, https=True, extra_config=workers).start()
+
+    async def scenario() -> str:
+        async with (
+            Baresip(tmp_path / "bob", "bob", "bob-secret", DOMAIN, server.udp_port, BOB_HZ) as bob,
+            PageClient(f"https://127.0.0.1:{server.https_port}", "alice", "alice-secret") as page,
+        ):
+            call = await page.dial("202", ALICE_HZ)
+            await bob.wait_event("CALL_INCOMING")
+            await bob.command("accept")
+            await page.wait("answered", call=call)
+            await page.send({"type": "record", "ref": "r0", "call": call, "action": "rewind"})
+            error = await page.wait("error", ref="r0")
+            assert error["message"] == "action: one of start, pause, resume, stop"
+            await page.send({"type": "record", "ref": "r1", "call": call, "action": "start"})
+            await page.wait("recording", call=call, state="recording")
+            hello = await page.reconnect()
+            [listed] = hello["calls"]
+            assert (listed["call"], listed["recording"]) == (call, "recording")
+            await asyncio.sleep(SPAN)
+            await page.send({"type": "record", "ref": "r2", "call": call, "action": "pause"})
+            await page.wait("recording", call=call, state="paused")
+            await asyncio.sleep(SPAN)
+            await page.send({"type": "record", "ref": "r3", "call": call, "action": "resume"})
+            await page.wait("recording", call=call, state="recording")
+            await asyncio.sleep(SPAN)
+            await page.send({"type": "hangup", "call": call})  # the call's end stops it
+            await bob.wait_event("CALL_CLOSED")
+            await page.wait("ended", call=call)
+            return call
+
+    try:
+        call_id = asyncio.run(scenario())
+        engine = open_engine(f"sqlite:///{server.workdir / 'voipcore.db'}")
+        try:
+            store = RecordingStore(engine)
+            [recording] = asyncio.run(
+                wait_for_async(lambda: store.of_call(call_id), "the recording was not indexed")
+            )
+        finally:
+            engine.dispose()
+        with wave.open(recording.path, "rb") as wav:
+            pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)
+        assert recording.duration == pytest.approx(3 * SPAN, abs=0.6)
+        assert_tone(pcm[:, 0], ALICE_HZ, seconds=2 * SPAN - 0.5)  # the page, who dialled
+        assert_tone(pcm[:, 1], BOB_HZ, seconds=2 * SPAN - 0.5)
+        assert longest_silence(pcm) == pytest.approx(SPAN, abs=0.3)
+    finally:
+        server.stop()

@@ -173,15 +173,16 @@ class Recordings:
         path = self.settings.directory / f"{recording_id}.wav"
         recording = Recording(recording_id, call.id, str(path), self.calls.runtime.wall())
         active = self._active[call.id] = LiveRecording(recording, RecordingState.RECORDING)
+        # Before the await: a call ending meanwhile must find the recording to index.
+        if self._call_event not in call.listeners:
+            call.listeners.append(self._call_event)
         try:
             await self.calls.anchor.record(
                 call.id, "start", file=str(path), channels=[rep.id, party.id]
             )
         except ControlError as exc:
-            del self._active[call.id]
+            self._active.pop(call.id, None)
             raise CallError(409, f"The media engine refused: {exc}") from None
-        if self._call_event not in call.listeners:
-            call.listeners.append(self._call_event)
         log.info("call %s: recording %s started", call.id, recording_id)
         self._tell(call, RecordingState.RECORDING)
         await self._announce(call)

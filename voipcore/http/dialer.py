@@ -75,7 +75,11 @@ class PageSocket:
     async def run(self, hello: dict[str, object]) -> None:
         """Serve the page until it goes: hello first, then messages both ways."""
         writer = asyncio.create_task(self._write())
-        self.send({"type": "hello", **hello, "calls": self.calls.page_calls(self)})
+        calls = self.calls.page_calls(self)
+        if self.recordings is not None:
+            for entry in calls:
+                entry["recording"] = self.recordings.state(str(entry["call"])).value
+        self.send({"type": "hello", **hello, "calls": calls})
         self.calls.page_opened(self)
         conference.catch_up(self.calls, self)
         try:

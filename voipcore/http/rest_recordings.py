@@ -8,6 +8,7 @@ random id (no guessable URLs); one deleted by the retention sweep is 410 Gone
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -147,12 +148,19 @@ def add_recording_operations(api: Api, backend: Backend) -> None:
         right); byte ranges are served, so a player can seek. 410 once the retention
         period has deleted it."""
         ident, store = req.str_param("recording_id"), recordings().store
-        recording = await backend.run(lambda: store.get(ident))
+
+        def lookup() -> tuple[Recording | None, bool]:
+            found = store.get(ident)
+            return found, found is not None and os.path.isfile(found.path)
+
+        recording, on_disk = await backend.run(lookup)
         if recording is None:
             raise ApiError(404, f"There is no recording {ident}.")
         await owned_call(backend.call_log, req, recording.call_id)
         if recording.expired_at is not None:
             raise ApiError(410, "This recording was deleted at the end of its retention period.")
+        if not on_disk:
+            raise ApiError(404, f"The file of recording {ident} is missing on the server.")
         return web.FileResponse(
             recording.path,
             headers={

@@ -41,6 +41,10 @@ export function mount({ bus, connection }) {
 
   bus.on("message:hello", (message) => {
     policy = message.recording || "rep";
+    // A page that reconnects mid-call learns where each call's recording is.
+    for (const entry of message.calls || []) {
+      if (entry.recording) states.set(entry.call, entry.recording);
+    }
     render();
   });
   bus.on("session", () => {
