@@ -12,6 +12,7 @@ import pytest
 from tests.audio import until_heard
 from tests.browser.dialer import RESOURCE_ERROR, browser_missing, expect, open_dialer
 from tests.carrier import Party
+from tests.harness import wait_for_async
 from tests.integration.test_passthrough import (
     CELL,
     PROSPECT,
@@ -86,9 +87,19 @@ def test_a_rep_sets_a_passthrough_number_and_calls_over_their_phone(
             await expect(dialer.call_state).to_have_text("Connected")
             await expect(stage).to_have_text("Connected")
             assert prospect.media is not None
-            await until_heard(prospect.media.audio, REP_HZ, 1.0)
+            prospect_media = prospect.media
+            await until_heard(prospect_media.audio, REP_HZ, 1.0)
             await until_heard(lambda: rep_media.audio()[heard_before:], PROSPECT_HZ, 1.0)
             await dialer.shot("connected")
+            # The audio is on the rep's phone: mute and hold are there; the keypad still
+            # reaches the prospect.
+            await expect(dialer.button("Mute")).to_be_disabled()
+            await expect(dialer.button("Hold")).to_be_disabled()
+            await dialer.button("Dial 5").click()
+            await wait_for_async(
+                lambda: prospect_media.dtmf_received == "5",
+                lambda: f"the prospect got digits {prospect_media.dtmf_received!r}, not '5'",
+            )
             stages = [m["state"] for m in dialer.received if m.get("type") == "passthrough"]
             assert stages == ["calling_you", "press_1", "dialling", "connected"]
 

@@ -236,6 +236,26 @@ def test_the_page_hanging_up_while_the_prospect_rings_ends_both(bench: Passthrou
     assert (record.hangup_cause, record.hung_up_by) == ("normal", "caller")
 
 
+def test_the_pages_keypad_reaches_the_prospect_once_dialled(bench: PassthroughBench) -> None:
+    call = bench.dial_passthrough()
+    bench.rep_answers(call)
+    with pytest.raises(CallError, match="press 1 on your phone"):
+        asyncio.run(bench.passthrough.send_dtmf(bench.page, call.id, "5"))
+
+    bench.rep_presses(call, "1")
+    bench.prospect_answers()
+    asyncio.run(bench.passthrough.send_dtmf(bench.page, call.id, "5"))
+
+    assert bench.media.of("dtmf")[-1] == {
+        "call_id": call.id,
+        "leg": "b",
+        "digits": "5",
+        "duration": 0.1,
+    }
+    with pytest.raises(CallError, match="no pass-through call"):
+        asyncio.run(bench.passthrough.send_dtmf(FakePage("bob"), call.id, "5"))
+
+
 def test_a_rep_with_no_passthrough_number_gets_a_clear_error(bench: PassthroughBench) -> None:
     bench.numbers.clear()
     with pytest.raises(CallError, match="Set your pass-through number"):

@@ -43,7 +43,7 @@ PROMPT_PLAYS = 2
 PROMPT_GAP = 1.0
 #: Seconds between the rep's 1 and dialling the prospect: the key's end packet is sent
 #: three times (RFC 4733 §2.5.1.4), and a late copy must not reach the prospect as a 1.
-KEY_GUARD = 0.2
+KEY_GUARD = 0.5
 
 
 class Stage(Enum):
@@ -287,10 +287,26 @@ class Passthrough:
 
     def hang_up(self, page: Page, call_id: str) -> None:
         """The page's user hangs up their pass-through call: both parties are."""
+        self._own(page, call_id)
+        self.calls.end(call_id, by="caller")
+
+    async def send_dtmf(self, page: Page, call_id: str, digits: str) -> None:
+        """Keypad digits from the page, sent to the prospect as RFC 4733 events (the
+        rep's own phone sends its keys itself)."""
+        leg = self._own(page, call_id).prospect_leg
+        if leg is None:
+            raise CallError(481, "the number is not dialled yet: press 1 on your phone")
+        try:
+            await self.calls.send_dtmf(call_id, leg, digits)
+        except ControlError as exc:
+            raise CallError(488, str(exc)) from None
+
+    def _own(self, page: Page, call_id: str) -> PassthroughCall:
+        """The page's user's pass-through call ``call_id`` (CallError 481 if not theirs)."""
         flow = self._live.get(call_id)
         if flow is None or flow.call.user != page.user:
             raise CallError(481, f"no pass-through call {call_id!r} of yours")
-        self.calls.end(call_id, by="caller")
+        return flow
 
     def _forget(self, call_id: str, event: CallEvent) -> None:
         if event.name == "ended":

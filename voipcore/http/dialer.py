@@ -238,6 +238,10 @@ class PageSocket:
         call, digits = _field(message, "call", str), _field(message, "digits", str)
         if not digits or any(c not in "0123456789*#ABCDabcd" for c in digits):
             raise BadMessage("digits: 0-9, *, # or A-D")
+        if self.passthrough is not None and self.passthrough.owns(call):
+            passthrough = self.passthrough
+            self._spawn(message, lambda: passthrough.send_dtmf(self, call, digits))
+            return
         self._spawn(message, lambda: self.calls.page_dtmf(self, call, digits))
 
     def _invite(self, message: dict[str, Any]) -> None:

@@ -79,6 +79,8 @@ export class Call {
     this.hangupPending = false;
     /** @type {CallMedia | null} */
     this.media = null;
+    /** Placed over the rep's own phone (pass-through): no audio, Mute or Hold here. */
+    this.passthrough = false;
     /** Whom the rep called, when picked in the people search: {id, name, account}. */
     /** @type {{id: number, name: string, account: string} | null} */
     this.person = null;
@@ -162,6 +164,7 @@ export class CallController {
     call.ref = this.connection.nextRef();
     // Pass-through: the server rings the rep's own phone; this page has no audio.
     const passthrough = this.passthrough;
+    call.passthrough = passthrough;
     if (!passthrough) call.media = this.newMedia(call);
     this.calls.push(call);
     this.current = call;
@@ -250,7 +253,7 @@ export class CallController {
   /** Mute or unmute the current call. */
   toggleMute() {
     const call = this.current;
-    if (!call || !call.live) return;
+    if (!call || !call.live || call.passthrough) return;
     call.muted = !call.muted;
     this.applyMicrophone(call);
     if (call.id) this.connection.send({ type: "mute", call: call.id, muted: call.muted });
@@ -260,7 +263,7 @@ export class CallController {
   /** Put the current call on hold, or take it off. */
   toggleHold() {
     const call = this.current;
-    if (!call || call.state !== "connected" || !call.id) return;
+    if (!call || call.state !== "connected" || !call.id || call.passthrough) return;
     if (!this.connection.send({ type: "hold", call: call.id, held: !call.held })) {
       this.alert("Not connected to the server: hold was not changed.");
       return;

@@ -221,8 +221,10 @@ export function mountDialer({ bus, connection, calls }) {
 
     callButton.disabled = live || !numberReady();
     hangupButton.disabled = !live;
-    muteButton.disabled = !live;
-    holdButton.disabled = !connected;
+    // A pass-through call's audio is on the rep's own phone: mute or hold it there.
+    const ownPhone = Boolean(call && call.passthrough);
+    muteButton.disabled = !live || ownPhone;
+    holdButton.disabled = !connected || ownPhone;
     muteButton.setAttribute("aria-pressed", String(Boolean(live && call && call.muted)));
     holdButton.setAttribute("aria-pressed", String(Boolean(connected && call && call.held)));
     number.readOnly = live;
