@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 COMMANDS = frozenset(
     {"offer", "answer", "delete", "query", "play", "stop_play", "record", "dtmf", "stats", "ping"}
 )
+#: In ``record start``'s ``channels``: every leg not named on another channel, mixed (a
+#: conference's other parties on one channel, whoever joins later included).
+OTHERS = "*"
 #: A line longer than this is a protocol error, not a request.
 MAX_LINE = 1 << 20
 #: The largest UDP payload over IPv4 (65,535 less the 8-byte UDP and 20-byte IP headers).

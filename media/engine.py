@@ -26,9 +26,9 @@ import numpy as np
 import numpy.typing as npt
 
 from media import g711
-from media.control import ControlError, EventCallback, Json
+from media.control import OTHERS, ControlError, EventCallback, Json
 from media.dtmf import DIGITS, DtmfEnd, DtmfPacket, DtmfSender, DtmfStart
-from media.mixer import mix_minus_grouped, mix_minus_pairs
+from media.mixer import mix, mix_minus_grouped, mix_minus_pairs
 from media.opus import OPUS_FRAME, OpusDecoder, OpusEncoder, OpusError
 from media.plc import Plc, conceal_all
 from media.ports import PortAllocator, PortsExhausted
@@ -157,7 +157,8 @@ class Call:
     streams: dict[str, Stream] = field(default_factory=dict)
     recorder: Recorder | None = None
     recording_legs: list[str] = field(default_factory=list)
-    """The leg recorded on each channel, left first; empty: one per leg in joining order."""
+    """The leg recorded on each channel, left first (:data:`OTHERS`: every leg not named,
+    mixed); empty: one channel per leg in joining order."""
     players: dict[str, Player] = field(default_factory=dict)
     dtmf_out: dict[str, DtmfOut] = field(default_factory=dict)
     created: float = 0.0
@@ -201,6 +202,8 @@ class _Layout:
     """Streams with DTMF queued, and their calls."""
     recorders: list[tuple[Recorder, int, int]]
     """Each recorder and its channels' slice of the taps."""
+    tap_mixes: list[tuple[int, npt.NDArray[np.intp]]]
+    """Taps that mix several rows (an :data:`OTHERS` channel): the tap and its rows."""
     opus: list[tuple[int, Stream]]
     """Opus rows: encoded one by one (each encoder has its own state)."""
     taps: npt.NDArray[np.intp]
@@ -590,8 +593,9 @@ class MediaEngine:
         """start / pause / resume / stop a recording with one party per channel.
 
         ``channels`` names the leg on each channel, left first (``["b", "a"]`` puts leg
-        b on the left); by default each leg gets one in joining order, at least two.
-        Paused stretches are written as silence (:mod:`media.recorder`).
+        b on the left; ``["a", "*"]`` puts a on the left and every other leg, mixed, on the
+        right); by default each leg gets one in joining order, at least two.  Paused
+        stretches are written as silence (:mod:`media.recorder`).
         """
         call = self._call(call_id)
         if action == "start":
@@ -600,7 +604,7 @@ class MediaEngine:
             if not path:
                 raise ControlError("record start needs a file")
             for leg in channels or ():
-                if leg not in call.streams:
+                if leg != OTHERS and leg not in call.streams:
                     raise ControlError(f"channels: call {call_id!r} has no leg {leg!r}")
             call.recorder = Recorder(
                 path, len(channels) if channels else max(2, len(call.streams)), 8000, mono_path
@@ -767,6 +771,8 @@ class MediaEngine:
         if layout.recorders:
             taps = frames[layout.taps]
             taps[~(present[layout.taps] & layout.tapped)] = 0
+            for tap, mixed in layout.tap_mixes:
+                taps[tap] = mix(frames[mixed], present[mixed])
             for recorder, start, end in layout.recorders:
                 recorder.write(taps[start:end])
 
@@ -834,6 +840,7 @@ class MediaEngine:
         dtmf: dict[Stream, Call] = {}
         recorders: list[tuple[Recorder, int, int]] = []
         taps: list[int] = []
+        tap_mixes: list[tuple[int, npt.NDArray[np.intp]]] = []
         for call_id, rows in rows_by_call.items():
             call = self.calls[call_id]
             for row in rows:
@@ -849,7 +856,17 @@ class MediaEngine:
                 recorders.append((call.recorder, len(taps), len(taps) + channels))
                 if call.recording_legs:
                     row_of = {streams[row].leg: row for row in rows}
-                    taps += [row_of.get(leg, -1) for leg in call.recording_legs]
+                    named = set(call.recording_legs)
+                    others = [row for row in rows if streams[row].leg not in named]
+                    for leg in call.recording_legs:
+                        if leg != OTHERS:
+                            taps.append(row_of.get(leg, -1))
+                        elif len(others) == 1:
+                            taps.append(others[0])
+                        else:
+                            if others:
+                                tap_mixes.append((len(taps), np.asarray(others, np.intp)))
+                            taps.append(-1)
                 else:
                     taps += (rows + [-1] * channels)[:channels]
         tap_index = np.asarray(taps, np.intp)
@@ -872,6 +889,7 @@ class MediaEngine:
             players=players,
             dtmf=dtmf,
             recorders=recorders,
+            tap_mixes=tap_mixes,
             opus=opus,
             taps=np.maximum(tap_index, 0),
             tapped=tap_index >= 0,
@@ -1031,7 +1049,7 @@ def _opt_legs(args: Json, key: str) -> list[str] | None:
         or not all(isinstance(leg, str) and leg for leg in value)
         or len(set(value)) != len(value)
     ):
-        raise ControlError(f"{key} must be a non-empty list of distinct leg names")
+        raise ControlError(f"{key} must be a non-empty list of distinct leg names (or {OTHERS!r})")
     return value
 
 

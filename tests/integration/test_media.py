@@ -271,6 +271,40 @@ def test_recording_channels_follow_the_legs_named_and_pauses_are_silent(tmp_path
     run(test)
 
 
+def test_an_others_channel_mixes_every_leg_not_named(tmp_path: Path) -> None:
+    """A conference recorded with ``["a", "*"]``: A on the left, B and C mixed on the right."""
+    path = tmp_path / "conference.wav"
+
+    async def test(engine: MediaEngine) -> None:
+        phones, targets = [], []
+        for leg in ("a", "b", "c"):
+            phone = RtpPhone.open()
+            reply = await engine.request(
+                "offer", {"call_id": "c1", "leg": leg, "codecs": [PCMU], "remote": addr(phone)}
+            )
+            phones.append(phone)
+            targets.append(local(reply))
+        start = {"call_id": "c1", "action": "start", "file": str(path), "channels": ["a", "*"]}
+        await engine.request("record", start)
+        await asyncio.gather(
+            *(
+                phone.send_tone(target, hz, 1.0)
+                for phone, target, hz in zip(phones, targets, (1000, 440, 1600), strict=True)
+            )
+        )
+        await engine.request("record", {"call_id": "c1", "action": "stop"})
+        for phone in phones:
+            phone.close()
+
+    run(test)
+    with wave.open(str(path), "rb") as wav:
+        assert wav.getnchannels() == 2
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, 2)
+    assert_tone(pcm[:, 0], 1000, seconds=0.8)
+    assert_tone(pcm[:, 1], (440, 1600), seconds=0.8)
+    assert_no_tone(pcm[:, 1], 1000, max_level_dbfs=-40)
+
+
 def test_tone_played_into_a_leg_is_heard_there() -> None:
     async def test(engine: MediaEngine) -> None:
         phone_a, phone_b, _, to_b = await two_legs(engine, [PCMU], [PCMU])

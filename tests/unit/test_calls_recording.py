@@ -21,7 +21,7 @@ from voipcore.calls.recording import (
     Recordings,
     RecordingSettings,
     RecordingState,
-    rep_and_party,
+    rep_leg,
 )
 from voipcore.store.calls import LegRole
 from voipcore.store.recordings import Recording
@@ -68,7 +68,7 @@ def test_the_rep_starts_pauses_resumes_and_stops_with_a_beep_on_start_and_resume
 
     assert bench.act(call, "start") == "recording"
     [start] = bench.record_commands()
-    assert start["action"] == "start" and start["channels"] == ["a", "b"]  # the rep left
+    assert start["action"] == "start" and start["channels"] == ["a", "*"]  # the rep left
     path = Path(str(start["file"]))
     assert path.parent == tmp_path / "recordings" and path.parent.is_dir()
     assert bench.beeps() == ["a", "b"]
@@ -144,7 +144,7 @@ def test_policy_always_records_from_the_answer_and_may_pause_but_not_stop(
     bench = RecordingBench(tmp_path, policy="always")
     call, *_ = bench.connect()
     [start] = bench.record_commands()
-    assert (start["action"], start["channels"]) == ("start", ["a", "b"])
+    assert (start["action"], start["channels"]) == ("start", ["a", "*"])
     assert bench.beeps() == ["a", "b"]
     with pytest.raises(CallError, match="pause it instead") as refused:
         bench.act(call, "stop")
@@ -205,14 +205,17 @@ def leg(call: Call, leg_id: str, role: LegRole, state: LegState = LegState.ANSWE
 
 def test_the_rep_is_the_caller_except_on_calls_in_from_the_trunk() -> None:
     outbound = Call("c1", "alice", "+14045551234", "+14045551234", "alice", "outbound")
-    caller, callee = leg(outbound, "a", "caller"), leg(outbound, "b", "callee")
-    assert rep_and_party(outbound) == (caller, callee)
+    caller = leg(outbound, "a", "caller")
+    assert rep_leg(outbound) is None  # nobody to talk to yet
+    leg(outbound, "b", "callee")
+    assert rep_leg(outbound) is caller
 
     inbound = Call("c2", "+14045551234", "alice", "+14045550100", "alice", "inbound")
-    caller, callee = leg(inbound, "a", "caller"), leg(inbound, "b", "callee")
-    assert rep_and_party(inbound) == (callee, caller)
+    leg(inbound, "a", "caller")
+    callee = leg(inbound, "b", "callee")
+    assert rep_leg(inbound) is callee
 
     ringing = Call("c3", "alice", "bob", "bob", "alice")
     leg(ringing, "a", "caller")
     leg(ringing, "b", "callee", LegState.DIALLING)
-    assert rep_and_party(ringing) is None
+    assert rep_leg(ringing) is None

@@ -2,8 +2,9 @@
 and the index of finished files.
 
 A recording is a stereo WAV file, the rep on the left channel and the party they talk
-to on the right, whichever leg is the rep's: the caller's on calls the rep makes
-(dialled, clicked to call), the callee's on calls that come in from the trunk.  The
+to on the right (in a conference, every other party, mixed), whichever leg is the rep's:
+the caller's on calls the rep makes (dialled, clicked to call), the callee's on calls
+that come in from the trunk.  The
 engine writes it (:mod:`media.recorder`); paused stretches are silence in the file,
 so its timeline is the call's.
 
@@ -32,7 +33,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from media.control import ControlError
+from media.control import OTHERS, ControlError
 from voipcore.calls.browser import tell
 from voipcore.calls.manager import CallError, CallManager
 from voipcore.calls.model import Call, CallEvent, Leg
@@ -92,8 +93,8 @@ class LiveRecording:
     state: RecordingState
 
 
-def rep_and_party(call: Call) -> tuple[Leg, Leg] | None:
-    """The rep's connected leg and the first other connected one, None until both are.
+def rep_leg(call: Call) -> Leg | None:
+    """The rep's connected leg once another party is connected too, else None.
 
     The rep is the caller, except on a call that came in from the trunk, where the
     rep is the user who answered it.
@@ -101,8 +102,7 @@ def rep_and_party(call: Call) -> tuple[Leg, Leg] | None:
     role = "callee" if call.direction == "inbound" else "caller"
     answered = [leg for leg in call.live_legs() if leg.answered]
     rep = next((leg for leg in answered if leg.role == role), None)
-    party = next((leg for leg in answered if leg is not rep), None)
-    return None if rep is None or party is None else (rep, party)
+    return rep if rep is not None and len(answered) > 1 else None
 
 
 class Recordings:
@@ -163,10 +163,9 @@ class Recordings:
         return active
 
     async def _start(self, call: Call) -> LiveRecording:
-        parties = rep_and_party(call)
-        if parties is None:
+        rep = rep_leg(call)
+        if rep is None:
             raise CallError(409, "The call is not connected yet: record once both are in it.")
-        rep, party = parties
         recording_id = secrets.token_urlsafe(18)
         # Made on first use: an install that never records has no empty folder.
         self.settings.directory.mkdir(parents=True, exist_ok=True)
@@ -178,7 +177,7 @@ class Recordings:
             call.listeners.append(self._call_event)
         try:
             await self.calls.anchor.record(
-                call.id, "start", file=str(path), channels=[rep.id, party.id]
+                call.id, "start", file=str(path), channels=[rep.id, OTHERS]
             )
         except ControlError as exc:
             self._active.pop(call.id, None)
@@ -215,7 +214,7 @@ class Recordings:
     def _joined(self, leg: Leg) -> None:
         """Policy ``always``: record as soon as the rep and the other party are connected."""
         call = leg.call
-        if call.id not in self._active and rep_and_party(call) is not None:
+        if call.id not in self._active and rep_leg(call) is not None:
             self.calls.runtime.spawn(self._start_always(call))
 
     async def _start_always(self, call: Call) -> None:
