@@ -4,9 +4,8 @@ and the index of finished files.
 A recording is a stereo WAV file, the rep on the left channel and the party they talk
 to on the right (in a conference, every other party, mixed), whichever leg is the rep's:
 the caller's on calls the rep makes (dialled, clicked to call), the callee's on calls
-that come in from the trunk.  The
-engine writes it (:mod:`media.recorder`); paused stretches are silence in the file,
-so its timeline is the call's.
+that come in from the trunk.  The engine writes it (:mod:`media.recorder`); paused
+stretches are silence in the file, so its timeline is the call's.
 
 The policy is the install's (``[recording] policy``): ``never`` refuses every
 request; ``rep`` lets the rep start, pause, resume and stop from the dialer or the
@@ -226,7 +225,7 @@ class Recordings:
             log.error("call %s: recording (policy always) did not start: %s", call.id, exc)
 
     async def _announce(self, call: Call) -> None:
-        """The consent beep to every connected party (one a failure skips is logged)."""
+        """The consent beep to every connected party (one it cannot reach is logged)."""
         if self.settings.announce != "beep":
             return
         for leg in call.live_legs():
