@@ -60,6 +60,7 @@ export function mount({ bus, connection }) {
     if (pending && current && message.call === current.id) {
       pending = "";
       openForm(false);
+      bus.emit("alert", { text: "" }); // a refused try before this one is over
     }
     render();
   });
