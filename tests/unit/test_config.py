@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -300,3 +301,25 @@ def test_recording_defaults_let_the_rep_decide_with_a_beep_for_90_days(tmp_path:
 def test_bad_recording_settings_name_the_key(tmp_path: Path, line: str, key: str) -> None:
     with pytest.raises(ConfigError, match=rf"{key}: "):
         load_config(write(tmp_path, MINIMAL + f"[recording]\n{line}\n"))
+
+
+TRUNK = """
+[trunks.twilio]
+domain = "acme.pstn.twilio.com"
+username = "voipcore"
+password = "Sup3rSecretPassw0rd"
+"""
+
+
+def test_pass_through_timeout_and_trunk_rate_are_read_and_checked(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL + TRUNK + "rate_per_minute = 0.013\n"))
+    assert config.sip.passthrough_timeout == 15.0
+    assert config.trunks.twilio is not None
+    assert config.trunks.twilio.rate_per_minute == Decimal("0.013")
+    unpriced = load_config(write(tmp_path, MINIMAL + TRUNK)).trunks.twilio
+    assert unpriced is not None and unpriced.rate_per_minute is None
+    with pytest.raises(ConfigError, match=r"trunks\.twilio\.rate_per_minute: .*greater than 0"):
+        load_config(write(tmp_path, MINIMAL + TRUNK + "rate_per_minute = -0.01\n"))
+    shorter = MINIMAL.replace("[http]", "passthrough_timeout = 0\n[http]")
+    with pytest.raises(ConfigError, match=r"sip\.passthrough_timeout: .*greater than 0"):
+        load_config(write(tmp_path, shorter))

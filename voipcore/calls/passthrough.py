@@ -203,6 +203,8 @@ class PassthroughCall:
         """Dial the prospect into the call (with the rep's caller id; the extension
         goes as RFC 4733 digits once it answers)."""
         self._timer = None
+        if self.call.ended:  # the rep hung up meanwhile; its "ended" is on its way
+            return
         try:
             leg = self.calls.add_leg(
                 self.call.id, self.prospect, role="callee", digits=self.extension
