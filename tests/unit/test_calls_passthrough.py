@@ -270,6 +270,29 @@ def test_the_stages_follow_the_table(bench: PassthroughBench) -> None:
     assert len(bench.invites_to_carrier()) == 1
 
 
+def test_the_reps_own_extension_rings_their_registered_phone_not_their_page(
+    bench: PassthroughBench,
+) -> None:
+    bench.numbers["alice"] = "201"
+    page = bench.open_page("alice")
+
+    call = bench.dial_passthrough()
+
+    assert bench.invite_to(bench.alice)
+    assert not bench.invites_to_carrier()
+    assert [leg.kind for leg in call.legs] == ["phone"]
+    assert not [m for m in page.sent if m["type"] == "incoming"]
+    bench.answer(bench.alice, bench.invite_to(bench.alice), tag="alice")
+    bench.runtime.run()
+    assert bench.states() == ["calling_you", "press_1"]
+
+
+def test_only_the_reps_own_extension_is_taken_as_it_is() -> None:
+    assert passthrough_number(" 201 ", "US", own_extension="201") == "201"
+    with pytest.raises(InvalidNumber):
+        passthrough_number("202", "US", own_extension="201")
+
+
 @pytest.mark.parametrize(
     ("typed", "e164"),
     [("(404) 555-0199", CELL), ("404.555.0199", CELL), ("+1 404 555 0199", CELL)],

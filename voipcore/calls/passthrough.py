@@ -75,13 +75,16 @@ TRANSITIONS: dict[tuple[Stage, str], Stage] = {
 CAUSES = {"pressed_other": "passthrough_declined", "timeout": "passthrough_timeout"}
 
 
-def passthrough_number(text: str, region: str) -> str:
-    """The E.164 form of a rep's pass-through number typed in any common format.
+def passthrough_number(text: str, region: str, own_extension: str | None = None) -> str:
+    """The E.164 form of a rep's pass-through number typed in any common format, or
+    ``own_extension`` as typed: the rep's own registered phone (a desk phone here).
 
     Raises :class:`~voipcore.dialer.numbers.InvalidNumber` when it is not a valid
     number, or when it has an extension: we cannot press through a switchboard to
     reach the rep, so the number must ring their phone directly.
     """
+    if own_extension is not None and text.strip() == own_extension:
+        return own_extension
     number = normalize(text, region)
     if number.extension is not None:
         raise InvalidNumber(
@@ -264,10 +267,12 @@ class Passthrough:
         number = await self.number_of(user)
         if number is None:
             raise CallError(403, "Set your pass-through number in Settings to call that way.")
+        # Their own extension rings their registered phones only, never their pages.
         call = self.calls.originate(
             number,
             prospect,
             user=user,
+            device="phone",
             extension=extension,
             person_id=person_id,
             mode="passthrough",

@@ -72,12 +72,15 @@ class SettingsIn(BaseModel):
     passthrough_number: str | None = Field(
         max_length=64,
         description="Your own cell or desk phone in any common format, rung first for "
-        "pass-through calls; no extension. null turns pass-through off.",
+        "pass-through calls; no extension. Your own extension rings the phones you have "
+        "registered here. null turns pass-through off.",
     )
 
 
 class SettingsOut(BaseModel):
-    passthrough_number: str | None = Field(description="Your pass-through number in E.164.")
+    passthrough_number: str | None = Field(
+        description="Your pass-through number in E.164, or your own extension."
+    )
     passthrough_available: bool = Field(
         description="This server can place pass-through calls (it has a trunk)."
     )
@@ -120,14 +123,15 @@ def add_passthrough_operations(api: Api, backend: Backend) -> None:
         response=SettingsOut,
     )
     async def update_settings(req: ApiRequest) -> SettingsOut:
-        """Sets your pass-through number (normalised to E.164), or clears it with null.
+        """Sets your pass-through number (normalised to E.164; your own extension rings
+        your registered phone instead), or clears it with null.
         A number with an extension is refused: the server cannot reach you through a
         switchboard."""
         text, username = req.body(SettingsIn).passthrough_number, req.user.username
         number = None
         if text:
             try:
-                number = passthrough_number(text, backend.region)
+                number = passthrough_number(text, backend.region, req.user.extension)
             except InvalidNumber as exc:
                 raise ApiError(400, f"passthrough_number: {exc}", "passthrough_number") from None
         wanted = UserSettings(passthrough_number=number)
