@@ -1,6 +1,7 @@
 """Pass-through from the dialer page in headless Chromium: the rep saves their number,
 finds the switch on by default with its cost, dials, and the carrier stand-in plays
-the rep's phone (answers, presses 1) and then the prospect."""
+the rep's phone (answers, presses 1) and then the prospect; History marks the call
+Pass-through with its two legs' billable minutes and cost, on a phone too."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 
 from tests.audio import until_heard
 from tests.browser.dialer import RESOURCE_ERROR, browser_missing, expect, open_dialer
+from tests.browser.people import SalesPage
+from tests.browser.test_dialer import NARROW, assert_fits
 from tests.carrier import Party
 from tests.harness import wait_for_async
 from tests.integration.test_passthrough import (
@@ -118,6 +121,25 @@ def test_a_rep_sets_a_passthrough_number_and_calls_over_their_phone(
             await dialer.button("Hang up").click()
             await asyncio.wait_for(again.ended(), 5)
             assert [call.to_number for call in carrier.calls] == [CELL, PROSPECT, PROSPECT]
+
+            # History marks the pass-through call and shows what its two legs cost: each
+            # talked under a minute, one billable minute each at $0.013.
+            sales = SalesPage(page)
+            await sales.open_history()
+            await expect(
+                sales.history.get_by_role("columnheader", name="Cost (estimated)")
+            ).to_be_visible()
+            marked = sales.history_row("Pass-through")
+            await expect(marked).to_have_count(1)
+            await expect(marked.get_by_role("cell", name="2 min · $0.026")).to_be_visible()
+            await expect(marked.get_by_role("cell", name="Outbound Pass-through")).to_be_visible()
+            await marked.scroll_into_view_if_needed()
+            await dialer.shot("history")
+            # On a phone the table scrolls inside its region; the page does not.
+            await page.set_viewport_size({"width": NARROW, "height": 800})
+            await marked.get_by_role("cell", name="2 min · $0.026").scroll_into_view_if_needed()
+            await assert_fits(dialer, NARROW)
+            await dialer.shot("history-360px")
             dialer.check_errors(RESOURCE_ERROR)  # the refused number's 400
 
     asyncio.run(main())

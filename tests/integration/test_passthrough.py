@@ -5,12 +5,15 @@ with ``"passthrough": true``: the server calls the rep's number through the trun
 (the stand-in answers, playing the rep's tone), plays "Press 1 to connect your
 call." and, once the stand-in sends an RFC 4733 ``1`` on that leg, dials the
 prospect (the stand-in answers with another tone) and bridges the two.  The call
-log has both carrier legs as billable, with the cost at the test's rate.
+log has both carrier legs as billable, with the cost at the test's rate, and so
+has the CSV export.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +90,16 @@ async def logged(rest: Rest, call_id: str) -> dict[str, Any]:
             await asyncio.sleep(0.1)
 
 
+async def exported(rest: Rest) -> list[dict[str, str]]:
+    """``GET /api/v1/calls.csv``: its rows by column name."""
+    headers = {"Authorization": f"Bearer {rest.token}"}
+    async with rest.session.get(rest.base + "/calls.csv", headers=headers) as response:
+        assert response.status == 200, await response.text()
+        assert response.content_type == "text/csv"
+        text = await response.text()
+    return list(csv.DictReader(io.StringIO(text)))
+
+
 def test_the_reps_phone_then_1_then_the_prospect_bridged_and_two_billable_legs(
     tmp_path: Path,
 ) -> None:
@@ -126,6 +139,13 @@ def test_the_reps_phone_then_1_then_the_prospect_bridged_and_two_billable_legs(
             ] == [("trunk", "caller", CELL, True), ("trunk", "callee", PROSPECT, True)]
             # Each leg talked under a minute: one billable minute each, at 0.013.
             assert (call["billable_minutes"], call["cost"]) == (2, 0.026)
+            # The export says the same.
+            [row] = [r for r in await exported(rest) if r["call_id"] == started["call_id"]]
+            assert (row["mode"], row["billable_minutes"], row["cost"]) == (
+                "passthrough",
+                "2",
+                "0.026",
+            )
 
     asyncio.run(main())
 

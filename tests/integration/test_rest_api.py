@@ -461,6 +461,12 @@ def test_call_history_is_private_with_filters_and_csv(
     assert [(r["call_id"], r["disposition"], r["notes"]) for r in rows] == [
         (alice_call, "no_answer", "try after lunch")
     ]
+    # Mode and billable minutes as the JSON has them; no rate here, so no cost.
+    assert (rows[0]["mode"], rows[0]["billable_minutes"], rows[0]["cost"]) == (
+        call["mode"],
+        str(call["billable_minutes"]),
+        "",
+    )
     assert alice.get("/api/v1/calls.csv", user="bob").status == 403
 
 

@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields, replace
 from datetime import UTC
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from voipcore.store.calls import (
     CallRecord,
     DispositionError,
     LegRecord,
+    call_cost,
     format_table,
     to_csv,
     to_json,
@@ -390,7 +392,7 @@ def test_csv_has_a_header_then_one_row_per_call() -> None:
     internal = replace(
         busy(), direction="internal", callee_dialled="201", callee_e164=None, user=None, legs=[]
     )
-    rows = list(csv.reader(io.StringIO(to_csv([talked, internal]))))
+    rows = list(csv.reader(io.StringIO(to_csv([talked, internal], Decimal("0.013")))))
     assert rows == [
         [
             "call_id",
@@ -406,6 +408,9 @@ def test_csv_has_a_header_then_one_row_per_call() -> None:
             "disposition",
             "notes",
             "mos",
+            "mode",
+            "billable_minutes",
+            "cost",
         ],
         [
             "c1",
@@ -421,6 +426,9 @@ def test_csv_has_a_header_then_one_row_per_call() -> None:
             "callback",
             'said "hi", bye',
             "4.10",
+            "direct",
+            "2",
+            "0.026",
         ],
         [
             "c2",
@@ -436,9 +444,32 @@ def test_csv_has_a_header_then_one_row_per_call() -> None:
             "",
             "",
             "",
+            "direct",
+            "0",
+            "0",
         ],
     ]
     assert to_csv([]) == ",".join(rows[0]) + "\r\n"
+
+
+def test_csv_has_the_mode_billable_minutes_and_the_cost_the_api_shows() -> None:
+    cell = carrier_leg(leg_id="a", role="caller", answered_at=T0 + 1, ended_at=T0 + 61)
+    passthrough = replace(finished(), mode="passthrough", legs=[cell, finished().legs[1]])
+    click = replace(busy(), mode="click_to_call")
+
+    def tail(rate: Decimal | None) -> list[list[str]]:
+        return [row[-3:] for row in csv.reader(io.StringIO(to_csv([passthrough, click], rate)))]
+
+    assert tail(Decimal("0.013")) == [
+        ["mode", "billable_minutes", "cost"],
+        ["passthrough", "3", "0.039"],
+        ["click_to_call", "0", "0"],
+    ]
+    assert tail(None)[1:] == [["passthrough", "3", ""], ["click_to_call", "0", ""]]
+    # A tiny rate is still written as a plain decimal, never 1.3e-05.
+    assert tail(Decimal("0.0000043"))[1][2] == "0.000013"
+    assert call_cost(3, Decimal("0.013")) == 0.039
+    assert call_cost(3, None) is None
 
 
 def test_table_shows_one_aligned_line_per_call() -> None:

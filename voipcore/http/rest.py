@@ -575,7 +575,8 @@ def build_api(backend: Backend) -> Api:
         errors=(403,),
     )
     async def export_calls(req: ApiRequest) -> web.StreamResponse:
-        """The same calls as the history, as a CSV file (header row first)."""
+        """The same calls as the history, as a CSV file (header row first), with each
+        call's mode, billable minutes and estimated cost as the history gives them."""
         query = req.query(CsvQuery)
         user = _whose(req, query)
         since, until = query.bounds()
@@ -588,8 +589,9 @@ def build_api(backend: Backend) -> Api:
             until=until,
         )
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        billing = backend.passthrough
         return web.Response(
-            text=to_csv(found),
+            text=to_csv(found, None if billing is None else billing.rate_per_minute),
             content_type="text/csv",
             charset="utf-8",
             headers={"Content-Disposition": f'attachment; filename="calls-{stamp}.csv"'},

@@ -22,6 +22,7 @@ from voipcore.calls.manager import CallError, CallManager
 from voipcore.calls.passthrough import Passthrough, passthrough_number
 from voipcore.dialer.numbers import InvalidNumber
 from voipcore.http.api import Api, ApiError, ApiRequest
+from voipcore.store.calls import call_cost
 from voipcore.store.settings import SettingsStore, UserSettings
 
 if TYPE_CHECKING:
@@ -43,9 +44,7 @@ class PassthroughBackend:
 
     def cost(self, billable_minutes: int) -> float | None:
         """The estimated cost of ``billable_minutes`` in USD; None without a rate."""
-        if self.rate_per_minute is None:
-            return None
-        return float(round(self.rate_per_minute * billable_minutes, 6))
+        return call_cost(billable_minutes, self.rate_per_minute)
 
 
 def passthrough_backend(

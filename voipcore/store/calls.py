@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
 from typing import Literal, TypeVar, get_args
 
 from sqlalchemy import (
@@ -624,15 +625,29 @@ CSV_HEADER = (
     "disposition",
     "notes",
     "mos",
+    "mode",
+    "billable_minutes",
+    "cost",
 )
 
 
-def to_csv(calls: Iterable[CallRecord]) -> str:
+def call_cost(billable_minutes: int, rate_per_minute: Decimal | None) -> float | None:
+    """The estimated cost in USD of ``billable_minutes`` (:attr:`CallRecord.billable_minutes`)
+    at ``rate_per_minute`` (``[trunks.twilio] rate_per_minute``); None without a rate.
+    The API's ``cost`` and :func:`to_csv`'s both come from here."""
+    if rate_per_minute is None:
+        return None
+    return float(round(rate_per_minute * billable_minutes, 6))
+
+
+def to_csv(calls: Iterable[CallRecord], rate_per_minute: Decimal | None = None) -> str:
     """Calls as CSV (RFC 4180): a header row, then one row per call in the order given.
 
     ``started_at`` is ISO 8601 UTC, ``callee`` the E.164 number (the dialled string
     when there is none), ``duration`` talk time in seconds, ``mos`` the worst leg's
-    average; a missing value is an empty cell.
+    average, ``mode`` direct, click_to_call or passthrough, ``cost`` the
+    ``billable_minutes`` at ``rate_per_minute`` in USD (:func:`call_cost`); a missing
+    value is an empty cell (``cost`` without a rate).
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -653,9 +668,19 @@ def to_csv(calls: Iterable[CallRecord]) -> str:
                 call.disposition,
                 call.notes,
                 _worst_mos(call),
+                call.mode,
+                call.billable_minutes,
+                _money(call_cost(call.billable_minutes, rate_per_minute)),
             )
         )
     return out.getvalue()
+
+
+def _money(amount: float | None) -> str | None:
+    """``0.052`` for 0.052 (never ``5.2e-05``); None for none."""
+    if amount is None:
+        return None
+    return f"{amount:.6f}".rstrip("0").rstrip(".")
 
 
 def _status(call: CallRecord) -> str:

@@ -4,7 +4,10 @@
  * From / To (local days), Disposition, Person (a people search), and User for
  * admins. "Export CSV" links to /api/v1/calls.csv with the same filters.
  * Each row's "Edit" opens "Log this call" for it (bus "log-call"); a saved
- * log ("call-logged") updates its row.
+ * log ("call-logged") updates its row. Pass-through and click-to-call calls say
+ * so under their direction; "Cost" shows each call's billable minutes and, with a
+ * rate set for the trunk, its estimated cost ("2 min · $0.026"), and is left out
+ * while no call shown has a billable minute.
  *
  * @module features/history
  */
@@ -22,6 +25,17 @@ const PAGE_SIZE = 25;
 
 const TIME = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" });
 
+/** US dollars, as the dial pad's rate: "$0.026", "$1.30". */
+const USD = new Intl.NumberFormat("en-US", {
+  style: "currency",
+  currency: "USD",
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 4,
+});
+
+/** How a call was placed, where it is not dialled directly from the page. */
+const MODE_WORDS = { passthrough: "Pass-through", click_to_call: "Click-to-call" };
+
 /** @param {import("./index.js").FeatureContext} context */
 export function mount({ bus }) {
   const toggle = byId("history-toggle");
@@ -38,6 +52,7 @@ export function mount({ bus }) {
   const exportLink = /** @type {HTMLAnchorElement} */ (byId("history-export"));
   const rowsBody = byId("history-rows");
   const table = byId("history-table");
+  const costHead = byId("history-cost");
   const moreButton = /** @type {HTMLButtonElement} */ (byId("history-more"));
 
   /** @type {{id: number, name: string, account: {name: string} | null} | null} */
@@ -95,7 +110,9 @@ export function mount({ bus }) {
   // ----- rendering ------------------------------------------------------
 
   function render() {
-    rowsBody.replaceChildren(...rows.map(row));
+    const billable = rows.some((call) => Number(call.billable_minutes) > 0);
+    show(costHead, billable);
+    rowsBody.replaceChildren(...rows.map((call) => row(call, billable)));
     show(table, rows.length > 0);
     show(moreButton, Boolean(cursor));
     moreButton.disabled = false;
@@ -105,9 +122,10 @@ export function mount({ bus }) {
 
   /**
    * @param {any} call   one item of GET /api/v1/calls
+   * @param {boolean} billable  whether the row has a Cost cell (the column is shown)
    * @returns {HTMLTableRowElement}
    */
-  function row(call) {
+  function row(call, billable) {
     const tr = document.createElement("tr");
     const started = new Date(call.started_at);
     const when = document.createElement("time");
@@ -142,21 +160,31 @@ export function mount({ bus }) {
 
     const notes = span("cell-notes", call.notes || "");
 
-    const cells = [
-      when,
-      who,
-      directionWords(call.direction),
-      formatDuration(Number(call.duration || 0) * 1000),
-      statusOf(call),
-      call.disposition ? labels.get(call.disposition) || call.disposition : "",
-      notes,
-      edit,
-    ];
-    for (const content of cells) {
+    const direction = document.createElement("div");
+    direction.append(directionWords(call.direction));
+    if (MODE_WORDS[call.mode]) direction.append(span("cell-tag", MODE_WORDS[call.mode]));
+
+    /**
+     * @param {Node | string} content
+     * @param {boolean} [oneLine]  kept on one line, with tabular figures
+     */
+    const cell = (content, oneLine = false) => {
       const td = document.createElement("td");
+      if (oneLine) td.className = "cell-line";
       td.append(content);
-      tr.append(td);
-    }
+      return td;
+    };
+    tr.append(
+      cell(when, true),
+      cell(who),
+      cell(direction),
+      cell(formatDuration(Number(call.duration || 0) * 1000), true),
+      ...(billable ? [cell(costOf(call), true)] : []),
+      cell(statusOf(call), true),
+      cell(call.disposition ? labels.get(call.disposition) || call.disposition : ""),
+      cell(notes),
+      cell(edit),
+    );
     // Other features may add below the row (recording.js: the call's recordings).
     bus.emit("history-row", { call, row: tr, about });
     return tr;
@@ -257,6 +285,23 @@ function localDay(value, days) {
 function numberOf(call) {
   const number = call.direction === "inbound" ? call.caller : call.callee_e164 || call.callee_dialled;
   return call.callee_extension ? `${number} ext. ${call.callee_extension}` : number;
+}
+
+/**
+ * "2 min" over "$0.026" (billable minutes and the estimated cost; read as "2 min ·
+ * $0.026"), just "2 min" without a rate, "" for a call with no billable minute.
+ * @param {any} call
+ * @returns {Node | string}
+ */
+function costOf(call) {
+  const minutes = Number(call.billable_minutes || 0);
+  if (!minutes) return "";
+  const cost = document.createDocumentFragment();
+  cost.append(span("cell-cost", `${minutes} min`));
+  if (typeof call.cost === "number") {
+    cost.append(span("visually-hidden", " · "), span("cell-cost cell-sub", USD.format(call.cost)));
+  }
+  return cost;
 }
 
 /**
