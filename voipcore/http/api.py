@@ -282,8 +282,13 @@ def caller(request: web.Request) -> tuple[User | None, bool]:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return accounts.api_user(token.strip(), now), False
+    return session_user(request, now), True
+
+
+def session_user(request: web.Request, now: float) -> User | None:
+    """The user of the request's session cookie (RFC 6265), None if not signed in."""
     cookie = request.cookies.get(SESSION_COOKIE)
-    return (None if not cookie else accounts.user(cookie, now)), True
+    return None if not cookie else request.config_dict[ACCOUNTS].user(cookie, now)
 
 
 def same_origin(request: web.Request) -> bool:

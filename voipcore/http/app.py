@@ -19,9 +19,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from voipcore.http.api import ACCOUNTS, Api
-from voipcore.http.auth import SESSION_COOKIE, Accounts
-from voipcore.store import User
+from voipcore.http.api import ACCOUNTS, Api, session_user
+from voipcore.http.auth import Accounts
 
 #: The web dialer's files: ``/`` is its ``index.html``, the rest is under ``/static/``.
 STATIC_DIR = Path(__file__).parent / "static"
@@ -198,14 +197,9 @@ def make_app(
     return app
 
 
-def _signed_in(request: web.Request) -> User | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    return None if not token else request.config_dict[ACCOUNTS].user(token, time.time())
-
-
 def signed_in_user(request: web.Request) -> str | None:
     """The username of the request's session cookie, None if not signed in."""
-    user = _signed_in(request)
+    user = session_user(request, time.time())
     return None if user is None else user.username
 
 

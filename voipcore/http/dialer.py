@@ -25,6 +25,7 @@ from voipcore.calls.manager import CallError, CallManager
 from voipcore.calls.passthrough import Passthrough
 from voipcore.calls.recording import ACTIONS, Recordings
 from voipcore.dialer.numbers import InvalidNumber, is_extension_like, normalize
+from voipcore.http.api import same_origin
 
 log = logging.getLogger(__name__)
 
@@ -304,8 +305,7 @@ def dialer_route(
         user = signed_in(request)
         if user is None:
             return web.json_response({"error": "sign in first"}, status=401)
-        origin = request.headers.get("Origin")
-        if origin is not None and origin.split("://", 1)[-1] != request.host:
+        if not same_origin(request):
             return web.json_response({"error": "cross-site WebSocket refused"}, status=403)
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)

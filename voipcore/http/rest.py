@@ -30,6 +30,7 @@ from voipcore.dialer.people import (
     decode_cursor,
     encode_cursor,
 )
+from voipcore.http.access import owned_call, whose_calls
 from voipcore.http.api import Api, ApiError, ApiRequest, Param, caller
 from voipcore.http.auth import SESSION_COOKIE, Accounts
 from voipcore.http.dialer import PersonLink
@@ -532,7 +533,7 @@ def build_api(backend: Backend) -> Api:
         return CallStarted(call_id=call.id)
 
     async def calls_page(req: ApiRequest, query: CallQuery) -> tuple[list[CallOut], str | None]:
-        user = _whose(req, query)
+        user = whose_calls(req, query.user)
         before = _cursor(query.cursor, (float, str))
         since, until = query.bounds()
 
@@ -578,7 +579,7 @@ def build_api(backend: Backend) -> Api:
         """The same calls as the history, as a CSV file (header row first), with each
         call's mode, billable minutes and estimated cost as the history gives them."""
         query = req.query(CsvQuery)
-        user = _whose(req, query)
+        user = whose_calls(req, query.user)
         since, until = query.bounds()
         found = await backend.call_log.list(
             query.limit,
@@ -678,17 +679,6 @@ def build_api(backend: Backend) -> Api:
     return api
 
 
-async def owned_call(call_log: AsyncCallLog, req: ApiRequest, call_id: str) -> CallRecord:
-    """The call ``call_id`` from the log if the caller may see it: its user, or an admin
-    (404 for no such call, 403 for another user's)."""
-    found = await call_log.get(call_id)
-    if found is None:
-        raise ApiError(404, f"There is no call {call_id}.")
-    if not req.is_admin and found.user != req.user.username:
-        raise ApiError(403, "This is another user's call.")
-    return found
-
-
 def person_link(backend: Backend) -> PersonLink:
     """The person a call is with (:data:`~voipcore.http.dialer.PersonLink`), looked up
     in the people book on the store's thread."""
@@ -706,15 +696,6 @@ def person_link(backend: Backend) -> PersonLink:
         return result
 
     return link
-
-
-def _whose(req: ApiRequest, query: CallQuery) -> str | None:
-    """Whose calls a history query may see: a rep only their own (403 for another's)."""
-    if req.is_admin:
-        return query.user
-    if query.user not in (None, req.user.username):
-        raise ApiError(403, "You can see only your own calls.", "user")
-    return req.user.username
 
 
 async def _people(run: Runner, job: Callable[[], T]) -> T:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voipcore.calls.manager import CallError
 from voipcore.calls.recording import Action, Recordings
+from voipcore.http.access import owned_call
 from voipcore.http.api import Api, ApiError, ApiRequest, Param
 from voipcore.store.calls import iso_utc
 from voipcore.store.recordings import Recording, RecordingStore
@@ -82,8 +83,6 @@ class RecordingList(BaseModel):
 
 def add_recording_operations(api: Api, backend: Backend) -> None:
     """Declare the recording operations on ``api``."""
-    from voipcore.http.rest import owned_call  # here: voipcore.http.rest imports this module
-
     call_id = {"call_id": Param(str, "The call's id.")}
 
     def recordings() -> RecordingsBackend:
