@@ -146,9 +146,8 @@ class Server:
             window=CALL_LOG_WINDOW,
         )
         # Calls a crash left in progress end now, as far as the log can tell.
-        unfinished = await loop.run_in_executor(
-            self.writer.executor, self.call_log.log.close_unfinished, time.time(), "server_restart"
-        )
+        close = functools.partial(self.call_log.log.close_unfinished, time.time(), "server_restart")
+        unfinished = await self._on_store_thread(close)
         if unfinished:
             log.warning("%d calls were in progress when the server last stopped", unfinished)
         trunk = TwilioTrunk(self.config.trunks.twilio) if self.config.trunks.twilio else None
@@ -226,12 +225,7 @@ class Server:
         assert self.calls is not None and self.call_log is not None
         assert self.recordings is not None
         region = self.config.dialing.default_region
-        loop = asyncio.get_running_loop()
-        executor = self.writer.executor
-
-        async def run(job: Callable[[], T]) -> T:
-            return await loop.run_in_executor(executor, job)
-
+        run = self._on_store_thread
         passthrough = passthrough_backend(self.store.engine, self.calls, run)
         backend = Backend(
             accounts=accounts,
@@ -478,17 +472,20 @@ class Server:
 
     async def _sweep_recordings_forever(self) -> None:
         """Delete recordings past ``[recording] retention_days``, at start and hourly."""
-        loop = asyncio.get_running_loop()
         days = self.config.recording.retention_days
         while True:
-            sweep = functools.partial(self.recording_store.sweep, time.time(), days)
-            await loop.run_in_executor(self.writer.executor, sweep)
+            await self._on_store_thread(
+                functools.partial(self.recording_store.sweep, time.time(), days)
+            )
             await asyncio.sleep(RECORDING_SWEEP_SECONDS)
 
+    async def _on_store_thread(self, job: Callable[[], T]) -> T:
+        """Run a store job on the store's one thread (the BatchWriter's), off the loop."""
+        return await self._loop.run_in_executor(self.writer.executor, job)
+
     async def _refresh_users_forever(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(USER_REFRESH_SECONDS)
-            users = await loop.run_in_executor(self.writer.executor, self._load_users)
+            users = await self._on_store_thread(self._load_users)
             if users is not None:
                 self._users = users
