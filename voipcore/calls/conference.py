@@ -70,7 +70,7 @@ def invite(calls: CallManager, call_id: str, to: str, *, user: str, admin: bool)
     be, and CallError: 404 no such call, 403 not the owner's, 409 when the call is not
     answered yet, the target is in it already or routes nowhere (the words say why).
     """
-    call = _call(calls, call_id)
+    call = calls.live_call(call_id)
     if not (admin or call.user == user):
         raise CallError(403, "Only the call's owner or an admin may invite into it.")
     if call.answered_at is None:
@@ -92,7 +92,7 @@ def remove(calls: CallManager, call_id: str, leg_id: str, *, user: str, admin: b
     """Hang up one party (every phone and page still ringing for it); the others stay
     connected while two or more remain.  The owner and admins remove anyone, a user
     only themselves.  CallError: 404 no such call or party in it, 403 not allowed."""
-    call = _call(calls, call_id)
+    call = calls.live_call(call_id)
     leg = call.leg(leg_id)
     if leg is None or not leg.live:
         raise CallError(404, f"Call {call_id} has no party {leg_id} in it.")
@@ -106,7 +106,7 @@ def remove(calls: CallManager, call_id: str, leg_id: str, *, user: str, admin: b
 def visible(calls: CallManager, call_id: str, *, user: str, admin: bool) -> Call:
     """The call in progress, for its owner, an admin or one of its parties to see
     (CallError 404, 403)."""
-    call = _call(calls, call_id)
+    call = calls.live_call(call_id)
     if not (admin or call.user == user or any(_user_of(leg) == user for leg in call.legs)):
         raise CallError(403, "This is another user's call.")
     return call
@@ -184,13 +184,6 @@ class _Announcer:
     def __call__(self, event: CallEvent) -> None:
         if event.name in _CHANGES and not self.call.ended:
             announce(self.calls, self.call)
-
-
-def _call(calls: CallManager, call_id: str) -> Call:
-    call = calls.calls.get(call_id)
-    if call is None or call.ended:
-        raise CallError(404, f"There is no call {call_id} in progress.")
-    return call
 
 
 def _target(calls: CallManager, to: str) -> tuple[str, str]:

@@ -1160,7 +1160,7 @@ class CallManager:
     ) -> Leg:
         """Dial ``target`` into a running call: once it answers, everyone hears everyone
         (``digits`` go to it as RFC 4733 events then, an extension behind a number)."""
-        call = self._live_call(call_id)
+        call = self.live_call(call_id)
         route = self.router.route(target, self.runtime.wall(), caller=call.user)
         if isinstance(route, Refuse):
             raise CallError(route.status, route.reason or unreachable(target, "any"))
@@ -1178,7 +1178,7 @@ class CallManager:
 
     def end(self, call_id: str, by: HungUpBy = "system") -> None:
         """Hang up the whole call (for ``by``)."""
-        self.hang_up(self._live_call(call_id), by=by)
+        self.hang_up(self.live_call(call_id), by=by)
 
     async def play(self, call_id: str, leg_id: str, **prompt: Any) -> None:
         """Play a tone (``tone=[Hz...], duration=s``) or a WAV ``file`` to one party."""
@@ -1261,7 +1261,7 @@ class CallManager:
 
     async def page_answer(self, page: Page, call_id: str, sdp: str) -> None:
         """The page answers a call ringing it, with its SDP offer; it gets our answer."""
-        call = self._live_call(call_id)
+        call = self.live_call(call_id)
         leg = next(
             (
                 leg
@@ -1402,7 +1402,7 @@ class CallManager:
         return offer, formats
 
     def _page_leg(self, page: Page, call_id: str, *, answered: bool = False) -> Leg:
-        call = self._live_call(call_id)
+        call = self.live_call(call_id)
         leg = next(
             (
                 leg
@@ -1417,16 +1417,17 @@ class CallManager:
 
     def subscribe(self, call_id: str, listener: CallListener) -> None:
         """Tell ``listener`` what happens to the call from now on."""
-        self._live_call(call_id).listeners.append(listener)
+        self.live_call(call_id).listeners.append(listener)
 
-    def _live_call(self, call_id: str) -> Call:
+    def live_call(self, call_id: str) -> Call:
+        """The call ``call_id`` while it is up; CallError 404 otherwise."""
         call = self.calls.get(call_id)
-        if call is None:
-            raise CallError(404, f"no call {call_id!r} in progress")
+        if call is None or call.ended:
+            raise CallError(404, f"There is no call {call_id} in progress.")
         return call
 
     def _live_leg(self, call_id: str, leg_id: str) -> Leg:
-        leg = self._live_call(call_id).leg(leg_id)
+        leg = self.live_call(call_id).leg(leg_id)
         if leg is None or not leg.live:
             raise CallError(404, f"call {call_id!r} has no leg {leg_id!r} in progress")
         return leg

@@ -131,9 +131,7 @@ class Recordings:
         call, 409 when the policy or the recording's state refuses ``action`` (one of
         :data:`ACTIONS`, as the callers check).
         """
-        call = self.calls.calls.get(call_id)
-        if call is None or call.ended:
-            raise CallError(404, f"There is no call {call_id} in progress.")
+        call = self.calls.live_call(call_id)
         if not admin and call.user != user:
             raise CallError(403, "This is another user's call.")
         if self.policy == "never":
